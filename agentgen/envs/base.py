@@ -86,6 +86,11 @@ class TextEnv(ABC):
         """The expert's next action from the current state (None if the expert has none)."""
         return None
 
+    def expert_thought(self) -> str | None:
+        """A short, honest reasoning text for the expert's next action, derived from what the expert
+        actually computed (e.g. the solver's plan). Used as the <think> text of SFT data when think=true."""
+        return None
+
     def close(self) -> None:
         """Release engine resources (JVMs, servers)."""
 
