@@ -52,6 +52,7 @@ class TextEnv(ABC):
         self.success = False
         self.done = True
         self.seed: int | None = None
+        self._last_obs = ""
 
     # ----------------------------------------------------------------- protocol
     def reset(self, seed: int) -> tuple[str, dict[str, Any]]:
@@ -60,13 +61,20 @@ class TextEnv(ABC):
         self.done = False
         self.seed = int(seed)
         obs, info = self._reset(int(seed))
+        self._last_obs = obs
         return obs, self._complete_info(info, invalid=False)
 
-    def step(self, action: str) -> tuple[str, float, bool, dict[str, Any]]:
+    def step(self, action: str | None) -> tuple[str, float, bool, dict[str, Any]]:
+        """Apply ``action``. ``None`` means the agent's answer had no parseable action: an invalid action
+        (penalty paid, step counted, state unchanged) that never reaches the engine."""
         if self.done:
             raise RuntimeError(f"{self.name}: step() called on a finished episode; call reset(seed) first")
         self.steps += 1
-        obs, solved, invalid, info = self._step(action)
+        if action is None:
+            obs, solved, invalid, info = self._last_obs, False, True, {"format_error": True}
+        else:
+            obs, solved, invalid, info = self._step(action)
+        self._last_obs = obs
         self.success = self.success or bool(solved)
         failed = bool(info.pop("failed", False))  # the env ended the episode as a failure (e.g. wrong focus)
         truncated = self.steps >= self.max_steps and not self.success

@@ -1,0 +1,287 @@
+"""Typed schema of agentgen's Hydra config, and the checks that run before any work.
+
+The schema is registered in Hydra's ConfigStore as ``agentgen_schema`` and sits first in
+``conf/config.yaml``'s defaults, so a wrongly typed override (``think=maybe``) fails at compose time.
+``validate`` then checks values and cross-field rules that types cannot express, and raises
+``ConfigError`` with one paragraph naming the bad value and the valid ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+TASKS = ("train", "eval", "profile", "plan")
+
+
+class ConfigError(ValueError):
+    """A user error in the configuration: printed as one paragraph, exit code 2, no traceback."""
+
+
+# --------------------------------------------------------------------------- schema
+@dataclass
+class RewardConfig:
+    success: float = 10.0  # reward on solving the task (papers.md A)
+    failure: float = 0.0  # reward at the end of a failed episode
+    invalid: float = -0.1  # penalty per invalid (unparseable or inadmissible) action
+
+
+@dataclass
+class EnvConfig:
+    name: str = MISSING
+    max_steps: int = 50  # env steps per episode
+    max_prompt_tokens: int = 2048  # prompts are truncated from the left of the history beyond this
+    max_response_tokens: int = 512  # generation budget per turn
+    share: float = 1.0  # relative batch share when training on a mixture of envs
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    params: Dict[str, Any] = field(default_factory=dict)  # the env constructor's own keywords
+
+
+@dataclass
+class AgentConfig:
+    history_k: int = 2  # observation/action pairs of history in the prompt (papers.md A: 1-2)
+    system_prompt: Optional[str] = None  # replaces the default system message when set
+
+
+@dataclass
+class SFTConfig:
+    name: str = "none"  # none | warmup | midtrain
+    episodes_per_env: int = 256  # expert episodes collected per env for the SFT data
+    mixture: Dict[str, float] = field(default_factory=dict)  # env -> weight in state-action pairs (empty: train env)
+    steps: int = 100
+    batch_size: int = 32  # state-action pairs per optimiser step
+    micro_batch_size: int = 8
+    lr: float = 5e-6
+    scheduler: str = "cosine"  # cosine | linear | constant
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.0
+    data_dir: Optional[str] = None  # reuse expert data written by an earlier job
+
+
+@dataclass
+class ModelResources:
+    gpus: int = 0  # GPUs one job needs for this model (checked against the cluster before submission)
+    gpu_memory_gb: float = 0.0
+    seconds_per_step: float = 60.0  # rough RL step time on the preset's GPUs, for the sweep plan's GPU-hours
+
+
+@dataclass
+class ModelLR:
+    sft: float = 5e-6
+    rl: float = 1e-6
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING
+    source: str = "hf"  # hf (hub id or local dir) | tiny (built locally) | gguf (file inside a pip package)
+    path: Optional[str] = None
+    gguf_package: Optional[str] = None
+    gguf_file: Optional[str] = None
+    dtype: str = "float32"  # float32 | bfloat16 | float16
+    gradient_checkpointing: bool = False
+    lr: ModelLR = field(default_factory=ModelLR)
+    resources: ModelResources = field(default_factory=ModelResources)
+    params: Dict[str, Any] = field(default_factory=dict)  # builder parameters for source=tiny
+
+
+@dataclass
+class RolloutConfig:
+    name: str = "hf"  # hf | vllm
+    temperature: float = 1.0  # rollout temperature (papers.md A)
+    top_p: float = 1.0
+    top_k: int = 0
+    generation_batch_size: int = 64  # sequences per generate() call
+    num_workers: int = 0  # env worker processes; 0 = in-process
+    step_timeout: float = 300.0  # seconds before a hung env step restarts its worker
+    params: Dict[str, Any] = field(default_factory=dict)  # engine-specific (vllm: tensor_parallel_size, ...)
+
+
+@dataclass
+class TrainerConfig:
+    name: str = "default"
+    steps: int = 150  # RL steps (papers.md A)
+    prompts_per_step: int = 16  # environment instances per step; each is rolled out algo.group_size times
+    mini_batch_states: int = 256  # states (turns) per optimiser step
+    micro_batch_states: int = 8  # states per forward/backward pass (gradient accumulation in between)
+    lr: float = 1e-6
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    warmup_steps: int = 0
+    save_every: int = 15  # checkpoint interval in RL steps (papers.md A)
+    keep_checkpoints: int = 1
+    max_turns_schedule: Optional[Dict[str, Any]] = None  # ScalingInter-RL: {rounds: [..], phase: N}
+    strategy: str = "single"  # single | deepspeed
+    params: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EvalConfig:
+    envs: List[str] = field(default_factory=lambda: ["sokoban", "alfworld", "sciworld", "webshop"])
+    episodes: int = 64  # test-split episodes per env per evaluation
+    temperature: float = 0.4  # validation temperature (papers.md A)
+    before_training: bool = True
+    every: int = 15  # evaluate every N RL steps (0: only at the end)
+    last_k: int = 4  # report the mean over the last K evaluations (papers.md A)
+    env_overrides: Dict[str, Any] = field(default_factory=dict)  # env -> config keys for eval-only envs
+
+
+@dataclass
+class LoggerConfig:
+    name: str = "wandb"  # wandb | none
+    project: str = "agentgen"
+    entity: Optional[str] = None
+    group: Optional[str] = None
+    job_type: Optional[str] = None
+    tags: List[str] = field(default_factory=list)
+    mode: Optional[str] = None  # online | offline | disabled; None: offline unless an API key is configured
+    sample_trajectories: int = 4  # trajectories logged as table rows per evaluation
+
+
+@dataclass
+class AgentgenConfig:
+    task: str = "train"  # train | eval | profile | plan
+    think: bool = True  # <think>...</think> before <action>...</action>
+    seed: int = 0
+    resume: str = "skip_completed"  # skip_completed | always | never
+    env: Dict[str, EnvConfig] = field(default_factory=dict)
+    augment: Dict[str, Any] = field(default_factory=dict)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    algo: Dict[str, Any] = field(default_factory=dict)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    cluster: Dict[str, Any] = field(default_factory=dict)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    debug: Optional[Dict[str, Any]] = None
+    output_dir: Optional[str] = None  # defaults to Hydra's job output dir
+    init_from: Optional[str] = None  # start from another job's output dir (its final checkpoint)
+
+
+ConfigStore.instance().store(name="agentgen_schema", node=AgentgenConfig)
+
+
+# --------------------------------------------------------------------------- validation
+def group_options(group: str) -> list[str]:
+    """Option names of a config group (the yaml files in conf/<group>/)."""
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def _need(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+def _positive(value: Any, key: str, allow_zero: bool = False) -> None:
+    ok = value >= 0 if allow_zero else value > 0
+    _need(ok, f"{key}={value} is invalid: it must be {'>= 0' if allow_zero else 'a positive number'}.")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check a composed config; raise ConfigError naming the bad value and the valid ones."""
+    from agentgen.envs import ENV_NAMES
+
+    _need(cfg.task in TASKS, f"task={cfg.task!r} is not a task; valid tasks: {', '.join(TASKS)}.")
+    _need(len(cfg.env) > 0, f"no training environment selected; choose env=<name> with one of {', '.join(ENV_NAMES)}.")
+    for key, env in cfg.env.items():
+        _need(env.name in ENV_NAMES, f"env {env.name!r} is not an environment; valid: {', '.join(ENV_NAMES)}.")
+        _positive(env.max_steps, f"env.{key}.max_steps")
+        _positive(env.max_prompt_tokens, f"env.{key}.max_prompt_tokens")
+        _positive(env.max_response_tokens, f"env.{key}.max_response_tokens")
+        _positive(env.share, f"env.{key}.share")
+    for name in cfg.eval.envs:
+        _need(name in ENV_NAMES, f"eval.envs contains {name!r}, which is not an environment; valid: "
+              f"{', '.join(ENV_NAMES)}.")
+    _positive(cfg.eval.episodes, "eval.episodes")
+    _positive(cfg.eval.every, "eval.every", allow_zero=True)
+    _positive(cfg.eval.last_k, "eval.last_k")
+    _positive(cfg.eval.temperature, "eval.temperature", allow_zero=True)
+    _positive(cfg.rollout.temperature, "rollout.temperature", allow_zero=True)
+    t = cfg.trainer
+    _positive(t.steps, "trainer.steps", allow_zero=True)
+    for key in ("prompts_per_step", "mini_batch_states", "micro_batch_states"):
+        _positive(t[key], f"trainer.{key}")
+    _positive(t.lr, "trainer.lr")
+    _positive(t.save_every, "trainer.save_every", allow_zero=True)
+    _need(t.strategy in ("single", "deepspeed"),
+          f"trainer.strategy={t.strategy!r} is invalid; valid: single, deepspeed.")
+    s = cfg.sft
+    _need(s.name in group_options("sft"), f"sft={s.name!r} is invalid; valid: {', '.join(group_options('sft'))}.")
+    if s.name != "none":
+        for key in ("steps", "batch_size", "micro_batch_size", "episodes_per_env"):
+            _positive(s[key], f"sft.{key}")
+        _positive(s.lr, "sft.lr")
+        _need(s.scheduler in ("cosine", "linear", "constant"),
+              f"sft.scheduler={s.scheduler!r} is invalid; valid: cosine, linear, constant.")
+        for name, w in s.mixture.items():
+            _need(name in ENV_NAMES, f"sft.mixture names {name!r}, not an environment; valid: {', '.join(ENV_NAMES)}.")
+            _positive(w, f"sft.mixture.{name}")
+    algo_name = cfg.algo.get("name")
+    _need(algo_name in group_options("algo"),
+          f"algo={algo_name!r} is not an algorithm; valid: {', '.join(group_options('algo'))}.")
+    if "group_size" in cfg.algo:
+        _positive(cfg.algo.group_size, "algo.group_size")
+    _need(cfg.model.source in ("hf", "tiny", "gguf"),
+          f"model.source={cfg.model.source!r} is invalid; valid: hf, tiny, gguf.")
+    _need(cfg.model.dtype in ("float32", "bfloat16", "float16"),
+          f"model.dtype={cfg.model.dtype!r} is invalid; valid: float32, bfloat16, float16.")
+    _need(cfg.rollout.name in group_options("rollout"),
+          f"rollout={cfg.rollout.name!r} is invalid; valid: {', '.join(group_options('rollout'))}.")
+    _need(cfg.logger.name in ("wandb", "none"), f"logger={cfg.logger.name!r} is invalid; valid: wandb, none.")
+    _need(cfg.resume in ("skip_completed", "always", "never"),
+          f"resume={cfg.resume!r} is invalid; valid: skip_completed, always, never.")
+    _validate_resources(cfg)
+
+
+def _validate_resources(cfg: DictConfig) -> None:
+    """Refuse, before submission, a model preset that needs more GPUs than the chosen cluster has."""
+    cluster = cfg.get("cluster") or {}
+    if cluster.get("name", "local") == "local":
+        return
+    per_node = int(cluster.get("gpus_per_node", 0) or 0)
+    nodes = int(cluster.get("nodes", 1) or 1)
+    need = int(cfg.model.resources.gpus)
+    _need(need <= per_node * nodes,
+          f"model={cfg.model.name} needs {need} GPU(s) but cluster={cluster.get('name')} offers {per_node} per node x "
+          f"{nodes} node(s); choose a cluster preset with enough GPUs (cluster=slurm_8gpu, ...) or override "
+          f"cluster.gpus_per_node / cluster.nodes.")
+
+
+def describe_compose_error(exc: BaseException, overrides: list[str]) -> str:
+    """Turn a Hydra/OmegaConf composition error into one paragraph naming the bad value and the valid ones."""
+    from hydra.errors import MissingConfigException
+
+    text = str(exc).strip()
+    if isinstance(exc, MissingConfigException):
+        group = None
+        for o in overrides:
+            key = o.split("=", 1)[0].lstrip("+~")
+            if (CONF_DIR / key).is_dir() and f"'{key}/" in text or f"'{key}'" in text:
+                group = key
+        if group:
+            bad = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+~") == group), "?")
+            return (f"{group}={bad} is not a {group} option; valid options: {', '.join(group_options(group))} "
+                    f"(files in conf/{group}/).")
+        return text.splitlines()[0]
+    cause = exc.__cause__ or exc
+    first = str(cause).strip().splitlines()
+    key = next((ln.split(":", 1)[1].strip() for ln in first if ln.strip().startswith("full_key:")), None)
+    msg = first[0] if first else text
+    if key:
+        node = AgentgenConfig()
+        hint = ""
+        try:
+            typ = type(OmegaConf.select(OmegaConf.structured(node), key))
+            if typ is bool:
+                hint = " Valid values: true, false."
+        except Exception:  # noqa: BLE001 - the hint is best-effort
+            pass
+        return f"Bad value for '{key}': {msg}.{hint}"
+    return " ".join(ln.strip() for ln in text.splitlines() if ln.strip())

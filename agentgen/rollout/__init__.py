@@ -1,0 +1,1 @@
+"""Rollouts: generation engines (hf, vllm) and the episode runner that plays them against environments."""

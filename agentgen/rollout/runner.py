@@ -1,0 +1,176 @@
+"""Plays episodes: batched generation across many environment instances at once.
+
+Each turn, every active episode gets a fresh prompt (instruction, task, last k steps, observation,
+admissible actions), all prompts are generated in batches, the parsed actions are stepped in the env
+pool, and finished episodes free their slot for the next pending one. The result is a list of
+``Episode`` records holding every turn's prompt and response tokens, ready for training.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from tqdm.auto import tqdm
+
+from agentgen.agent.parser import parse_response
+from agentgen.agent.prompt import PromptBuilder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Turn:
+    prompt_ids: list[int]
+    response_ids: list[int]
+    response: str
+    action: str | None
+    reward: float
+    observation: str  # what the agent saw this turn (after any augmentation)
+    format_ok: bool
+    invalid: bool
+
+
+@dataclass
+class EpisodeSpec:
+    env: str
+    seed: int
+    group: int = 0  # episodes sharing a group id are compared by GRPO-style baselines
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Episode:
+    spec: EpisodeSpec
+    task: str
+    turns: list[Turn] = field(default_factory=list)
+    success: bool = False
+    aborted: bool = False
+    truncated: bool = False
+    final_info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ret(self) -> float:
+        return sum(t.reward for t in self.turns)
+
+    @property
+    def steps(self) -> int:
+        return len(self.turns)
+
+
+@dataclass
+class _Active:
+    episode: Episode
+    instruction: str
+    observation: str
+    admissible: list[str] | None
+    history: list[tuple[str, str]] = field(default_factory=list)
+
+
+class EpisodeRunner:
+    """Runs episodes of one environment through an env pool and a generator."""
+
+    def __init__(self, pool, generator, tokenizer, prompts: PromptBuilder, max_prompt_tokens: int,
+                 max_response_tokens: int, max_turns: int):
+        self.pool = pool
+        self.generator = generator
+        self.tokenizer = tokenizer
+        self.prompts = prompts
+        self.max_prompt_tokens = max_prompt_tokens
+        self.max_response_tokens = max_response_tokens
+        self.max_turns = max_turns
+        self.num_prompt_truncations = 0
+
+    def encode_prompt(self, state: _Active) -> list[int]:
+        """Chat-template the prompt; drop history, oldest first, until it fits the token budget."""
+        k = self.prompts.history_k
+        while True:
+            user = self.prompts.user_message(state.instruction, state.episode.task, state.history,
+                                             state.observation, state.admissible, history_k=k)
+            ids = self.tokenizer.apply_chat_template(self.prompts.messages(user), add_generation_prompt=True,
+                                                     tokenize=True, return_dict=False)
+            if hasattr(ids, "input_ids"):
+                ids = ids["input_ids"]
+            ids = list(ids)
+            if len(ids) <= self.max_prompt_tokens or k == 0:
+                break
+            k -= 1
+        if len(ids) > self.max_prompt_tokens:  # last resort: keep the end (observation and format rules)
+            self.num_prompt_truncations += 1
+            ids = ids[-self.max_prompt_tokens:]
+        return ids
+
+    def run(self, specs: list[EpisodeSpec], temperature: float, top_p: float = 1.0, top_k: int = 0,
+            desc: str | None = None, on_episode: Callable[[Episode], None] | None = None) -> list[Episode]:
+        pending = deque(enumerate(specs))
+        free = list(range(self.pool.num_slots))[::-1]
+        active: dict[int, tuple[int, _Active]] = {}
+        results: list[Episode | None] = [None] * len(specs)
+        bar = tqdm(total=len(specs), desc=desc or "episodes", leave=False, disable=desc is None)
+        while pending or active:
+            starting: dict[int, tuple[int, EpisodeSpec]] = {}
+            while free and pending:
+                starting[free.pop()] = pending.popleft()
+            if starting:
+                resets = self.pool.reset({slot: spec.seed for slot, (_, spec) in starting.items()})
+                instructions = self.pool.call(list(starting), "instruction")
+                for slot, (obs, info) in resets.items():
+                    i, spec = starting[slot]
+                    ep = Episode(spec=spec, task=info.get("task", ""))
+                    active[slot] = (i, _Active(ep, instructions[slot] or "", obs, info.get("admissible_actions")))
+            slots = list(active)
+            prompt_ids = [self.encode_prompt(active[s][1]) for s in slots]
+            responses = self.generator.generate(prompt_ids, self.max_response_tokens, temperature, top_p, top_k)
+            actions: dict[int, str | None] = {}
+            parsed = {}
+            for slot, ids in zip(slots, responses):
+                text = self.tokenizer.decode(ids, skip_special_tokens=True)
+                p = parse_response(text, self.prompts.think)
+                parsed[slot] = (text, p)
+                actions[slot] = p.action
+            steps = self.pool.step(actions)
+            for slot, pids, rids in zip(slots, prompt_ids, responses):
+                i, st = active[slot]
+                obs, reward, done, info = steps[slot]
+                text, p = parsed[slot]
+                st.episode.turns.append(Turn(pids, rids, text, p.action, float(reward), st.observation, p.format_ok,
+                                             bool(info.get("invalid_action", False))))
+                st.history.append((st.observation, p.action if p.action is not None else text.strip()[:200]))
+                st.observation, st.admissible = obs, info.get("admissible_actions")
+                ep = st.episode
+                if not done and len(ep.turns) >= self.max_turns:
+                    done, ep.truncated = True, True
+                if done:
+                    ep.success = bool(info.get("success", False))
+                    ep.aborted = bool(info.get("aborted", False))
+                    ep.truncated = ep.truncated or bool(info.get("truncated", False))
+                    ep.final_info = {k: v for k, v in info.items() if k != "admissible_actions"}
+                    results[i] = ep
+                    del active[slot]
+                    free.append(slot)
+                    bar.update(1)
+                    if on_episode:
+                        on_episode(ep)
+        bar.close()
+        return [r for r in results if r is not None]
+
+
+def episode_metrics(episodes: list[Episode]) -> dict[str, float]:
+    """The per-env evaluation figures of summary.json (success rate 0..1)."""
+    n = len(episodes)
+    if n == 0:
+        return {"success_rate": 0.0, "episodes": 0, "avg_steps": 0.0, "avg_return": 0.0, "valid_action_ratio": 0.0}
+    turns = sum(e.steps for e in episodes)
+    valid = sum(1 for e in episodes for t in e.turns if not t.invalid)
+    return {
+        "success_rate": sum(e.success for e in episodes) / n,
+        "episodes": n,
+        "avg_steps": turns / n,
+        "avg_return": sum(e.ret for e in episodes) / n,
+        "valid_action_ratio": valid / turns if turns else 0.0,
+        "format_ok_ratio": sum(1 for e in episodes for t in e.turns if t.format_ok) / turns if turns else 0.0,
+        "aborted": sum(e.aborted for e in episodes),
+        "avg_obs_chars": sum(len(t.observation) for e in episodes for t in e.turns) / turns if turns else 0.0,
+    }
