@@ -1,0 +1,21 @@
+"""Sokoban: own reverse-play generator, optimal solver, coordinate / grid renderings (see env.py)."""
+
+from agentgen.envs.sokoban.env import SokobanEnv
+from agentgen.envs.sokoban.generator import GeneratedPuzzle, GenerationFailed, generate_puzzle
+from agentgen.envs.sokoban.room import ACTIONS, Room, State, apply_move, parse_action, parse_grid
+from agentgen.envs.sokoban.solver import SolverBudgetExceeded, solve
+
+__all__ = [
+    "SokobanEnv",
+    "Room",
+    "State",
+    "ACTIONS",
+    "apply_move",
+    "parse_action",
+    "parse_grid",
+    "solve",
+    "SolverBudgetExceeded",
+    "generate_puzzle",
+    "GeneratedPuzzle",
+    "GenerationFailed",
+]
