@@ -184,7 +184,7 @@ def test_wall_bump_is_valid_noop():
     room, state = parse_grid("######\n#P_XO#\n######")
     e = env()
     e.reset_to(room, state)
-    obs, reward, done, info = e.step("Up")
+    _obs, reward, _done, info = e.step("Up")
     assert e.state == state and not info["invalid_action"] and reward == 0.0 and not info["moved"]
 
 
@@ -227,7 +227,7 @@ def test_truncation_at_max_steps():
     e = env(max_steps=4)
     e.reset_to(room, state)
     for i in range(4):
-        obs, reward, done, info = e.step("Left" if i % 2 else "Down")
+        _obs, reward, done, info = e.step("Left" if i % 2 else "Down")
         assert reward == 0.0
     assert done and info["truncated"] and not info["success"] and info["admissible_actions"] is None
     with pytest.raises(RuntimeError):
@@ -271,7 +271,7 @@ def test_bad_parameters_explain_themselves(kwargs, needle):
 
 def test_bigger_rooms_and_grid_dims():
     e = env(dim=[7, 9], num_boxes=2, max_steps=30, min_optimal_len=5)
-    obs, info = e.reset(0)
+    _obs, info = e.reset(0)
     assert (e.room.height, e.room.width) == (7, 9) and len(e.state.boxes) == 2
     assert 5 <= info["optimal_len"] <= 30
     assert len(solve(e.room, e.state)) == info["optimal_len"]

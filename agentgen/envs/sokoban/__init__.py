@@ -6,16 +6,16 @@ from agentgen.envs.sokoban.room import ACTIONS, Room, State, apply_move, parse_a
 from agentgen.envs.sokoban.solver import SolverBudgetExceeded, solve
 
 __all__ = [
-    "SokobanEnv",
-    "Room",
-    "State",
     "ACTIONS",
+    "GeneratedPuzzle",
+    "GenerationFailed",
+    "Room",
+    "SokobanEnv",
+    "SolverBudgetExceeded",
+    "State",
     "apply_move",
+    "generate_puzzle",
     "parse_action",
     "parse_grid",
     "solve",
-    "SolverBudgetExceeded",
-    "generate_puzzle",
-    "GeneratedPuzzle",
-    "GenerationFailed",
 ]

@@ -17,8 +17,8 @@ space of layouts between train and test so the two splits can never share an ins
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from agentgen.envs.sokoban.flat import FlatRoom
 from agentgen.envs.sokoban.room import Room, State
