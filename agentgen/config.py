@@ -38,6 +38,7 @@ class EnvConfig:
     max_prompt_tokens: int = 2048  # prompts are truncated from the left of the history beyond this
     max_response_tokens: int = 512  # generation budget per turn
     share: float = 1.0  # relative batch share when training on a mixture of envs
+    max_instances: int = 64  # env instances alive at once per split (JVMs cost memory: keep low for sciworld)
     reward: RewardConfig = field(default_factory=RewardConfig)
     params: Dict[str, Any] = field(default_factory=dict)  # the env constructor's own keywords
 

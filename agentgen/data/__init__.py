@@ -1,0 +1,1 @@
+"""Datasets written to disk: expert trajectories for SFT (expert.py)."""

@@ -1,0 +1,38 @@
+"""The machine-readable result of a job: ``summary.json`` in its output dir (written atomically).
+
+Keys: status ("completed" | "failed" | "running"), error, train_env, train_envs, variant, config (resolved),
+eval (final evaluation: env -> success_rate 0..1, episodes, avg_steps, avg_return, valid_action_ratio),
+eval_history (list of {step, eval}), stages (sequential runs), train (steps, final metrics), profile,
+wall_seconds. agentgen.report aggregates these.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+FILENAME = "summary.json"
+
+
+def write(out_dir: str | Path, summary: dict[str, Any]) -> Path:
+    path = Path(out_dir) / FILENAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(summary, indent=2, default=_default))
+    os.replace(tmp, path)
+    return path
+
+
+def read(out_dir: str | Path) -> dict[str, Any] | None:
+    path = Path(out_dir) / FILENAME
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())
+
+
+def _default(o: Any) -> Any:
+    if hasattr(o, "item"):
+        return o.item()
+    return str(o)

@@ -1,0 +1,77 @@
+"""Supervised warm-up on chat records (expert trajectories): next-token loss on the assistant's tokens
+only, AdamW with a cosine (or linear / constant) schedule and warm-up ratio, as in the study's SFT
+(papers.md A: lr 5e-6, cosine, warm-up 0.1, batch 32, 100 steps)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+
+import torch
+from tqdm.auto import tqdm
+
+from agentgen.trainer.batch import Sample, chunks, collate, response_logits, token_logprobs
+from agentgen.trainer.optim import make_optimizer, make_scheduler
+
+log = logging.getLogger(__name__)
+
+
+def encode_record(record: dict, tokenizer, max_tokens: int) -> Sample:
+    """Prompt = chat template up to the assistant turn; response = assistant text + end-of-turn."""
+    messages = record["messages"]
+    prompt = tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True, tokenize=True,
+                                           return_dict=False)
+    prompt = list(prompt["input_ids"] if hasattr(prompt, "keys") else prompt)
+    response = tokenizer.encode(messages[-1]["content"], add_special_tokens=False) + [tokenizer.eos_token_id]
+    if len(prompt) + len(response) > max_tokens:  # keep the end of the prompt (observation, format rules)
+        prompt = prompt[-(max_tokens - len(response)):]
+    return Sample(prompt, response)
+
+
+def train_sft(model, tokenizer, records: list[dict], cfg, max_tokens: int, seed: int,
+              log_fn=None) -> dict[str, float]:
+    """Run ``cfg.steps`` optimiser steps of ``cfg.batch_size`` state-action pairs; returns final metrics."""
+    samples = [encode_record(r, tokenizer, max_tokens) for r in records]
+    if not samples:
+        raise ValueError("SFT has no training data: the expert produced no trajectories")
+    rng = random.Random(seed)
+    opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
+    sched = make_scheduler(opt, cfg.scheduler, cfg.steps, int(math.ceil(cfg.warmup_ratio * cfg.steps)))
+    model.train()
+    order: list[int] = []
+    metrics: dict[str, float] = {}
+    t0 = time.time()
+    bar = tqdm(range(cfg.steps), desc="sft", leave=False)
+    for step in bar:
+        batch_idx = []
+        while len(batch_idx) < cfg.batch_size:
+            if not order:
+                order = list(range(len(samples)))
+                rng.shuffle(order)
+            batch_idx.append(order.pop())
+        batch = [samples[i] for i in batch_idx]
+        total_tokens = sum(len(s.response_ids) for s in batch)
+        loss_sum, correct = 0.0, 0.0
+        for micro in chunks(batch, cfg.micro_batch_size):
+            tb = collate(micro, tokenizer.pad_token_id)
+            logits = response_logits(model, tb)
+            mask = tb.response_mask.to(logits.device)
+            nll = -(token_logprobs(logits, tb) * mask).sum()
+            (nll / total_tokens).backward()
+            loss_sum += float(nll)
+            correct += float(((logits.argmax(-1) == tb.response_ids.to(logits.device)).float() * mask).sum())
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        metrics = {"sft/loss": loss_sum / total_tokens, "sft/token_accuracy": correct / total_tokens,
+                   "sft/grad_norm": float(grad_norm), "sft/lr": sched.get_last_lr()[0], "sft/step": step + 1}
+        bar.set_postfix(loss=f"{metrics['sft/loss']:.3f}", acc=f"{metrics['sft/token_accuracy']:.2f}")
+        if log_fn:
+            log_fn(metrics)
+    metrics["sft/seconds"] = time.time() - t0
+    metrics["sft/samples"] = len(samples)
+    model.eval()
+    return metrics
