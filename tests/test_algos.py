@@ -5,8 +5,17 @@ import math
 import pytest
 import torch
 
-from agentgen.algos.advantages import grpo_advantages, rloo_advantages
-from agentgen.algos.losses import aggregate_loss, entropy_from_logits, kl_divergence, policy_loss
+from agentgen.algos.advantages import (
+    discounted_returns,
+    gae_advantages,
+    grpo_advantages,
+    kl_penalised_rewards,
+    outcome_token_rewards,
+    reinforce_pp_advantages,
+    reinforce_pp_baseline_advantages,
+    rloo_advantages,
+)
+from agentgen.algos.losses import aggregate_loss, entropy_from_logits, kl_divergence, policy_loss, value_loss
 from agentgen.algos.masked import masked_mean, masked_var, masked_whiten
 
 
@@ -42,7 +51,9 @@ def test_rloo_leave_one_out_baseline():
     returns = torch.tensor([1.0, 0.0, 0.0, 4.0, 2.0, 7.0])
     groups = torch.tensor([0, 0, 0, 1, 1, 2])
     # group 0: 1 - (0+0)/2 = 1, 0 - (1+0)/2 = -0.5 twice; group 1: 4-2=2, 2-4=-2; group 2 alone: 0
-    torch.testing.assert_close(rloo_advantages(returns, groups), torch.tensor([1.0, -0.5, -0.5, 2.0, -2.0, 0.0]))
+    torch.testing.assert_close(
+        rloo_advantages(returns, groups), torch.tensor([1.0, -0.5, -0.5, 2.0, -2.0, 0.0])
+    )
 
 
 # ----------------------------------------------------------------------------------------------- masked
@@ -135,3 +146,119 @@ def test_entropy_from_logits_by_hand():
     mask = torch.tensor([[1, 1, 0]])
     # uniform over 4 -> log 4; one-hot -> 0; third position masked
     assert entropy_from_logits(logits, mask).item() == pytest.approx(math.log(4) / 2, abs=1e-5)
+
+
+# ------------------------------------------------------------------------------------------------- GAE
+
+
+def test_gae_by_hand():
+    rewards = torch.tensor([[0.0, 0.0, 1.0]])
+    values = torch.tensor([[0.2, 0.4, 0.6]])
+    adv, ret = gae_advantages(rewards, values, torch.ones(1, 3), gamma=0.9, lam=0.8, whiten=False)
+    # t2: delta 0.4 -> A 0.4; t1: delta 0.9*0.6-0.4 = 0.14 -> 0.14 + 0.72*0.4 = 0.428;
+    # t0: delta 0.9*0.4-0.2 = 0.16 -> 0.16 + 0.72*0.428 = 0.46816
+    torch.testing.assert_close(adv, torch.tensor([[0.46816, 0.428, 0.4]]))
+    torch.testing.assert_close(ret, torch.tensor([[0.66816, 0.828, 1.0]]))
+
+
+def test_gae_skips_observation_tokens_and_padding():
+    # [response, observation, response, padding]: the observation token's value and reward are ignored and
+    # the bootstrap of the first response token is the value of the next *response* token
+    rewards = torch.tensor([[0.0, 5.0, 1.0, 7.0]])
+    values = torch.tensor([[0.2, 99.0, 0.6, 42.0]])
+    mask = torch.tensor([[1, 0, 1, 0]])
+    adv, ret = gae_advantages(rewards, values, mask, gamma=0.9, lam=0.8, whiten=False)
+    # t2: A = 1 - 0.6 = 0.4; t0: delta = 0.9*0.6 - 0.2 = 0.34 -> A = 0.34 + 0.72*0.4 = 0.628
+    torch.testing.assert_close(adv, torch.tensor([[0.628, 0.0, 0.4, 0.0]]))
+    torch.testing.assert_close(ret, torch.tensor([[0.828, 0.0, 1.0, 0.0]]))
+
+
+def test_gae_turn_level_is_return_minus_value_with_gamma_lam_one():
+    # one episode of 3 steps: invalid action (-0.1), then nothing, then success (+10)
+    step_rewards = torch.tensor([[-0.1, 0.0, 10.0]])
+    step_values = torch.tensor([[3.0, 4.0, 6.0]])
+    adv, ret = gae_advantages(step_rewards, step_values, torch.ones(1, 3), gamma=1.0, lam=1.0, whiten=False)
+    torch.testing.assert_close(ret, torch.tensor([[9.9, 10.0, 10.0]]))
+    torch.testing.assert_close(adv, torch.tensor([[6.9, 6.0, 4.0]]))
+
+
+def test_gae_whitening_uses_masked_tokens_only():
+    rewards = torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
+    values = torch.zeros(2, 3)
+    mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
+    adv, _ = gae_advantages(rewards, values, mask, whiten=True)
+    kept = adv[mask.bool()]  # raw advantages 1, 1, 0
+    torch.testing.assert_close(
+        kept, (torch.tensor([1.0, 1.0, 0.0]) - 2 / 3) / torch.tensor([1.0, 1.0, 0.0]).std()
+    )
+    assert adv[~mask.bool()].abs().sum() == 0
+
+
+def test_outcome_reward_lands_on_last_response_token():
+    mask = torch.tensor([[1, 1, 0, 0], [0, 1, 0, 1], [0, 0, 0, 0]])
+    out = outcome_token_rewards(torch.tensor([10.0, -0.1, 3.0]), mask)
+    expected = torch.zeros(3, 4)
+    expected[0, 1], expected[1, 3] = 10.0, -0.1
+    torch.testing.assert_close(out, expected)
+
+
+# ------------------------------------------------------------------------------------------ REINFORCE++
+def test_discounted_returns_skip_masked_positions():
+    rewards = torch.tensor([[0.0, 9.0, 1.0]])
+    mask = torch.tensor([[1, 0, 1]])
+    torch.testing.assert_close(discounted_returns(rewards, mask, gamma=0.5), torch.tensor([[0.5, 0.0, 1.0]]))
+
+
+def test_reinforce_pp_kl_penalty_and_global_whitening_by_hand():
+    rewards = torch.tensor([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+    mask = torch.tensor([[1, 1, 1], [1, 1, 0]])
+    kl = torch.ones(2, 3)
+    adv, ret = reinforce_pp_advantages(rewards, mask, gamma=0.5, kl=kl, kl_coef=0.1)
+    # shaped row 0: [-0.1, -0.1, 0.9] -> G = [0.075, 0.35, 0.9]; row 1: [-0.1, 0.9] -> G = [0.35, 0.9]
+    torch.testing.assert_close(ret, torch.tensor([[0.075, 0.35, 0.9], [0.35, 0.9, 0.0]]))
+    g = torch.tensor([0.075, 0.35, 0.9, 0.35, 0.9])
+    torch.testing.assert_close(adv[mask.bool()], (g - g.mean()) / g.std(), atol=1e-5, rtol=1e-5)
+    assert adv[1, 2] == 0
+
+
+def test_reinforce_pp_without_kl_ignores_kl_tensor():
+    rewards = torch.tensor([[1.0, 2.0]])
+    adv_a, ret_a = reinforce_pp_advantages(rewards, torch.ones(1, 2), kl=torch.full((1, 2), 5.0), kl_coef=0.0)
+    adv_b, ret_b = reinforce_pp_advantages(rewards, torch.ones(1, 2))
+    assert torch.equal(ret_a, ret_b) and torch.equal(adv_a, adv_b)
+
+
+def test_reinforce_pp_baseline_subtracts_group_mean_then_whitens():
+    scores = torch.tensor([1.0, 0.0, 5.0, 5.0])
+    mask = torch.tensor([[1, 1], [1, 0], [1, 1], [1, 0]])
+    adv = reinforce_pp_baseline_advantages(scores, torch.tensor([0, 0, 1, 1]), mask)
+    # centred: [0.5, -0.5, 0, 0] broadcast -> tokens [0.5, 0.5, -0.5, 0, 0, 0]
+    tokens = torch.tensor([0.5, 0.5, -0.5, 0.0, 0.0, 0.0])
+    torch.testing.assert_close(
+        adv[mask.bool()], (tokens - tokens.mean()) / tokens.std(), atol=1e-5, rtol=1e-5
+    )
+
+
+def test_kl_penalised_rewards_sum_kl_over_response_tokens():
+    out = kl_penalised_rewards(
+        torch.tensor([10.0, 0.0]),
+        torch.tensor([[1.0, 2.0, 50.0], [0.5, 0.5, 0.5]]),
+        torch.tensor([[1, 1, 0], [1, 1, 1]]),
+        kl_coef=0.1,
+    )
+    torch.testing.assert_close(out, torch.tensor([10.0 - 0.3, -0.15]))
+
+
+# ------------------------------------------------------------------------------------------ value loss
+def test_value_loss_clipping_by_hand():
+    # token 0: V moved 0.5 -> 1.0, clipped to 0.7; target 2: max(1.0, 1.69) = 1.69 (clip active)
+    # token 1: V unchanged at 2, target 3: 1.0; token 2 masked out
+    values = torch.tensor([[1.0, 2.0, 100.0]])
+    old = torch.tensor([[0.5, 2.0, 0.0]])
+    returns = torch.tensor([[2.0, 3.0, 0.0]])
+    mask = torch.tensor([[1, 1, 0]])
+    loss, metrics = value_loss(values, old, returns, mask, clip=0.2)
+    assert loss.item() == pytest.approx(0.5 * (1.69 + 1.0) / 2)
+    assert metrics["vf_clipfrac"] == pytest.approx(0.5)
+    plain, _ = value_loss(values, old, returns, mask, clip=None)
+    assert plain.item() == pytest.approx(0.5 * (1.0 + 1.0) / 2)

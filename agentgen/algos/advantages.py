@@ -31,7 +31,9 @@ def _group_stats(values: Tensor, group_ids: Tensor) -> tuple[Tensor, Tensor, Ten
     values = values.to(torch.float64)  # exact sums even for large batches; cast back by callers
     _, inverse = torch.unique(group_ids, return_inverse=True)
     n_groups = int(inverse.max().item()) + 1 if inverse.numel() else 0
-    count = torch.zeros(n_groups, dtype=values.dtype, device=values.device).index_add_(0, inverse, torch.ones_like(values))
+    count = torch.zeros(n_groups, dtype=values.dtype, device=values.device).index_add_(
+        0, inverse, torch.ones_like(values)
+    )
     total = torch.zeros_like(count).index_add_(0, inverse, values)
     mean = total / count
     sq_dev = torch.zeros_like(count).index_add_(0, inverse, (values - mean[inverse]) ** 2)
@@ -39,7 +41,9 @@ def _group_stats(values: Tensor, group_ids: Tensor) -> tuple[Tensor, Tensor, Ten
     return count[inverse], mean[inverse], std[inverse]
 
 
-def grpo_advantages(returns: Tensor, group_ids: Tensor, norm_by_std: bool = True, eps: float = 1e-6) -> Tensor:
+def grpo_advantages(
+    returns: Tensor, group_ids: Tensor, norm_by_std: bool = True, eps: float = 1e-6
+) -> Tensor:
     """GRPO group-normalised advantage (Shao et al. 2024; papers.md A, D).
 
         A_i = (R_i - mean_g(R)) / (std_g(R) + eps)      (std unbiased, n-1)
@@ -75,12 +79,15 @@ def outcome_token_rewards(scores: Tensor, mask: Tensor) -> Tensor:
     """Place each sequence's scalar reward on its last response token (AgentGym-RL, papers.md C:
     "outcome reward on the last token"); all other tokens get 0. Rows with an empty mask get nothing."""
     if scores.dim() != 1 or mask.dim() != 2 or scores.shape[0] != mask.shape[0]:
-        raise ValueError(f"scores must be [B] and mask [B, T], got {tuple(scores.shape)} and {tuple(mask.shape)}")
+        raise ValueError(
+            f"scores must be [B] and mask [B, T], got {tuple(scores.shape)} and {tuple(mask.shape)}"
+        )
     mask = mask.to(torch.bool)
     positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
     last = torch.where(mask, positions, torch.full_like(positions, -1)).max(dim=1).values
-    rewards = torch.zeros(mask.shape, dtype=scores.dtype if scores.is_floating_point() else torch.float32,
-                          device=mask.device)
+    rewards = torch.zeros(
+        mask.shape, dtype=scores.dtype if scores.is_floating_point() else torch.float32, device=mask.device
+    )
     rows = torch.nonzero(last >= 0).squeeze(1)
     rewards[rows, last[rows]] = scores[rows].to(rewards.dtype)
     return rewards
@@ -165,12 +172,16 @@ def reinforce_pp_advantages(
     the REINFORCE++ paper; any estimator works). When ``kl_coef`` is 0 the KL term is ignored.
     """
     if rewards.shape != mask.shape or rewards.dim() != 2:
-        raise ValueError(f"rewards and mask must both be [B, T], got {tuple(rewards.shape)} and {tuple(mask.shape)}")
+        raise ValueError(
+            f"rewards and mask must both be [B, T], got {tuple(rewards.shape)} and {tuple(mask.shape)}"
+        )
     with torch.no_grad():
         shaped = rewards
         if kl is not None and kl_coef != 0.0:
             if kl.shape != rewards.shape:
-                raise ValueError(f"kl must match rewards' shape {tuple(rewards.shape)}, got {tuple(kl.shape)}")
+                raise ValueError(
+                    f"kl must match rewards' shape {tuple(rewards.shape)}, got {tuple(kl.shape)}"
+                )
             shaped = rewards - kl_coef * kl * mask.to(rewards.dtype)
         returns = discounted_returns(shaped, mask, gamma)
         advantages = masked_whiten(returns, mask) * mask.to(returns.dtype)
@@ -181,7 +192,9 @@ def reinforce_pp_baseline_advantages(scores: Tensor, group_ids: Tensor, mask: Te
     """REINFORCE++-baseline (verl ``reinforce_plus_plus_baseline``): subtract the group mean of the
     outcome score, broadcast to the response tokens, then whiten over the global batch. Returns [B, T]."""
     count, mean, _ = _group_stats(scores, group_ids)
-    centred = torch.where(count > 1, scores.to(torch.float64) - mean, torch.zeros_like(mean)).to(torch.float32)
+    centred = torch.where(count > 1, scores.to(torch.float64) - mean, torch.zeros_like(mean)).to(
+        torch.float32
+    )
     token_adv = centred.unsqueeze(1) * mask.to(torch.float32)
     return masked_whiten(token_adv, mask) * mask.to(torch.float32)
 
@@ -189,3 +202,17 @@ def reinforce_pp_baseline_advantages(scores: Tensor, group_ids: Tensor, mask: Te
 def broadcast_to_tokens(episode_advantages: Tensor, mask: Tensor) -> Tensor:
     """[B] -> [B, T]: every response token of sample b carries the sample's advantage."""
     return episode_advantages.unsqueeze(1).to(torch.float32) * mask.to(torch.float32)
+
+
+def kl_penalised_rewards(rewards: Tensor, kl: Tensor, mask: Tensor, kl_coef: float) -> Tensor:
+    """``kl_in: reward`` for per-sample rewards: r_b - kl_coef * sum_t KL[b, t] over b's response tokens.
+
+    Use it for turn-level credit (one reward per step sample) and for episode-level methods (sum a
+    whole episode's KL into its return). Token-level methods fold KL per token instead (see
+    ``reinforce_pp_advantages`` and ``gae_advantages`` with ``rewards - kl_coef * kl``)."""
+    if kl.shape != mask.shape or rewards.shape != kl.shape[:1]:
+        raise ValueError(
+            f"expected rewards [B] and kl, mask [B, T]; got {tuple(rewards.shape)}, "
+            f"{tuple(kl.shape)}, {tuple(mask.shape)}"
+        )
+    return rewards - kl_coef * (kl * mask.to(kl.dtype)).sum(dim=1).to(rewards.dtype)

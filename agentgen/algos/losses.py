@@ -62,7 +62,9 @@ def kl_divergence(logprobs: Tensor, ref_logprobs: Tensor, estimator: str = "k3")
     """
     name = _KL_ALIASES.get(estimator)
     if name is None:
-        raise ValueError(f"unknown KL estimator {estimator!r}; valid values: {', '.join(sorted(_KL_ALIASES))}")
+        raise ValueError(
+            f"unknown KL estimator {estimator!r}; valid values: {', '.join(sorted(_KL_ALIASES))}"
+        )
     diff = logprobs - ref_logprobs
     if name == "k1":
         return diff
@@ -75,8 +77,9 @@ def kl_divergence(logprobs: Tensor, ref_logprobs: Tensor, estimator: str = "k3")
     return k3.clamp(-K3_CLAMP, K3_CLAMP)
 
 
-def kl_penalty_loss(logprobs: Tensor, ref_logprobs: Tensor, mask: Tensor, estimator: str = "k3",
-                    agg: str = "token-mean") -> Tensor:
+def kl_penalty_loss(
+    logprobs: Tensor, ref_logprobs: Tensor, mask: Tensor, estimator: str = "k3", agg: str = "token-mean"
+) -> Tensor:
     """The KL term when it sits in the loss (``kl_in: loss``): aggregate(KL_t), to be added times kl_coef."""
     return aggregate_loss(kl_divergence(logprobs, ref_logprobs, estimator), mask, agg)
 
@@ -113,7 +116,9 @@ def policy_loss(
     if advantages.dim() == 1:
         advantages = advantages.unsqueeze(1)
     if advantages.shape[0] != logprobs.shape[0]:
-        raise ValueError(f"advantages must be [B] or [B, T] with B={logprobs.shape[0]}, got {tuple(advantages.shape)}")
+        raise ValueError(
+            f"advantages must be [B] or [B, T] with B={logprobs.shape[0]}, got {tuple(advantages.shape)}"
+        )
     if clip_low < 0 or clip_high < 0:
         raise ValueError(f"clip ranges must be >= 0, got clip_low={clip_low}, clip_high={clip_high}")
     advantages = advantages.to(logprobs.dtype)
@@ -135,8 +140,12 @@ def policy_loss(
         adv_b = advantages.expand_as(ratio)
         metrics = {
             "clipfrac": masked_mean((clipped > unclipped).to(mask_f.dtype), mask_f).item(),
-            "clipfrac_high": masked_mean(((ratio > 1.0 + clip_high) & (adv_b > 0)).to(mask_f.dtype), mask_f).item(),
-            "clipfrac_low": masked_mean(((ratio < 1.0 - clip_low) & (adv_b < 0)).to(mask_f.dtype), mask_f).item(),
+            "clipfrac_high": masked_mean(
+                ((ratio > 1.0 + clip_high) & (adv_b > 0)).to(mask_f.dtype), mask_f
+            ).item(),
+            "clipfrac_low": masked_mean(
+                ((ratio < 1.0 - clip_low) & (adv_b < 0)).to(mask_f.dtype), mask_f
+            ).item(),
             "approx_kl": masked_mean(-log_ratio, mask_f).item(),
             "ratio_mean": masked_mean(ratio, mask_f).item(),
             "ratio_max": (ratio * mask_f).max().item() if mask_f.any() else 0.0,
@@ -145,7 +154,11 @@ def policy_loss(
 
 
 def value_loss(
-    values: Tensor, old_values: Tensor, returns: Tensor, mask: Tensor, clip: float | None = 0.2,
+    values: Tensor,
+    old_values: Tensor,
+    returns: Tensor,
+    mask: Tensor,
+    clip: float | None = 0.2,
     agg: str = "token-mean",
 ) -> tuple[Tensor, dict[str, float]]:
     """Clipped value loss of PPO's critic (as in OpenAI baselines / verl).
@@ -185,5 +198,8 @@ def entropy_from_logits(logits: Tensor, mask: Tensor, agg: str = "token-mean") -
     """Aggregated policy entropy over response tokens, for logging and the entropy bonus
     (loss -= entropy_coef * entropy). ``logits`` is [B, T, V], ``mask`` [B, T]."""
     if logits.shape[:-1] != mask.shape:
-        raise ValueError(f"logits must be [B, T, V] matching mask [B, T]; got {tuple(logits.shape)} and {tuple(mask.shape)}")
+        raise ValueError(
+            f"logits must be [B, T, V] matching mask [B, T]; "
+            f"got {tuple(logits.shape)} and {tuple(mask.shape)}"
+        )
     return aggregate_loss(token_entropy(logits), mask, agg)
