@@ -25,12 +25,14 @@ from agentgen.algos.losses import (
 from agentgen.algos.masked import masked_mean, masked_var, masked_whiten
 from agentgen.algos.registry import ALGORITHMS, AlgoSpec, get_algo, validate_algo_config
 from agentgen.algos.schedule import SCALING_INTER_PRESETS, TurnSchedule, schedule_from_config, turn_limit
+from agentgen.algos.stepwise import StepAdvantages, step_advantages
 from agentgen.algos.tree import TreeBudget, TreeNode, TreeSearch
 
 __all__ = [
     "ALGORITHMS",
     "SCALING_INTER_PRESETS",
     "AlgoSpec",
+    "StepAdvantages",
     "TreeBudget",
     "TreeNode",
     "TreeSearch",
@@ -54,6 +56,7 @@ __all__ = [
     "reinforce_pp_baseline_advantages",
     "rloo_advantages",
     "schedule_from_config",
+    "step_advantages",
     "token_entropy",
     "turn_limit",
     "validate_algo_config",

@@ -7,6 +7,9 @@
   the config): GAE with the critic's values (PPO), discounted returns whitened over the batch
   (REINFORCE++);
 - ``tree``: ``TreeSearch.leaf_advantages`` / ``step_advantages`` after a tree rollout (Tree-GRPO).
+
+For the stepwise trainer (one sample per turn), ``agentgen.algos.stepwise.step_advantages`` wraps the
+episode and sequence levels: ragged per-episode step rewards (and values, KL) in, per-step advantages out.
 """
 
 from __future__ import annotations
