@@ -1,0 +1,108 @@
+"""The report on the wandb dashboard, and the two logging helpers jobs use so the report can find
+their results in wandb:
+
+- ``log_report_tables``: every report table as a ``wandb.Table`` (the long-format ``results_long``
+  is the sweep's one pivotable table), the figures as images, and the headline numbers in the summary.
+- ``TrajectorySampleTable``: trajectory samples as one INCREMENTAL table, so each evaluation appends
+  its new rows instead of re-uploading all earlier ones.
+- ``log_summary_to_wandb``: saves a job's summary.json into its run and mirrors the final evaluation
+  as ``eval/<env>/<metric>`` summary keys; ``agentgen.report.sources`` reads either back.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from agentgen.report.document import Report
+from agentgen.report.sources import EVAL_PREFIX, STEP_KEY, SUMMARY_FILE
+
+TRAJECTORY_COLUMNS = ("step", "env", "split", "seed", "success", "return", "turns", "trajectory")
+
+
+def _wandb():
+    import wandb
+
+    return wandb
+
+
+def report_wandb_tables(report: Report) -> dict[str, Any]:
+    """{"report/<table key>": wandb.Table} for every table of the report."""
+    wandb = _wandb()
+    out = {}
+    for table in report.tables:
+        out[f"report/{table.key}"] = wandb.Table(
+            columns=list(table.columns), data=[list(r) for r in table.number_rows()], allow_mixed_types=True)
+    return out
+
+
+def log_report_tables(report: Report, run: Any = None, images: bool = True) -> dict[str, Any]:
+    """Log the report to ``run`` (default: the active run): its tables, figures and, in the run summary,
+    each OOD ranking score and Delta-OOD figure (keys ``report/ood_rank/...``, ``report/delta_ood/...``)."""
+    wandb = _wandb()
+    run = run or wandb.run
+    if run is None:
+        raise RuntimeError("log_report_tables needs a wandb run: call wandb.init(...) first or pass run=")
+    payload: dict[str, Any] = report_wandb_tables(report)
+    if images:
+        from PIL import Image
+
+        for fig in report.figures:
+            payload[f"report/figures/{fig.key}"] = wandb.Image(Image.open(io.BytesIO(fig.png)), caption=fig.title)
+    run.log(payload)
+    agg = report.aggregate
+    for choice, ranking in agg.rankings.items():
+        for env, score in ranking.scores.items():
+            run.summary[f"report/ood_rank/{agg.choice_label(choice)}/{env}"] = score
+    for row in agg.delta_rows():
+        if row.delta is not None:
+            run.summary[f"report/delta_ood/{agg.choice_label(row.choice)}/{row.train_label}"] = row.delta
+    return payload
+
+
+class TrajectorySampleTable:
+    """Trajectory samples of a run as one incremental wandb table: ``log(step, samples)`` appends the
+    samples of that evaluation (dicts keyed by ``columns``; missing keys are left empty)."""
+
+    def __init__(self, run: Any = None, key: str = "samples/trajectories",
+                 columns: Sequence[str] = TRAJECTORY_COLUMNS, step_key: str = STEP_KEY) -> None:
+        wandb = _wandb()
+        self.run = run or wandb.run
+        if self.run is None:
+            raise RuntimeError("TrajectorySampleTable needs a wandb run: call wandb.init(...) first or pass run=")
+        self.key, self.columns, self.step_key = key, list(columns), step_key
+        self.table = wandb.Table(columns=self.columns, log_mode="INCREMENTAL", allow_mixed_types=True)
+        self.rows_logged = 0
+
+    def log(self, step: int, samples: Sequence[Mapping[str, Any]]) -> None:
+        unknown = sorted({k for s in samples for k in s} - set(self.columns))
+        if unknown:
+            raise ValueError(f"trajectory sample keys {unknown} are not columns of {self.key!r}; "
+                             f"valid columns: {', '.join(self.columns)}")
+        for sample in samples:
+            row = {**sample, "step": sample.get("step", step)} if "step" in self.columns else sample
+            self.table.add_data(*[_cell(row.get(c)) for c in self.columns])
+        self.run.log({self.key: self.table, self.step_key: step})
+        self.rows_logged += len(samples)
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, ensure_ascii=False)
+    return value
+
+
+def log_summary_to_wandb(run: Any, summary_path: str | Path) -> None:
+    """Make a job's summary.json readable from wandb: save the file into the run and mirror its final
+    evaluation as ``eval/<env>/<metric>`` summary keys (what the dashboard and the report look for)."""
+    path = Path(summary_path)
+    data = json.loads(path.read_text())
+    for env, metrics in (data.get("eval") or {}).items():
+        for name, value in metrics.items():
+            run.summary[f"{EVAL_PREFIX}{env}/{name}"] = value
+    if path.name != SUMMARY_FILE:
+        raise ValueError(f"the report looks for a file named {SUMMARY_FILE!r} in wandb runs, got {path.name!r}")
+    run.save(str(path), base_path=str(path.parent), policy="now")
