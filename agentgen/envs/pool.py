@@ -25,9 +25,11 @@ whole group. ``close()`` is idempotent, runs at interpreter exit and from ``with
 from __future__ import annotations
 
 import atexit
+import contextlib
 import importlib
 import logging
 import multiprocessing as mp
+import operator
 import os
 import signal
 import sys
@@ -108,17 +110,15 @@ class _SlotEnvs:
     def drop(self, slot: int) -> None:
         env = self.envs.pop(slot, None)
         if env is not None:
-            try:
+            with contextlib.suppress(Exception):  # the engine may already be dead
                 env.close()
-            except Exception:  # the engine may already be dead
-                pass
 
     def handle(self, op: str, slot: int, arg: Any) -> tuple[str, Any]:
         """Run one request for one slot; never raises."""
         if op == "step":
             try:
                 return _OK, self.get(slot).step(arg)
-            except Exception:
+            except Exception:  # noqa: BLE001 - any engine failure aborts just this episode
                 self.drop(slot)  # engine state unknown (dead JVM, ...): re-create on next use
                 return _ABORTED, traceback.format_exc()
         try:
@@ -126,7 +126,7 @@ class _SlotEnvs:
                 return _OK, self.get(slot).reset(arg)
             method, args = arg
             return _OK, getattr(self.get(slot), method)(*args)
-        except Exception:
+        except Exception:  # noqa: BLE001 - reported to the owner with its traceback
             if op == "reset":
                 self.drop(slot)
             return _ERROR, traceback.format_exc()
@@ -176,7 +176,7 @@ def _worker_main(conn, env_name: str, env_kwargs: dict, split: str, sys_path: li
                     conn.send((req, slot, status, payload))
                 except (BrokenPipeError, OSError):
                     return
-                except Exception as exc:  # unpicklable result
+                except Exception as exc:  # noqa: BLE001 - unpicklable result
                     conn.send((req, slot, _ERROR, f"result of {op} could not be sent: {exc!r}"))
     finally:
         envs.close()
@@ -360,10 +360,8 @@ class EnvPool:
         self.close()
 
     def __del__(self):
-        try:
+        with contextlib.suppress(Exception):
             self.close()
-        except Exception:
-            pass
 
     @property
     def worker_pids(self) -> list[int | None]:
@@ -374,9 +372,13 @@ class EnvPool:
     def _check_slot(self, slot: int) -> int:
         if self._closed:
             raise RuntimeError("EnvPool: the pool is closed")
-        if not (isinstance(slot, int) and 0 <= slot < self.num_slots):
+        try:
+            index = operator.index(slot)  # ints, numpy ints; not floats or strings
+        except TypeError:
+            index = -1
+        if not 0 <= index < self.num_slots:
             raise ValueError(f"EnvPool: slot {slot!r} out of range; valid slots are 0..{self.num_slots - 1}")
-        return slot
+        return index
 
     def _abort(self, slot: int, reason: str) -> tuple[str, float, bool, dict]:
         self.num_aborted += 1

@@ -1,0 +1,156 @@
+"""EnvPool throughput: env steps/s of raw envs in this process vs through the pool with 0, 1, 2 workers.
+
+Only step time is counted (expert actions and episode resets run outside the clock). Targets for slow
+engines: pool overhead <= 10% per step against the raw engine (1 worker vs raw), and 2 workers >= 1.6x
+the raw rate on ScienceWorld. Envs whose module is missing or whose engine cannot start are skipped
+with a note. Env settings come from conf/env/<name>.yaml.
+
+    .venv/bin/python bench/bench_pool.py [--envs sokoban,busy,sciworld,alfworld] [--workers 0,1,2]
+
+"busy" is a synthetic engine burning 20 ms of CPU per step (defined here), a stand-in for slow
+simulators when Java or game files are missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import time
+import traceback
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from agentgen.envs import make
+from agentgen.envs.base import TextEnv
+from agentgen.envs.pool import EnvPool
+
+CONF = Path(__file__).resolve().parent.parent / "conf" / "env"
+# (slots, steps per slot) per env: enough work to time, little enough for 2 shared cores.
+FALLBACK_ACTION = {"sokoban": "Up", "sciworld": "look around", "alfworld": "look", "webshop": "click[back to search]"}
+
+
+class BusyEnv(TextEnv):
+    """Synthetic slow engine: each step burns ``work_ms`` of CPU in Python (like a simulator's step), so
+    the pool's overhead and its multi-core scaling show without Java or game files."""
+
+    name = "busy"
+
+    def __init__(self, split="train", max_steps=1000, reward=None, work_ms=20.0):
+        super().__init__(split=split, max_steps=max_steps, reward=reward)
+        self.work_s = work_ms / 1000
+
+    def _reset(self, seed):
+        return f"room {seed}", {"task": "keep going"}
+
+    def _step(self, action):
+        end = time.perf_counter() + self.work_s
+        x = 0
+        while time.perf_counter() < end:
+            x += 1
+        return f"{action} done after {x} spins", False, False, {}
+
+
+BUSY = "bench_pool:BusyEnv"  # importable in workers: this script's directory is on sys.path
+SIZES = {BUSY: (4, 40), "sokoban": (8, 1500), "sciworld": (4, 15), "alfworld": (4, 15), "webshop": (4, 30)}
+
+
+def env_kwargs(name: str) -> dict:
+    path = CONF / f"{name}.yaml"
+    if not path.exists():
+        return {}
+    cfg = OmegaConf.load(path)
+    kwargs = {"max_steps": cfg.max_steps, "reward": OmegaConf.to_container(cfg.reward)}
+    kwargs.update(OmegaConf.to_container(cfg.get("params") or {}, resolve=True))
+    return kwargs
+
+
+def pick(name: str, expert: str | None) -> str:
+    return expert if expert else FALLBACK_ACTION.get(name, "look")
+
+
+def build(name: str, kwargs: dict):
+    return BusyEnv(split="test", **kwargs) if name == BUSY else make(name, "test", **kwargs)
+
+
+def bench_raw(name: str, kwargs: dict, slots: int, steps: int) -> float:
+    envs = [build(name, kwargs) for _ in range(slots)]
+    seed = 0
+    for env in envs:
+        env.reset(seed)
+        seed += 1
+    clock = 0.0
+    try:
+        for _ in range(steps):
+            for env in envs:
+                action = pick(name, env.expert_action())
+                t = time.perf_counter()
+                _, _, done, _ = env.step(action)
+                clock += time.perf_counter() - t
+                if done:
+                    env.reset(seed)
+                    seed += 1
+    finally:
+        for env in envs:
+            env.close()
+    return slots * steps / clock
+
+
+def bench_pool(name: str, kwargs: dict, slots: int, steps: int, workers: int) -> tuple[float, int]:
+    with EnvPool(name, kwargs, "test", num_slots=slots, num_workers=workers) as pool:
+        seed = slots
+        pool.reset({s: s for s in range(slots)})
+        clock = 0.0
+        for _ in range(steps):
+            experts = pool.expert_actions(range(slots))
+            actions = {s: pick(name, a) for s, a in experts.items()}
+            t = time.perf_counter()
+            results = pool.step(actions)
+            clock += time.perf_counter() - t
+            finished = [s for s, (_, _, done, _) in results.items() if done]
+            if finished:
+                pool.reset({s: seed + i for i, s in enumerate(finished)})
+                seed += len(finished)
+        return slots * steps / clock, pool.num_aborted
+
+
+def run(name: str, workers: list[int]) -> None:
+    if name == "busy":
+        name = BUSY
+    try:
+        if name != BUSY:
+            importlib.import_module(f"agentgen.envs.{name}")
+        build(name, env_kwargs(name)).close()
+    except Exception as exc:  # noqa: BLE001 - report and go on with the other envs
+        print(f"{name}: skipped ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})")
+        return
+    kwargs = env_kwargs(name)
+    slots, steps = SIZES.get(name, (4, 15))
+    try:
+        raw = bench_raw(name, kwargs, slots, steps)
+    except Exception:  # noqa: BLE001
+        print(f"{name}: raw run failed, skipped\n{traceback.format_exc()}")
+        return
+    title = "synthetic CPU-bound engine (20 ms/step)" if name == BUSY else name
+    print(f"{title}: {slots} slots x {steps} steps")
+    print(f"  raw env (in this process)       {raw:10.1f} steps/s")
+    for w in workers:
+        rate, aborted = bench_pool(name, kwargs, slots, steps, w)
+        label = "in-process" if w == 0 else f"{w} worker{'s' if w > 1 else ''}"
+        note = f"overhead {100 * (raw / rate - 1):+5.1f}%" if w <= 1 else f"speed-up {rate / raw:4.2f}x"
+        extra = f", {aborted} aborted" if aborted else ""
+        print(f"  pool, {label:<12}              {rate:10.1f} steps/s  ({note} vs raw{extra})")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--envs", default="sokoban,busy,sciworld,alfworld")
+    ap.add_argument("--workers", default="0,1,2")
+    args = ap.parse_args()
+    workers = [int(w) for w in args.workers.split(",")]
+    for name in args.envs.split(","):
+        run(name.strip(), workers)
+
+
+if __name__ == "__main__":
+    main()
