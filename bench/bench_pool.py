@@ -27,7 +27,12 @@ from agentgen.envs.pool import EnvPool
 
 CONF = Path(__file__).resolve().parent.parent / "conf" / "env"
 # (slots, steps per slot) per env: enough work to time, little enough for 2 shared cores.
-FALLBACK_ACTION = {"sokoban": "Up", "sciworld": "look around", "alfworld": "look", "webshop": "click[back to search]"}
+FALLBACK_ACTION = {
+    "sokoban": "Up",
+    "sciworld": "look around",
+    "alfworld": "look",
+    "webshop": "click[back to search]",
+}
 
 
 class BusyEnv(TextEnv):

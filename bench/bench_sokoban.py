@@ -1,6 +1,6 @@
 """Sokoban speed: puzzles generated per second, solver time per puzzle, env steps per second.
 
-    .venv/bin/python bench/bench_sokoban.py [--rooms 2000] [--steps 20000]
+.venv/bin/python bench/bench_sokoban.py [--rooms 2000] [--steps 20000]
 """
 
 from __future__ import annotations
@@ -21,8 +21,10 @@ def bench_generation(dim: int, boxes: int, n: int, max_len: int) -> list:
     dt = time.perf_counter() - t
     lengths = Counter(p.optimal_len for p in puzzles)
     mean = sum(p.optimal_len for p in puzzles) / n
-    print(f"generate {dim}x{dim} {boxes} box(es), max_len {max_len}: {n / dt:8.0f} rooms/s "
-          f"(mean optimal length {mean:.1f}, {sum(p.attempts for p in puzzles) / n:.2f} rooms grown each)")
+    print(
+        f"generate {dim}x{dim} {boxes} box(es), max_len {max_len}: {n / dt:8.0f} rooms/s "
+        f"(mean optimal length {mean:.1f}, {sum(p.attempts for p in puzzles) / n:.2f} rooms grown each)"
+    )
     if boxes == 1:
         print("  optimal length histogram:", dict(sorted(lengths.items())))
     return puzzles

@@ -213,7 +213,8 @@ def test_hung_worker_children_die_on_timeout():
 
 def test_workers_die_with_their_owner(tmp_path):
     script = tmp_path / "owner.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import os, sys
         sys.path[:0] = {sys.path!r}
         from agentgen.envs.pool import EnvPool
@@ -223,8 +224,11 @@ def test_workers_die_with_their_owner(tmp_path):
             pids = [p for p in pool.worker_pids] + list(pool.call([0, 1], "child_pid").values())
             print(" ".join(map(str, pids)), flush=True)
             os._exit(0)  # no close, no atexit: the watchdogs must clean up
-    """))
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False)
+    """)
+    )
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False
+    )
     pids = [int(p) for p in out.stdout.split()]
     assert len(pids) == 4, out.stderr
     assert wait_dead(pids, timeout=5.0)

@@ -152,7 +152,9 @@ def _watch_owner(owner_pid: int, parent_pid: int) -> None:
             os.killpg(0, signal.SIGKILL)
 
 
-def _worker_main(conn, env_name: str, env_kwargs: dict, split: str, sys_path: list[str], owner_pid: int) -> None:
+def _worker_main(
+    conn, env_name: str, env_kwargs: dict, split: str, sys_path: list[str], owner_pid: int
+) -> None:
     try:
         os.setsid()  # own process group: killing it takes the env's child processes too
     except OSError:
@@ -222,12 +224,15 @@ class EnvPool:
         if int(num_slots) < 1:
             raise ValueError(f"EnvPool: num_slots must be >= 1, got {num_slots!r}")
         if num_workers is not None and int(num_workers) < 0:
-            raise ValueError(f"EnvPool: num_workers must be >= 0 (0 = in-process) or None, got {num_workers!r}")
+            raise ValueError(
+                f"EnvPool: num_workers must be >= 0 (0 = in-process) or None, got {num_workers!r}"
+            )
         if not step_timeout or step_timeout <= 0:
             raise ValueError(f"EnvPool: step_timeout must be > 0 seconds, got {step_timeout!r}")
         if start_method not in mp.get_all_start_methods():
             raise ValueError(
-                f"EnvPool: start_method {start_method!r} unavailable here; valid: {', '.join(mp.get_all_start_methods())}"
+                f"EnvPool: start_method {start_method!r} unavailable here; "
+                f"valid: {', '.join(mp.get_all_start_methods())}"
             )
         self.env_name = env_name
         self.env_class = resolve_env_class(env_name)  # fail early on a bad name
@@ -253,7 +258,9 @@ class EnvPool:
         else:
             self._local = None
             self._ctx = mp.get_context(start_method)
-            self._workers = [_Worker(w, list(range(w, self.num_slots, self.num_workers))) for w in range(self.num_workers)]
+            self._workers = [
+                _Worker(w, list(range(w, self.num_slots, self.num_workers))) for w in range(self.num_workers)
+            ]
             self._slot_worker = [s % self.num_workers for s in range(self.num_slots)]
             for worker in self._workers:
                 self._start(worker)
@@ -275,12 +282,18 @@ class EnvPool:
                     self._last_obs[slot], self._task[slot] = obs, info.get("task", "")
                     out[slot] = (obs, info)
                 elif status == _ERROR:
-                    raise EnvPoolError(f"{self.env_name} reset(seed={seeds[slot]}) failed in slot {slot}:\n{payload}")
+                    raise EnvPoolError(
+                        f"{self.env_name} reset(seed={seeds[slot]}) failed in slot {slot}:\n{payload}"
+                    )
                 else:
                     failed[slot] = payload
             if not failed:
                 return out
-            log.warning("EnvPool: reset of slots %s failed (%s); retrying", sorted(failed), next(iter(failed.values())))
+            log.warning(
+                "EnvPool: reset of slots %s failed (%s); retrying",
+                sorted(failed),
+                next(iter(failed.values())),
+            )
             seeds = {s: seeds[s] for s in failed}
         raise EnvPoolError(f"{self.env_name}: reset failed twice for slots {sorted(seeds)}: {failed}")
 
@@ -297,7 +310,12 @@ class EnvPool:
                 raise RuntimeError(f"EnvPool: slot {slot} has no running episode; reset it first")
         for slot in [s for s in actions if s in self._lost]:
             del actions[slot]
-            yield slot, self._abort(slot, "its worker was restarted (another slot failed or a request was interrupted)")
+            yield (
+                slot,
+                self._abort(
+                    slot, "its worker was restarted (another slot failed or a request was interrupted)"
+                ),
+            )
         for slot, status, payload in self._dispatch("step", actions):
             if status == _OK:
                 obs, reward, done, info = payload
@@ -437,7 +455,9 @@ class EnvPool:
         if not items:
             return
         if self._busy:
-            raise RuntimeError("EnvPool: another request is still in progress (finish iterating step_iter first)")
+            raise RuntimeError(
+                "EnvPool: another request is still in progress (finish iterating step_iter first)"
+            )
         self._busy = True
         try:
             if self._local is not None:

@@ -36,7 +36,9 @@ def _parse_dim(dim: Any) -> tuple[int, int]:
     else:
         raise ValueError(f"sokoban: dim must be an int or [height, width], got {dim!r}")
     if height < 4 or width < 4:
-        raise ValueError(f"sokoban: dim {dim!r} too small; height and width must be >= 4 (walls on the border)")
+        raise ValueError(
+            f"sokoban: dim {dim!r} too small; height and width must be >= 4 (walls on the border)"
+        )
     return height, width
 
 
@@ -69,8 +71,9 @@ class SokobanEnv(TextEnv):
         max_len = self.max_steps if max_optimal_len is None else int(max_optimal_len)
         if not 1 <= int(min_optimal_len) <= max_len:
             raise ValueError(
-                f"sokoban: need 1 <= min_optimal_len <= max_optimal_len, got min_optimal_len={min_optimal_len!r}, "
-                f"max_optimal_len={max_optimal_len!r} (null means max_steps={self.max_steps})"
+                f"sokoban: need 1 <= min_optimal_len <= max_optimal_len, got "
+                f"min_optimal_len={min_optimal_len!r}, max_optimal_len={max_optimal_len!r} "
+                f"(null means max_steps={self.max_steps})"
             )
         self.min_optimal_len, self.max_optimal_len = int(min_optimal_len), max_len
         if render not in RENDER_MODES:
@@ -187,7 +190,9 @@ class SokobanEnv(TextEnv):
             try:
                 self._plan = solve(self.room, self.state, self.solver_max_expansions)
                 if self._plan is None:
-                    self._plan_failure = "A box is stuck where it can never reach a target; the puzzle is lost."
+                    self._plan_failure = (
+                        "A box is stuck where it can never reach a target; the puzzle is lost."
+                    )
             except SolverBudgetExceeded:
                 self._plan = None
                 self._plan_failure = "The puzzle is too large for the planner to solve."
@@ -210,7 +215,7 @@ class SokobanEnv(TextEnv):
             return None
         goals = self._box_destinations(plan)
         if len(goals) == 1:
-            (src, dst), = goals
+            ((src, dst),) = goals
             what = f"Box at {fmt_cell(src)} must reach target {fmt_cell(dst)}."
         else:
             pairs = ", ".join(f"{fmt_cell(s)} to {fmt_cell(d)}" for s, d in goals)

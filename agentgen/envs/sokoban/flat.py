@@ -71,8 +71,6 @@ class FlatRoom:
 
 @lru_cache(maxsize=256)
 def _compiled(room: Room) -> FlatRoom:
-    passable = [
-        (r, c) not in room.walls for r in range(room.height) for c in range(room.width)
-    ]
+    passable = [(r, c) not in room.walls for r in range(room.height) for c in range(room.width)]
     targets = [r * room.width + c for r, c in room.targets]
     return FlatRoom(room.height, room.width, passable, targets)

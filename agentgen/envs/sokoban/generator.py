@@ -51,8 +51,13 @@ class GenerationFailed(RuntimeError):
     """No acceptable puzzle within the attempt budget (e.g. difficulty bounds impossible for the size)."""
 
 
-def grow_room(rng: random.Random, height: int, width: int, p_change_direction: float = 0.35,
-              num_steps: int | None = None) -> list[bool]:
+def grow_room(
+    rng: random.Random,
+    height: int,
+    width: int,
+    p_change_direction: float = 0.35,
+    num_steps: int | None = None,
+) -> list[bool]:
     """Floor mask (row-major, True = floor) carved by a random walk; the border stays wall."""
     if num_steps is None:
         num_steps = int(1.7 * (height + width))
@@ -72,8 +77,9 @@ def grow_room(rng: random.Random, height: int, width: int, p_change_direction: f
     return floor
 
 
-def reverse_search(flat: FlatRoom, targets: tuple[int, ...], max_depth: int, max_states: int
-                   ) -> dict[tuple[int, tuple[int, ...]], tuple[int, int]]:
+def reverse_search(
+    flat: FlatRoom, targets: tuple[int, ...], max_depth: int, max_states: int
+) -> dict[tuple[int, tuple[int, ...]], tuple[int, int]]:
     """BFS over reverse moves from every solved state. Returns {(player, boxes): (depth, pulls)} where
     depth is the optimal solution length in moves and pulls the fewest pushes among those solutions."""
     step = flat.step

@@ -119,7 +119,8 @@ def parse_grid(text: str) -> tuple[Room, State]:
             elif ch not in (WALL, FLOOR, TARGET, " "):
                 raise ValueError(
                     f"parse_grid: unknown symbol {ch!r} at {cell}; valid symbols: "
-                    f"{WALL} {FLOOR} {TARGET} {BOX} {BOX_ON_TARGET} {PLAYER} {PLAYER_ON_TARGET} (space = floor)"
+                    f"{WALL} {FLOOR} {TARGET} {BOX} {BOX_ON_TARGET} {PLAYER} {PLAYER_ON_TARGET} "
+                    "(space = floor)"
                 )
     if len(players) != 1:
         raise ValueError(f"parse_grid: need exactly one player (P or S), found {len(players)}")

@@ -16,7 +16,7 @@ _KEY = b"agentgen-sokoban-split-v1"
 
 
 def layout_split(room: Room) -> str:
-    """"train" or "test": the split that owns this room's layout (about half of layouts each)."""
+    """ "train" or "test": the split that owns this room's layout (about half of layouts each)."""
     cells = bytearray(room.height * room.width)
     for r, c in room.walls:
         cells[r * room.width + c] = 1
