@@ -211,15 +211,15 @@ def test_cli_end_to_end(tmp_path):
     sweep = tmp_path / "sweep"
     shutil.copytree(DATA / "sweep", sweep)
     proc = subprocess.run([sys.executable, "-m", "agentgen.report", str(sweep), "--last-k", "2",
-                           "--baseline", "sft=warmup"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+                           "--baseline", "sft=warmup"], capture_output=True, text=True, check=False, cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "read 21 summaries (20 completed, 1 failed)" in proc.stdout
     out = sweep / "report"
     assert (out / "report.html").stat().st_size > 50_000
     assert "mean over the last 2 checkpoints" in (out / "report.md").read_text()
     bad = subprocess.run([sys.executable, "-m", "agentgen.report", str(sweep), "--baseline", "think"],
-                         capture_output=True, text=True, cwd=ROOT, timeout=300)
+                         capture_output=True, text=True, check=False, cwd=ROOT, timeout=300)
     assert bad.returncode == 2 and "must look like FACTOR=VALUE" in bad.stderr
     missing = subprocess.run([sys.executable, "-m", "agentgen.report", str(tmp_path / "nothing")],
-                             capture_output=True, text=True, cwd=ROOT, timeout=300)
+                             capture_output=True, text=True, check=False, cwd=ROOT, timeout=300)
     assert missing.returncode == 2 and "neither a directory nor a wandb group" in missing.stderr

@@ -19,7 +19,20 @@ from agentgen.report.sources import load_directory, load_source, read_offline_ru
 from agentgen.report.wandb_tables import TrajectorySampleTable, log_report_tables, log_summary_to_wandb
 
 __all__ = [
-    "Settings", "SweepAggregate", "Report", "build_report", "render_html", "render_markdown", "write_report",
-    "RunSummary", "SummaryError", "load_summary", "load_directory", "load_source", "read_offline_run",
-    "TrajectorySampleTable", "log_report_tables", "log_summary_to_wandb",
+    "Report",
+    "RunSummary",
+    "Settings",
+    "SummaryError",
+    "SweepAggregate",
+    "TrajectorySampleTable",
+    "build_report",
+    "load_directory",
+    "load_source",
+    "load_summary",
+    "log_report_tables",
+    "log_summary_to_wandb",
+    "read_offline_run",
+    "render_html",
+    "render_markdown",
+    "write_report",
 ]

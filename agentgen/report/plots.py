@@ -1,5 +1,8 @@
 """The report's figures (success heatmap, Delta-OOD bars, learning curves), drawn with matplotlib
-into PNG bytes so the HTML can embed them and stay a single self-contained file."""
+into PNG bytes so the HTML can embed them and stay a single self-contained file.
+
+Figures are built with ``matplotlib.figure.Figure`` directly, not pyplot: no GUI backend, no global
+figure registry, nothing changed for a notebook that imports the report."""
 
 from __future__ import annotations
 
@@ -7,14 +10,13 @@ import io
 from dataclasses import dataclass
 
 import matplotlib
+from matplotlib.figure import Figure as MplFigure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.patches import Rectangle  # noqa: E402
-
-from agentgen.report.aggregate import SweepAggregate  # noqa: E402
-from agentgen.report.schema import Choice, env_title, train_label_title  # noqa: E402
-from agentgen.report.tables import slug  # noqa: E402
+from agentgen.report.aggregate import SweepAggregate
+from agentgen.report.schema import Choice, env_title, train_label_title
+from agentgen.report.tables import slug
 
 DPI = 110
 
@@ -27,11 +29,15 @@ class Figure:
     caption: str = ""
 
 
-def _png(fig) -> bytes:
+def _png(fig: MplFigure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
-    plt.close(fig)
     return buf.getvalue()
+
+
+def _subplots(figsize: tuple[float, float], nrows: int = 1, ncols: int = 1, **kw):
+    fig = MplFigure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, **kw)
 
 
 def success_heatmap(agg: SweepAggregate, choice: Choice) -> Figure | None:
@@ -41,7 +47,7 @@ def success_heatmap(agg: SweepAggregate, choice: Choice) -> Figure | None:
         return None
     unit = agg.settings.unit
     data = [[(c.final[e].mean if e in c.final else float("nan")) for e in envs] for c in cells]
-    fig, ax = plt.subplots(figsize=(1.5 + 1.3 * len(envs), 0.9 + 0.55 * len(cells)))
+    fig, ax = _subplots((1.5 + 1.3 * len(envs), 0.9 + 0.55 * len(cells)))
     vmax = 100.0 if unit == "%" else None
     im = ax.imshow(data, cmap="viridis", vmin=0.0, vmax=vmax, aspect="auto")
     for i, cell in enumerate(cells):
@@ -73,7 +79,7 @@ def delta_bars(agg: SweepAggregate) -> Figure | None:
     labels = [f"{train_label_title(r.train_label)}: {agg.choice_label(r.choice)}" for r in rows]
     values = [r.delta for r in rows]
     errs = [r.delta_per_seed.std if r.delta_per_seed and r.delta_per_seed.std is not None else 0.0 for r in rows]
-    fig, ax = plt.subplots(figsize=(7.5, 0.8 + 0.42 * len(rows)))
+    fig, ax = _subplots((7.5, 0.8 + 0.42 * len(rows)))
     colors = ["tab:green" if v >= 0 else "tab:red" for v in values]
     ypos = range(len(rows))
     ax.barh(ypos, values, xerr=errs, color=colors, alpha=0.85, capsize=3)
@@ -97,8 +103,9 @@ def learning_curves(agg: SweepAggregate, choice: Choice) -> Figure | None:
         return None
     ncols = min(len(envs), 4)
     nrows = (len(envs) + ncols - 1) // ncols
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols, 2.7 * nrows), squeeze=False, sharey=True)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig = MplFigure(figsize=(3.3 * ncols + 1.8, 2.7 * nrows + 0.4), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True)
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     for idx, env in enumerate(envs):
         ax = axes[idx // ncols][idx % ncols]
         for ci, cell in enumerate(cells):
@@ -112,19 +119,20 @@ def learning_curves(agg: SweepAggregate, choice: Choice) -> Figure | None:
             color = colors[ci % len(colors)]
             in_domain = cell.is_id(env)
             ax.plot(steps, means, color=color, linewidth=2.2 if in_domain else 1.2,
-                    linestyle="-" if in_domain else "--", marker="o", markersize=3,
-                    label=train_label_title(cell.train_label) + (" (ID)" if in_domain else ""))
+                    linestyle="-" if in_domain else "--", marker="o", markersize=3)
             ax.fill_between(steps, lo, hi, color=color, alpha=0.15)
         ax.set_title(f"eval on {env_title(env)}", fontsize=9)
         ax.set_xlabel("training step")
         ax.grid(alpha=0.3)
         if idx % ncols == 0:
             ax.set_ylabel(f"{agg.settings.metric} {agg.settings.unit}".strip())
-        ax.legend(fontsize=6, title="trained on", title_fontsize=6)
     for idx in range(len(envs), nrows * ncols):
         axes[idx // ncols][idx % ncols].set_visible(False)
+    fig.legend([Line2D([], [], color=colors[ci % len(colors)], linewidth=2) for ci in range(len(cells))],
+               [train_label_title(c.train_label) for c in cells],
+               loc="outside right upper", fontsize=7, title="trained on", title_fontsize=7)
     label = agg.choice_label(choice)
-    fig.suptitle(label, fontsize=9)
+    fig.suptitle(label, fontsize=10)
     return Figure(key=f"curves_{slug(label)}", title=f"Learning curves ({label})", png=_png(fig),
-                  caption="Mean over seeds at each checkpoint, band ± std; solid thick lines are in-domain.")
+                  caption="Mean over seeds at each checkpoint, band ± std; thick solid lines: in-domain (the panel's env was trained on), dashed: out-of-domain.")
 

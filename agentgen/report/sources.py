@@ -222,7 +222,7 @@ def record_from_log_lines(lines: Iterable[str], run_dir: Path) -> WandbRunRecord
 # --------------------------------------------------------------------------- wandb online group
 def parse_wandb_source(text: str) -> tuple[str | None, str, str]:
     """'wandb:entity/project/group' or 'wandb:project/group' -> (entity or None, project, group)."""
-    body = text[len(WANDB_SOURCE_PREFIX):] if text.startswith(WANDB_SOURCE_PREFIX) else text
+    body = text.removeprefix(WANDB_SOURCE_PREFIX)
     parts = [p for p in body.split("/") if p]
     if len(parts) == 3:
         return parts[0], parts[1], parts[2]
