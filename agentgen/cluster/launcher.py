@@ -1,0 +1,125 @@
+"""agentgen's Slurm launcher (``cluster=slurm*``): hydra-submitit-launcher's, plus what long sweeps need.
+
+On top of submitting the sweep as one Slurm job array, it
+- skips jobs whose summary.json says completed (``resume=skip_completed``, the default) and jobs still
+  queued or running from an earlier submission of the same sweep dir, so re-running a sweep only
+  (re)submits unfinished work, and every job keeps its number and output dir;
+- records each submission in the sweep's manifest (``agentgen.cluster.manifest``) for ``status``;
+- with ``cluster.wait=false`` returns right after submission instead of waiting for the jobs.
+Requeue on timeout / preemption is submitit's (``cluster.max_requeues`` -> ``max_num_timeout``): the
+requeued job runs again in the same output dir and resumes from its own checkpoints.
+
+Hydra accepts launchers only from the ``hydra_plugins`` namespace; ``hydra_plugins/agentgen_cluster``
+subclasses this one there (see ``agentgen.cluster.plugins``).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, JobStatus, filter_overrides
+from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
+from omegaconf import OmegaConf
+
+from agentgen.cluster import manifest, slurm
+from agentgen.cluster.sweep import job_output_dir, summary_status
+
+log = logging.getLogger(__name__)
+
+
+class AgentgenSlurmLauncher(SlurmLauncher):
+    def _executor(self):
+        """A submitit executor with this launcher's parameters, as hydra-submitit-launcher builds it."""
+        import submitit
+
+        params = dict(self.params)
+        if not params.get("gpus_per_node"):
+            params.pop("gpus_per_node", None)  # 0 GPUs: ask for none rather than a GRES of 0
+        init_keys = {"submitit_folder", "max_num_timeout"}
+        executor = submitit.AutoExecutor(cluster=self._EXECUTOR, folder=params["submitit_folder"],
+                                         slurm_max_num_timeout=params.get("max_num_timeout", 0))
+        base = set(OmegaConf.structured(BaseQueueConf).keys())
+        executor.update_parameters(**{k if k in base else f"{self._EXECUTOR}_{k}": v
+                                      for k, v in params.items() if k not in init_keys})
+        return executor
+
+    def _pickle_shim_by_value(self) -> None:
+        """The job unpickles this launcher; let it do so without importing the hydra_plugins shim module
+        (only agentgen itself must be importable on the node)."""
+        module = type(self).__module__
+        if module != __name__ and module in sys.modules:
+            import cloudpickle
+
+            cloudpickle.register_pickle_by_value(sys.modules[module])
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        assert self.config is not None and self.hydra_context is not None
+        cfg = self.config
+        sweep_dir = Path(str(cfg.hydra.sweep.dir)).absolute()
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        resume = str(cfg.get("resume", "skip_completed"))
+        wait = bool(OmegaConf.select(cfg, "cluster.wait", default=True))
+
+        earlier = manifest.load(sweep_dir)
+        queued = slurm.queue_states(r.slurm_job_id for r in earlier.values()) if earlier else {}
+        returns: dict[int, JobReturn] = {}
+        to_submit: list[tuple[int, list[str], Path]] = []
+        for i, overrides in enumerate(job_overrides):
+            num = initial_job_idx + i
+            job_cfg = self.hydra_context.config_loader.load_sweep_config(cfg, list(overrides))
+            out = job_output_dir(job_cfg, num)
+            shown = " ".join(filter_overrides(overrides))
+            status = summary_status(out)
+            rec = earlier.get(str(out))
+            if resume == "skip_completed" and status == "completed":
+                log.info("\t#%d : %s -- already completed, skipped (resume=skip_completed)", num, shown)
+                returns[num] = self._skipped(overrides, out, {"status": "completed", "skipped": True,
+                                                              "output_dir": str(out)})
+            elif rec is not None and queued.get(rec.slurm_job_id) in slurm.ACTIVE_STATES:
+                state = queued[rec.slurm_job_id].lower()
+                log.info("\t#%d : %s -- still %s as Slurm job %s, not resubmitted", num, shown, state,
+                         rec.slurm_job_id)
+                returns[num] = self._skipped(overrides, out, {"status": state, "slurm_job_id": rec.slurm_job_id,
+                                                              "output_dir": str(out)})
+            else:
+                log.info("\t#%d : %s", num, shown)
+                to_submit.append((num, list(overrides), out))
+
+        if not to_submit:
+            log.info("Nothing to submit: all %d jobs are completed or still queued (%s)", len(job_overrides),
+                     sweep_dir)
+            return [returns[initial_job_idx + i] for i in range(len(job_overrides))]
+
+        self._pickle_shim_by_value()
+        executor = self._executor()
+        log.info("Submitit 'slurm' sweep output dir : %s", sweep_dir)
+        job_params = [(overrides, "hydra.sweep.dir", num, f"job_id_for_{num}", Singleton.get_state())
+                      for num, overrides, _ in to_submit]
+        jobs = executor.map_array(self, *zip(*job_params))
+        manifest.append(sweep_dir, [manifest.JobRecord(num, overrides, str(out), str(job.job_id), manifest.now())
+                                    for (num, overrides, out), job in zip(to_submit, jobs)])
+        array_id = str(jobs[0].job_id).split("_")[0]
+        status_cmd = f"python -m agentgen.cluster.status {sweep_dir}"
+        log.info("Submitted %d job(s) as Slurm array %s; follow them with: %s", len(jobs), array_id, status_cmd)
+
+        if wait:
+            for (num, _, _), job in zip(to_submit, jobs):
+                returns[num] = job.results()[0]
+        else:
+            print(f"Submitted {len(jobs)} job(s) as Slurm array {array_id} (cluster.wait=false: not waiting).\n"
+                  f"Status: {status_cmd}", flush=True)
+            for (num, overrides, out), job in zip(to_submit, jobs):
+                returns[num] = self._skipped(overrides, out, {"status": "submitted", "slurm_job_id": str(job.job_id),
+                                                              "output_dir": str(out)})
+        return [returns[initial_job_idx + i] for i in range(len(job_overrides))]
+
+    def _skipped(self, overrides: Sequence[str], out: Path, value: dict[str, Any]) -> JobReturn:
+        """A JobReturn for a job this launcher did not run now (completed, queued, or submitted without waiting)."""
+        ret = JobReturn(overrides=list(overrides), working_dir=str(out), status=JobStatus.COMPLETED)
+        ret.return_value = value
+        return ret

@@ -1,0 +1,122 @@
+"""agentgen's Hydra plugins: the sweep-file sweeper, the Slurm launcher and the ``sweeps/`` search path.
+
+- ``hydra/sweeper=agentgen`` (``AgentgenSweeper``): Hydra's basic sweeper plus ``exclude`` rules
+  (``agentgen.cluster.sweep``), so a sweep file declares the combinations it must not run. Every
+  sweep file selects it; excluded jobs are dropped before numbering, under any launcher.
+- ``hydra/launcher=agentgen_slurm`` (``agentgen.cluster.launcher.AgentgenSlurmLauncher``).
+- ``SweepsSearchPath`` adds the repository root to Hydra's config search path, so ``+sweeps=<name>``
+  selects ``sweeps/<name>.yaml`` from any working directory.
+
+Hydra instantiates sweepers and launchers only from modules under ``hydra_plugins.``; the shim
+``hydra_plugins/agentgen_cluster/__init__.py`` (text in ``SHIM_SOURCE``) subclasses these there.
+``register()`` makes the search path and the sweeper config available in-process without the shim
+(compose API: ``agentgen.cluster.plan``, tests).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.config_search_path import ConfigSearchPath
+from hydra.core.config_store import ConfigStore
+from hydra.errors import HydraException
+from hydra.plugins.search_path_plugin import SearchPathPlugin
+from omegaconf import OmegaConf
+
+from agentgen.cluster.launcher import AgentgenSlurmLauncher
+from agentgen.cluster.sweep import REPO_ROOT, SWEEPS_DIR, expand_grid, format_job, parse_rules, split_excluded
+
+log = logging.getLogger(__name__)
+
+SHIM_MODULE = "hydra_plugins.agentgen_cluster"
+SHIM_SOURCE = '''"""Hydra loads sweepers and launchers only from the hydra_plugins namespace: agentgen's live in
+agentgen.cluster.plugins (and agentgen.cluster.launcher); these subclasses only give them a name here."""
+
+from agentgen.cluster.plugins import AgentgenSlurmLauncher as _AgentgenSlurmLauncher
+from agentgen.cluster.plugins import AgentgenSweeper as _AgentgenSweeper
+from agentgen.cluster.plugins import SweepsSearchPath  # noqa: F401  (found by type: puts sweeps/ on the search path)
+
+
+class AgentgenSweeper(_AgentgenSweeper):
+    """hydra/sweeper=agentgen: the basic sweeper plus hydra.sweeper.exclude."""
+
+
+class AgentgenSlurmLauncher(_AgentgenSlurmLauncher):
+    """hydra/launcher=agentgen_slurm: submitit's Slurm launcher plus skip/no-wait/manifest."""
+'''
+
+
+@dataclass
+class AgentgenSweeperConf:
+    _target_: str = f"{SHIM_MODULE}.AgentgenSweeper"
+    max_batch_size: Optional[int] = None
+    params: Optional[Dict[str, str]] = None
+    exclude: Optional[List[Dict[str, Any]]] = None  # rules; see agentgen.cluster.sweep
+
+
+ConfigStore.instance().store(group="hydra/sweeper", name="agentgen", node=AgentgenSweeperConf, provider="agentgen")
+
+
+class AgentgenSweeper(BasicSweeper):
+    def __init__(self, max_batch_size: Optional[int] = None, params: Optional[Dict[str, str]] = None,
+                 exclude: Optional[List[Dict[str, Any]]] = None) -> None:
+        super().__init__(max_batch_size=max_batch_size, params=params)
+        self.rules = parse_rules(exclude)
+
+    def sweep(self, arguments: List[str]) -> Any:
+        """BasicSweeper.sweep with the excluded combinations removed before jobs are numbered."""
+        assert self.config is not None and self.launcher is not None and self.hydra_context is not None
+        jobs = expand_grid(self.params, arguments, self.hydra_context.config_loader)
+        kept, excluded = split_excluded(jobs, self.rules)
+        for job, rule in excluded:
+            log.info("excluded by hydra.sweeper.exclude (%s): %s", rule, format_job(job))
+        if not kept:
+            raise HydraException(f"hydra.sweeper.exclude removes all {len(jobs)} jobs of this sweep; nothing to run.")
+        log.info("Sweep: %d job(s), %d excluded", len(kept), len(excluded))
+        self.overrides = list(self.split_overrides_to_chunks(kept, self.max_batch_size))
+
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        returns = []
+        initial_job_idx = 0
+        while not self.is_done():
+            batch = self.get_job_batch()
+            tic = time.perf_counter()
+            self.validate_batch_is_legal(batch)
+            log.debug("Validated configs of %d jobs in %.2f s", len(batch), time.perf_counter() - tic)
+            results = self.launcher.launch(batch, initial_job_idx=initial_job_idx)
+            for r in results:
+                _ = r.return_value  # raises if the job failed, as in BasicSweeper
+            initial_job_idx += len(batch)
+            returns.append(results)
+        return returns
+
+
+class SweepsSearchPath(SearchPathPlugin):
+    def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
+        if SWEEPS_DIR.is_dir():
+            search_path.append(provider="agentgen-sweeps", path=f"file://{REPO_ROOT}")
+
+
+def register() -> None:
+    """Make the sweeps/ search path known to Hydra in this process (the shim does it when installed)."""
+    from hydra.core.plugins import Plugins
+
+    Plugins.instance().register(SweepsSearchPath)
+
+
+def write_shim(root: str | Path) -> Path:
+    """Write ``hydra_plugins/agentgen_cluster/__init__.py`` under ``root`` (a directory on sys.path)."""
+    path = Path(root) / "hydra_plugins" / "agentgen_cluster" / "__init__.py"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(SHIM_SOURCE)
+    return path
+
+
+__all__ = ["AgentgenSweeper", "AgentgenSlurmLauncher", "SweepsSearchPath", "register", "write_shim", "SHIM_SOURCE"]
