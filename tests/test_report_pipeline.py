@@ -167,7 +167,7 @@ def test_duplicate_summaries_count_once(tmp_path):
     loaded = load_directory(tmp_path)
     report = build_report(loaded.runs, "dup", plots=False)
     assert len(report.aggregate.completed) == 1
-    assert any("two summaries" in w for w in report.warnings)
+    assert any("1 duplicate summaries (same variant, training env and seed) ignored" in w for w in report.warnings)
 
 
 def test_bad_summaries_are_reported_with_the_field(tmp_path):
@@ -223,3 +223,23 @@ def test_cli_end_to_end(tmp_path):
     missing = subprocess.run([sys.executable, "-m", "agentgen.report", str(tmp_path / "nothing")],
                              capture_output=True, text=True, check=False, cwd=ROOT, timeout=300)
     assert missing.returncode == 2 and "neither a directory nor a wandb group" in missing.stderr
+
+
+def _job(train_env: str, seed: int, history: list[tuple[int, dict]]) -> RunSummary:
+    return RunSummary.from_dict({
+        "status": "completed", "train_env": train_env, "variant": {"think": True, "seed": seed},
+        "eval": history[-1][1], "eval_history": [{"step": s, "eval": ev} for s, ev in history]}, f"{train_env}-{seed}")
+
+
+def test_pass_at_k_metric_and_unknown_metric():
+    """pass@k is optional: jobs that log it in their eval blocks get it reported with --metric pass@k."""
+    runs = [_job("sokoban", seed, [(0, {"sokoban": {"success_rate": 0.1, "pass@4": 0.3}}),
+                                   (15, {"sokoban": {"success_rate": 0.4, "pass@4": 0.7 + 0.1 * seed}})])
+            for seed in (0, 1)]
+    agg = build_report(runs, "k", Settings(metric="pass@4"), plots=False).aggregate
+    stat = agg.cell(runs[0].choice, "sokoban").final["sokoban"]
+    assert stat.mean == pytest.approx(75.0) and stat.n == 2  # shown in percent like success
+    with pytest.raises(ValueError, match=r"metric 'pass@8' is in no evaluation .* pass@4, success_rate"):
+        build_report(runs, "k", Settings(metric="pass@8"), plots=False)
+    with pytest.raises(ValueError, match="last_k must be a positive"):
+        Settings(last_k=0)

@@ -66,8 +66,11 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(f"report-{parse_wandb_source(args.source)[2]}")
     else:
         out = Path(args.source) / "report"
-    report = build_report(loaded.runs, args.source, settings, loaded.profiles, title=args.title,
-                          plots=not args.no_plots, problems=loaded.problems)
+    try:
+        report = build_report(loaded.runs, args.source, settings, loaded.profiles, title=args.title,
+                              plots=not args.no_plots, problems=loaded.problems)
+    except ValueError as err:
+        parser.error(str(err))
     paths = write_report(report, out)
     agg = report.aggregate
     print(f"read {len(loaded.runs)} summaries ({len(agg.completed)} completed, {len(agg.failed)} failed), "
@@ -80,7 +83,10 @@ def main(argv: list[str] | None = None) -> int:
 
         from agentgen.report.wandb_tables import log_report_tables
 
-        run = wandb.init(project=args.log_wandb, job_type="report", name=f"report {Path(args.source).name}",
+        is_wandb = args.source.startswith(WANDB_SOURCE_PREFIX)
+        group = parse_wandb_source(args.source)[2] if is_wandb else args.wandb_group
+        run = wandb.init(project=args.log_wandb, job_type="report", group=group,
+                         name=f"report {group or Path(args.source).name}",
                          config={"source": args.source, "last_k": args.last_k, "metric": args.metric},
                          dir=os.environ.get("WANDB_DIR", str(out)))
         log_report_tables(report, run)

@@ -131,7 +131,8 @@ def _natural(text: str) -> tuple:
 
 
 class SweepAggregate:
-    """The aggregated sweep; ``tables()`` and the plotting module read from it."""
+    """The aggregated sweep: cells per (modeling choice, training env); the ``*_table`` methods, the plots
+    and the report read from it."""
 
     def __init__(self, runs: Sequence[RunSummary], settings: Settings | None = None,
                  profiles: Sequence[ProfileEntry] = ()) -> None:
@@ -139,6 +140,7 @@ class SweepAggregate:
         self.warnings: list[str] = []
         self.failed = [r for r in runs if not r.completed]
         self.completed = self._dedupe([r for r in runs if r.completed])
+        self._check_metric()
         self.profiles = list(profiles) + [
             entry for r in self.completed if r.profile for entry in _profile_of(r)
         ]
@@ -160,21 +162,33 @@ class SweepAggregate:
                 f"their figure averages the checkpoints there are (first: {short[0]})")
 
     # ---------------------------------------------------------------- building
+    def _check_metric(self) -> None:
+        metric = self.settings.metric
+        present = {k for r in self.completed for ev in [r.eval, *(e for _, e in r.eval_history)]
+                   for m in ev.values() for k in m}
+        if self.completed and metric not in present:
+            raise ValueError(
+                f"metric {metric!r} is in no evaluation of the {len(self.completed)} completed runs; "
+                f"metrics they report: {', '.join(sorted(present)) or 'none'}")
+
     def _dedupe(self, runs: list[RunSummary]) -> list[RunSummary]:
         """One summary per (choice, training env, seed): a requeued or copied job must not count twice."""
         seen: dict[tuple, RunSummary] = {}
+        ignored: list[str] = []
         for run in runs:
             key = (run.choice, run.train_env, run.seed)
             if key in seen:
                 keep = max(seen[key], run, key=lambda r: (len(r.eval_history), r.source))
                 drop = run if keep is seen[key] else seen[key]
-                self.warnings.append(
-                    f"two summaries for training env {run.train_env}, seed {run.seed}, same variant: "
-                    f"kept {keep.source}, ignored {drop.source}"
-                )
+                ignored.append(f"{drop.source} (kept {keep.source})")
                 seen[key] = keep
             else:
                 seen[key] = run
+        if ignored:
+            more = f" and {len(ignored) - 3} more" if len(ignored) > 3 else ""
+            self.warnings.append(
+                f"{len(ignored)} duplicate summaries (same variant, training env and seed) ignored: "
+                f"{'; '.join(ignored[:3])}{more}")
         return list(seen.values())
 
     def _cell(self, key: tuple[Choice, str], runs: list[RunSummary]) -> CellResult:
@@ -339,8 +353,8 @@ class SweepAggregate:
             if not per_run:
                 continue
             stage_envs = [st["env"] for st in cell.runs[0].stages]
-            mixture = self.cell(choice, "+".join(stage_envs)) or self.cell(
-                choice, "+".join(sorted(stage_envs, key=env_sort_key)))
+            mixture = next((c for c in self.cells_of(choice)
+                            if c.kind == "mixture" and set(c.train_envs) == set(stage_envs)), None)
             for i, env in enumerate(stage_envs):
                 rows.append(SequentialRow(
                     choice=choice, sequence=label, stage=i + 1, env=env,

@@ -252,8 +252,8 @@ def load_wandb_group(entity: str | None, project: str, group: str, api: Any = No
 
 def _record_from_api_run(run: Any, source: str) -> WandbRunRecord:
     summary_file = None
-    for f in run.files():
-        if f.name == SUMMARY_FILE:
+    for f in run.files(names=[SUMMARY_FILE]):
+        if f.name == SUMMARY_FILE and getattr(f, "size", 1):
             with tempfile.TemporaryDirectory() as tmp:
                 f.download(root=tmp, replace=True)
                 summary_file = json.loads((Path(tmp) / SUMMARY_FILE).read_text())
