@@ -9,9 +9,9 @@ from agentgen.envs.webshop.reward import get_reward, normalize_color
 from agentgen.envs.webshop.shop import Shop, ShopConfig, get_shop
 
 __all__ = [
+    "SEARCH_TEMPLATE",
     "Catalog",
     "RawCatalog",
-    "SEARCH_TEMPLATE",
     "Shop",
     "ShopConfig",
     "WebShopEnv",

@@ -46,11 +46,13 @@ class Catalog:
 
 
 def parse_pricing(pricing: str | None) -> tuple[list[float], str]:
-    """"$12.99" -> ([12.99], "$12.99"); "$10.99 - $15.99" -> ([10.99, 15.99], "$10.99 to $15.99");
+    """ "$12.99" -> ([12.99], "$12.99"); "$10.99 - $15.99" -> ([10.99, 15.99], "$10.99 to $15.99");
     missing -> ([100.0], "$100.0"), as the original."""
     if not pricing:
         return [100.0], "$100.0"
-    values = [float(Decimal(re.sub(r"[^\d.]", "", p))) for p in pricing.split("$")[1:] if re.sub(r"[^\d.]", "", p)]
+    values = [
+        float(Decimal(re.sub(r"[^\d.]", "", p))) for p in pricing.split("$")[1:] if re.sub(r"[^\d.]", "", p)
+    ]
     if not values:
         return [100.0], "$100.0"
     if len(values) == 1:
@@ -58,7 +60,9 @@ def parse_pricing(pricing: str | None) -> tuple[list[float], str]:
     return values[:2], f"${values[0]} to ${values[1]}"
 
 
-def process_product(raw: dict[str, Any], attrs: dict[str, Any] | None, reviews: dict[str, Any] | None) -> dict[str, Any]:
+def process_product(
+    raw: dict[str, Any], attrs: dict[str, Any] | None, reviews: dict[str, Any] | None
+) -> dict[str, Any]:
     """One engine product record from a raw product (the original's load_products loop body)."""
     p = dict(raw)
     p["query"] = str(p.get("query", "")).lower().strip()
@@ -69,11 +73,13 @@ def process_product(raw: dict[str, Any], attrs: dict[str, Any] | None, reviews: 
     p["BulletPoints"] = [b for b in (small if isinstance(small, list) else [small]) if b]
     review_list = []
     for r in (reviews or {}).get("reviews", []):
-        review_list.append({
-            "title": r.get("title", ""),
-            "score": r.get("score", r.get("stars", 0)),
-            "body": r.get("body", r.get("review", "")),
-        })
+        review_list.append(
+            {
+                "title": r.get("title", ""),
+                "score": r.get("score", r.get("stars", 0)),
+                "body": r.get("body", r.get("review", "")),
+            }
+        )
     p["Reviews"] = review_list
     p["Rating"] = (reviews or {}).get("average_rating", "N.A.")
     p["pricing"], p["Price"] = parse_pricing(p.get("pricing") if isinstance(p.get("pricing"), str) else None)
@@ -109,7 +115,9 @@ def _price_cap(price: float, rng: random.Random) -> tuple[float, str]:
     return upper, f", and price lower than {upper:.2f} dollars"
 
 
-def synthetic_goals(products: list[dict[str, Any]], prices: dict[str, float], rng: random.Random) -> list[dict[str, Any]]:
+def synthetic_goals(
+    products: list[dict[str, Any]], prices: dict[str, float], rng: random.Random
+) -> list[dict[str, Any]]:
     """One goal per product and combination of its option values (the original's get_synthetic_goals)."""
     goals = []
     count_attr: dict[str, int] = defaultdict(int)
@@ -122,17 +130,19 @@ def synthetic_goals(products: list[dict[str, Any]], prices: dict[str, float], rn
             goal_options = dict(zip(names, combo))
             option_text = ", and ".join(f"{k}: {v}" for k, v in goal_options.items())
             option_text = f" with {option_text}" if option_text else ""
-            goals.append({
-                "asin": p["asin"],
-                "category": p["category"],
-                "query": p["query"],
-                "name": p["Title"],
-                "product_category": p["product_category"],
-                "instruction_text": f"{p['instruction_text']}{option_text}{price_text}",
-                "attributes": list(p["instruction_attributes"]),
-                "price_upper": cap,
-                "goal_options": goal_options,
-            })
+            goals.append(
+                {
+                    "asin": p["asin"],
+                    "category": p["category"],
+                    "query": p["query"],
+                    "name": p["Title"],
+                    "product_category": p["product_category"],
+                    "instruction_text": f"{p['instruction_text']}{option_text}{price_text}",
+                    "attributes": list(p["instruction_attributes"]),
+                    "price_upper": cap,
+                    "goal_options": goal_options,
+                }
+            )
             for a in p["instruction_attributes"]:
                 count_attr[a] += 1
     for g in goals:
@@ -153,22 +163,26 @@ def human_goals(
             if not ins.get("instruction_attributes"):
                 continue
             cap, price_text = _price_cap(prices[p["asin"]], rng)
-            goals.append({
-                "asin": p["asin"],
-                "category": p["category"],
-                "query": p["query"],
-                "name": p["name"],
-                "product_category": p["product_category"],
-                "instruction_text": ins["instruction"].strip(".") + price_text,
-                "attributes": list(ins["instruction_attributes"]),
-                "price_upper": cap,
-                "goal_options": list(ins.get("instruction_options") or []),
-                "weight": 1,
-            })
+            goals.append(
+                {
+                    "asin": p["asin"],
+                    "category": p["category"],
+                    "query": p["query"],
+                    "name": p["name"],
+                    "product_category": p["product_category"],
+                    "instruction_text": ins["instruction"].strip(".") + price_text,
+                    "attributes": list(ins["instruction_attributes"]),
+                    "price_upper": cap,
+                    "goal_options": list(ins.get("instruction_options") or []),
+                    "weight": 1,
+                }
+            )
     return goals
 
 
-def build_catalog(raw: RawCatalog, goal_type: str = "synthetic", num_products: int | None = None, seed: int = 0) -> Catalog:
+def build_catalog(
+    raw: RawCatalog, goal_type: str = "synthetic", num_products: int | None = None, seed: int = 0
+) -> Catalog:
     """Engine products, prices and shuffled goals from raw records."""
     if goal_type not in GOAL_TYPES:
         raise ValueError(f"goals must be one of {GOAL_TYPES}, got {goal_type!r}")
@@ -195,7 +209,9 @@ def split_goals(goals: list[dict[str, Any]], num_test: int) -> dict[str, list[di
     """The first ``num_test`` goals are the test split, the rest train (papers.md: 500). A train goal
     whose instruction text equals a test goal's is dropped, so the splits share no instance."""
     if num_test < 1 or num_test >= len(goals):
-        raise ValueError(f"num_test_goals must be in [1, {len(goals) - 1}] for {len(goals)} goals, got {num_test}")
+        raise ValueError(
+            f"num_test_goals must be in [1, {len(goals) - 1}] for {len(goals)} goals, got {num_test}"
+        )
     test = goals[:num_test]
     test_texts = {g["instruction_text"] for g in test}
     train = [g for g in goals[num_test:] if g["instruction_text"] not in test_texts]

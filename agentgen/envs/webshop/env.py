@@ -41,7 +41,7 @@ _ACTION = re.compile(r"^\s*(\w+)\s*\[(.*)\]\s*$", re.DOTALL)
 
 
 def parse_action(action: str) -> tuple[str, str | None]:
-    """"search[red shoes]" -> ("search", "red shoes"); anything else -> (text, None)."""
+    """ "search[red shoes]" -> ("search", "red shoes"); anything else -> (text, None)."""
     m = _ACTION.match(action)
     if m is None:
         return action.strip().lower(), None
@@ -71,9 +71,16 @@ class WebShopEnv(TextEnv):
     ):
         super().__init__(split=split, max_steps=max_steps, reward=reward)
         config = ShopConfig(
-            catalog=catalog, num_products=num_products, seed=catalog_seed, goals=goals,
-            num_test_goals=num_test_goals, data_dir=data_dir, products_file=products_file,
-            attributes_file=attributes_file, human_goals_file=human_goals_file, reviews_file=reviews_file,
+            catalog=catalog,
+            num_products=num_products,
+            seed=catalog_seed,
+            goals=goals,
+            num_test_goals=num_test_goals,
+            data_dir=data_dir,
+            products_file=products_file,
+            attributes_file=attributes_file,
+            human_goals_file=human_goals_file,
+            reviews_file=reviews_file,
         )
         self.show_instruction = bool(show_instruction)
         self.noun_tagger = noun_tagger
@@ -82,6 +89,8 @@ class WebShopEnv(TextEnv):
         self.state = BrowserState()
         self._clickables: dict[str, Clickable] = {}
         self._obs = ""
+        self._plan: tuple[str, str] | None = None
+        self._plan_key: tuple | None = None
 
     def _attach(self, config: ShopConfig) -> None:
         """Connect to this process's shop for ``config`` (built on first use)."""
@@ -105,7 +114,13 @@ class WebShopEnv(TextEnv):
     def _reset(self, seed: int) -> tuple[str, dict[str, Any]]:
         self.goal = self.goals[seed % len(self.goals)]
         self.state = BrowserState()
-        return self._render(), {"webshop_reward": 0.0, "raw_reward": 0.0, "page": SEARCH, "goal_asin": self.goal["asin"]}
+        self._plan_key = None
+        return self._render(), {
+            "webshop_reward": 0.0,
+            "raw_reward": 0.0,
+            "page": SEARCH,
+            "goal_asin": self.goal["asin"],
+        }
 
     def _step(self, action: str) -> tuple[str, bool, bool, dict[str, Any]]:
         name, arg = parse_action(action)
@@ -161,9 +176,13 @@ class WebShopEnv(TextEnv):
 
     # ------------------------------------------------------------------ internals
     def _expert_plan(self) -> tuple[str, str] | None:
+        """The expert's (action, thought) for the current state, computed once per state."""
         if self.goal is None or self.done:
             return None
-        return self.expert.act(self.state, self.goal)
+        key = (self.seed, self.steps)
+        if self._plan_key != key:
+            self._plan, self._plan_key = self.expert.act(self.state, self.goal), key
+        return self._plan
 
     def _render(self) -> str:
         self._obs, self._clickables = render(
@@ -196,13 +215,21 @@ class WebShopEnv(TextEnv):
     def _buy(self, info: dict[str, Any]) -> tuple[str, bool, bool, dict[str, Any]]:
         st = self.state
         product = self.shop.products[st.asin]
-        score, parts = get_reward(product, self.goal, self.shop.catalog.prices[st.asin], dict(st.options), self.tagger)
+        score, parts = get_reward(
+            product, self.goal, self.shop.catalog.prices[st.asin], dict(st.options), self.tagger
+        )
         st.page, st.score = DONE, score
         solved = is_success(score)
-        info.update({
-            "webshop_reward": score, "raw_reward": score, "page": DONE, "webshop_reward_info": parts,
-            "purchased_asin": st.asin, "purchased_options": dict(st.options),
-        })
+        info.update(
+            {
+                "webshop_reward": score,
+                "raw_reward": score,
+                "page": DONE,
+                "webshop_reward_info": parts,
+                "purchased_asin": st.asin,
+                "purchased_options": dict(st.options),
+            }
+        )
         if not solved:
             info["failed"] = True
         return self._render(), solved, False, info

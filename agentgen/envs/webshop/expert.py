@@ -70,11 +70,18 @@ def choose_options(product: dict[str, Any], goal: dict[str, Any]) -> dict[str, s
 class WebShopExpert:
     def __init__(self, products: dict[str, dict[str, Any]], prices: dict[str, float], tagger: NounTagger):
         self.products, self.prices, self.tagger = products, prices, tagger
+        self._memo: dict[str, tuple[float, dict[str, str], dict[str, Any]]] = {}
+        self._memo_goal: dict[str, Any] | None = None
 
     def candidate(self, asin: str, rank: int, goal: dict[str, Any]) -> Candidate:
-        product = self.products[asin]
-        options = choose_options(product, goal)
-        score, info = get_reward(product, goal, self.prices[asin], options, self.tagger)
+        if self._memo_goal is not goal:  # judgements depend on the goal only: keep them per episode
+            self._memo, self._memo_goal = {}, goal
+        if asin not in self._memo:
+            product = self.products[asin]
+            options = choose_options(product, goal)
+            score, info = get_reward(product, goal, self.prices[asin], options, self.tagger)
+            self._memo[asin] = (score, options, info)
+        score, options, info = self._memo[asin]
         return Candidate(asin, rank, score, options, info)
 
     def best(self, state: BrowserState, goal: dict[str, Any]) -> Candidate | None:
@@ -90,7 +97,10 @@ class WebShopExpert:
                 f'I am on the search page, so I search with the words of the instruction: "{query}".'
             )
         if state.page == SUB:
-            return f"click[{PREV_PAGE.lower()}]", f"I have read the {state.sub_page} page; I go back to the product page."
+            return (
+                f"click[{PREV_PAGE.lower()}]",
+                f"I have read the {state.sub_page} page; I go back to the product page.",
+            )
         if state.page not in (RESULTS, ITEM):
             return None
         best = self.best(state, goal)
@@ -131,7 +141,10 @@ class WebShopExpert:
                 return f"click[{value}]", (
                     f"The instruction asks for {name}: {value} and this product offers it, so I select it."
                 )
-        return f"click[{BUY_NOW.lower()}]", f"This product {self._judgement(here, goal, selected=True)}, so I buy it."
+        return (
+            f"click[{BUY_NOW.lower()}]",
+            f"This product {self._judgement(here, goal, selected=True)}, so I buy it.",
+        )
 
     def _judgement(self, cand: Candidate, goal: dict[str, Any], selected: bool = False) -> str:
         text = self._describe(cand, goal, selected)
@@ -152,7 +165,9 @@ class WebShopExpert:
         price_ok = cand.info.get("r_price")
         if price_ok is not None:
             cap = goal["price_upper"]
-            parts.append(f"costs less than {cap:.2f} dollars" if price_ok else f"costs more than {cap:.2f} dollars")
+            parts.append(
+                f"costs less than {cap:.2f} dollars" if price_ok else f"costs more than {cap:.2f} dollars"
+            )
         return " and ".join(parts) if parts else "is a candidate"
 
     @staticmethod

@@ -118,8 +118,13 @@ def _reviews(asin: str, rng: random.Random) -> dict[str, Any]:
     reviews = []
     for _ in range(n):
         stars = rng.choices((5, 4, 3, 2, 1), weights=(45, 25, 15, 8, 7))[0]
-        reviews.append({"title": rng.choice(REVIEW_TITLES[stars]), "stars": stars,
-                        "review": rng.choice(REVIEW_BODIES[stars])})
+        reviews.append(
+            {
+                "title": rng.choice(REVIEW_TITLES[stars]),
+                "stars": stars,
+                "review": rng.choice(REVIEW_BODIES[stars]),
+            }
+        )
     rating = round(sum(r["stars"] for r in reviews) / n, 1) if n else "N.A."
     return {"asin": asin, "reviews": reviews, "average_rating": rating}
 
@@ -144,7 +149,8 @@ def generate_product(ptype: ProductType, asin: str, rng: random.Random) -> tuple
     first = rng.choice(attributes)
     blurb = ATTRIBUTE_BLURBS[first]
     description = " ".join(
-        [f"The {brand} {noun.lower()}: {blurb[0].upper()}{blurb[1:]}."] + rng.sample(fillers, min(2, len(fillers)))
+        [f"The {brand} {noun.lower()}: {blurb[0].upper()}{blurb[1:]}."]
+        + rng.sample(fillers, min(2, len(fillers)))
     )
 
     text = " ".join([title, description, *bullets]).lower()
@@ -176,8 +182,11 @@ def generate_product(ptype: ProductType, asin: str, rng: random.Random) -> tuple
         "product_category": ptype.product_category,
         "images": [],
     }
-    ins = {"attributes": attributes, "instruction": instruction_for(ptype, goal_attrs, rng),
-           "instruction_attributes": goal_attrs}
+    ins = {
+        "attributes": attributes,
+        "instruction": instruction_for(ptype, goal_attrs, rng),
+        "instruction_attributes": goal_attrs,
+    }
     return raw, ins, _reviews(asin, rng)
 
 
@@ -185,7 +194,9 @@ def generate_catalog(num_products: int = 3000, seed: int = 0) -> RawCatalog:
     """``num_products`` products spread evenly over the product types, in shuffled order (like
     items_shuffle), deterministic in ``seed``."""
     if num_products < len(PRODUCT_TYPES):
-        raise ValueError(f"num_products must be >= {len(PRODUCT_TYPES)} (one per product type), got {num_products}")
+        raise ValueError(
+            f"num_products must be >= {len(PRODUCT_TYPES)} (one per product type), got {num_products}"
+        )
     rng = random.Random(f"webshop-catalog-{seed}")
     new_asin = _AsinSource(rng)
     products, attributes, reviews = [], {}, []
@@ -203,8 +214,11 @@ def write_catalog(raw: RawCatalog, out_dir: str | os.PathLike) -> dict[str, Path
     """Write a catalog as the original's data files (atomic per file); returns the paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    files = {"products": (PRODUCTS_FILE, raw.products), "attributes": (ATTRIBUTES_FILE, raw.attributes),
-             "reviews": (REVIEWS_FILE, raw.reviews)}
+    files = {
+        "products": (PRODUCTS_FILE, raw.products),
+        "attributes": (ATTRIBUTES_FILE, raw.attributes),
+        "reviews": (REVIEWS_FILE, raw.reviews),
+    }
     paths = {}
     for key, (name, data) in files.items():
         path = out / name

@@ -59,10 +59,12 @@ def load_raw_files(
         raise FileNotFoundError(f"WebShop data_dir {str(root)!r} is not a directory")
     products = _read_json(_resolve(root, products_file), "products")
     if not isinstance(products, list):
-        raise ValueError(f"WebShop products file {products_file!r} must hold a list of products")
+        raise ValueError(f"WebShop products file {products_file!r} must hold a list of products")  # noqa: TRY004
     missing = [k for k in ("asin", "name") if products and k not in products[0]]
     if missing:
-        raise ValueError(f"WebShop products file {products_file!r}: records lack {missing} (not the original schema)")
+        raise ValueError(
+            f"WebShop products file {products_file!r}: records lack {missing} (not the original schema)"
+        )
     attributes = _read_json(_resolve(root, attributes_file), "attributes")
     human = _read_json(_resolve(root, human_goals_file), "human goals") if human_goals_file else {}
     reviews = _read_json(_resolve(root, reviews_file), "reviews") if reviews_file else []

@@ -60,8 +60,9 @@ class BrowserState:
         return self.page_num * PRODUCT_WINDOW < len(self.results)
 
 
-def render(state: BrowserState, products: dict[str, dict[str, Any]], instruction: str,
-           show_instruction: bool = True) -> tuple[str, dict[str, Clickable]]:
+def render(
+    state: BrowserState, products: dict[str, dict[str, Any]], instruction: str, show_instruction: bool = True
+) -> tuple[str, dict[str, Clickable]]:
     """(observation text, clickables by lower-cased text) of the current page."""
     head = ["Instruction:", instruction] if show_instruction else []
     clickables: dict[str, Clickable] = {}

@@ -27,9 +27,12 @@ when the user has one.
 from __future__ import annotations
 
 import functools
+import importlib.util
+import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable, Protocol
+from typing import Any, Protocol
 
 from rapidfuzz import fuzz, utils
 
@@ -40,20 +43,112 @@ PRICE_RANGE = [10.0 * i for i in range(1, 100)]
 # web_agent_site/engine/normalize.py: a value containing one of these words is reduced to the first
 # such word in this order ("navy blue" -> "blue", "light brown" -> "brown").
 COLOR_SET = (
-    "alabaster", "apricot", "aqua", "ash", "asphalt", "azure", "banana", "beige", "black", "blue",
-    "blush", "bordeaux", "bronze", "brown", "burgundy", "camel", "camo", "caramel", "champagne",
-    "charcoal", "cheetah", "chestnut", "chocolate", "christmas", "coffee", "cognac", "copper", "coral",
-    "cranberry", "cream", "crystal", "dark", "denim", "eggplant", "elephant", "espresso", "fuchsia",
-    "gold", "granite", "grape", "graphite", "grass", "gray", "green", "grey", "heather", "indigo",
-    "ivory", "ivy", "khaki", "lavender", "lemon", "leopard", "light", "lilac", "lime", "magenta",
-    "maroon", "mauve", "merlot", "midnight", "mint", "mocha", "multicolor", "mushroom", "mustard",
-    "natural", "navy", "nude", "olive", "orange", "peach", "pewter", "pink", "plum", "purple",
-    "rainbow", "red", "rose", "royal", "rust", "sand", "sapphire", "seashell", "silver", "skull",
-    "slate", "steel", "stone", "stonewash", "sunflower", "tan", "taupe", "teal", "tiger", "turquoise",
-    "violet", "walnut", "wheat", "white", "wine", "yellow",
+    "alabaster",
+    "apricot",
+    "aqua",
+    "ash",
+    "asphalt",
+    "azure",
+    "banana",
+    "beige",
+    "black",
+    "blue",
+    "blush",
+    "bordeaux",
+    "bronze",
+    "brown",
+    "burgundy",
+    "camel",
+    "camo",
+    "caramel",
+    "champagne",
+    "charcoal",
+    "cheetah",
+    "chestnut",
+    "chocolate",
+    "christmas",
+    "coffee",
+    "cognac",
+    "copper",
+    "coral",
+    "cranberry",
+    "cream",
+    "crystal",
+    "dark",
+    "denim",
+    "eggplant",
+    "elephant",
+    "espresso",
+    "fuchsia",
+    "gold",
+    "granite",
+    "grape",
+    "graphite",
+    "grass",
+    "gray",
+    "green",
+    "grey",
+    "heather",
+    "indigo",
+    "ivory",
+    "ivy",
+    "khaki",
+    "lavender",
+    "lemon",
+    "leopard",
+    "light",
+    "lilac",
+    "lime",
+    "magenta",
+    "maroon",
+    "mauve",
+    "merlot",
+    "midnight",
+    "mint",
+    "mocha",
+    "multicolor",
+    "mushroom",
+    "mustard",
+    "natural",
+    "navy",
+    "nude",
+    "olive",
+    "orange",
+    "peach",
+    "pewter",
+    "pink",
+    "plum",
+    "purple",
+    "rainbow",
+    "red",
+    "rose",
+    "royal",
+    "rust",
+    "sand",
+    "sapphire",
+    "seashell",
+    "silver",
+    "skull",
+    "slate",
+    "steel",
+    "stone",
+    "stonewash",
+    "sunflower",
+    "tan",
+    "taupe",
+    "teal",
+    "tiger",
+    "turquoise",
+    "violet",
+    "walnut",
+    "wheat",
+    "white",
+    "wine",
+    "yellow",
 )
 
 
+@functools.lru_cache(maxsize=100_000)
 def normalize_color(value: str) -> str:
     """The first colour word contained in ``value``, else ``value`` unchanged (original behaviour)."""
     for color in COLOR_SET:
@@ -69,7 +164,7 @@ def token_set_ratio(a: str, b: str) -> int:
     b = utils.default_process(b.encode("ascii", "ignore").decode())
     if not a or not b:
         return 0
-    return int(round(fuzz.token_set_ratio(a, b)))
+    return round(fuzz.token_set_ratio(a, b))
 
 
 # ----------------------------------------------------------------------------- nouns of titles
@@ -77,64 +172,83 @@ class NounTagger(Protocol):
     def nouns(self, text: str) -> tuple[str, ...]: ...
 
 
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
 # Words that are not nouns of a product type: function words, and the adjectives, adverbs and
 # marketing words frequent in Amazon titles. spaCy tags these DET/ADP/ADJ/ADV/... and so drops them.
-_FUNCTION_WORDS = frozenset("""
-a an the and or nor but of for with without to from in into on onto at by as via per than then
-is are was were be been being it its this that these those there their our your my his her
-all any both each every few more most other some such no not only own same so too very can will
-just also up down out off over under again further once here when where why how what which who
-whom whose while if because until about against between through during before after above below
-i me we us you he she they them one ones
-""".split())
-_NON_NOUN_WORDS = frozenset("""
+_FUNCTION_WORDS = _words(
+    """
+a an the and or nor but of for with without to from in into on onto at by as via per than then is
+are was were be been being it its this that these those there their our your my his her all any both
+each every few more most other some such no not only own same so too very can will just also up down
+out off over under again further once here when where why how what which who whom whose while if
+because until about against between through during before after above below i me we us you he she
+they them one ones
+"""
+)
+_NON_NOUN_WORDS = _words(
+    """
 new best great good better premium quality high low long short big small large extra super ultra
 mini max maxi soft hard light heavy lightweight durable portable comfortable comfy cute perfect
 natural organic fresh pure clean free easy quick fast slow smart classic modern vintage casual
 elegant simple basic daily everyday original authentic professional pro deluxe luxury luxe
-adjustable waterproof breathable wireless cordless rechargeable compatible universal multi
-stylish fashionable beautiful pretty sexy warm cool hot cold dry wet thick thin wide narrow
-full half double single triple dual upgraded improved latest lasting sensitive gentle strong
-extra-large x-large xx-large medium petite plus tall mens womens men's women's unisex kids
-red blue green black white yellow pink purple orange grey gray brown beige navy golden silver
-round square flat open closed non anti top bottom inner outer ergonomic foldable compact heavy-duty
-""".split())
+adjustable waterproof breathable wireless cordless rechargeable compatible universal multi stylish
+fashionable beautiful pretty sexy warm cool hot cold dry wet thick thin wide narrow full half double
+single triple dual upgraded improved latest lasting sensitive gentle strong extra-large x-large xx-large
+medium petite plus tall mens womens men's women's unisex kids red blue green black white
+yellow pink purple orange grey gray brown beige navy golden silver round square flat open closed non
+anti top bottom inner outer ergonomic foldable compact heavy-duty
+"""
+)
+
+
+_TOKEN = re.compile(r"[a-z][a-z'\-]*[a-z]|[a-z]")
+
+
+@functools.lru_cache(maxsize=100_000)
+def _heuristic_nouns(text: str) -> tuple[str, ...]:
+    out = []
+    for tok in _TOKEN.findall(text.lower()):
+        tok = tok.strip("'-")
+        if len(tok) < 2 or tok in _FUNCTION_WORDS or tok in _NON_NOUN_WORDS or tok.endswith("ly"):
+            continue
+        out.append(tok)
+    return tuple(out)
 
 
 class HeuristicNounTagger:
     """Approximates spaCy's NOUN/PROPN filter on product titles without a model: word tokens that
     are not function words, common title adjectives/adverbs (-ly), or numbers."""
 
-    _TOKEN = re.compile(r"[a-z][a-z'\-]*[a-z]|[a-z]")
-
-    @functools.lru_cache(maxsize=100_000)
     def nouns(self, text: str) -> tuple[str, ...]:
-        out = []
-        for tok in self._TOKEN.findall(text.lower()):
-            tok = tok.strip("'-")
-            if len(tok) < 2 or tok in _FUNCTION_WORDS or tok in _NON_NOUN_WORDS or tok.endswith("ly"):
-                continue
-            out.append(tok)
-        return tuple(out)
+        return _heuristic_nouns(text)
 
 
 class SpacyNounTagger:
     """The original's tagger: tokens spaCy tags NOUN or PROPN (needs an installed spaCy model)."""
 
     def __init__(self, model: str = "en_core_web_lg"):
+        installed = os.path.exists(model) or importlib.util.find_spec(model.replace("-", "_")) is not None
         try:
+            if not installed:  # fail fast, without importing spaCy
+                raise OSError(f"no package or folder named {model!r}")
             import spacy
 
             self._nlp = spacy.load(model, disable=["parser", "ner", "lemmatizer"])
+            self._cache: dict[str, tuple[str, ...]] = {}
         except (ImportError, OSError) as exc:
             raise ValueError(
                 f"noun_tagger 'spacy' needs the spaCy model {model!r} installed locally ({exc}); "
                 "use noun_tagger='heuristic' (the default) or install the model"
             ) from exc
 
-    @functools.lru_cache(maxsize=100_000)
     def nouns(self, text: str) -> tuple[str, ...]:
-        return tuple(t.text.lower() for t in self._nlp(text) if t.pos_ in ("PNOUN", "NOUN", "PROPN"))
+        if text not in self._cache:
+            doc = self._nlp(text)
+            self._cache[text] = tuple(t.text.lower() for t in doc if t.pos_ in ("PNOUN", "NOUN", "PROPN"))
+        return self._cache[text]
 
 
 def make_noun_tagger(spec: str) -> NounTagger:
@@ -186,7 +300,11 @@ def type_reward(product: dict[str, Any], goal: dict[str, Any], tagger: NounTagge
 
 
 def _product_text(product: dict[str, Any]) -> tuple[str, str, str]:
-    return (product["Title"].lower(), " ".join(product["BulletPoints"]).lower(), product["Description"].lower())
+    return (
+        product["Title"].lower(),
+        " ".join(product["BulletPoints"]).lower(),
+        product["Description"].lower(),
+    )
 
 
 def attribute_matches(product: dict[str, Any], goal_attributes: Iterable[str]) -> list[bool]:
@@ -201,7 +319,9 @@ def attribute_matches(product: dict[str, Any], goal_attributes: Iterable[str]) -
     return out
 
 
-def option_matches(product: dict[str, Any], goal_options: Iterable[str], chosen: dict[str, str]) -> dict[str, bool]:
+def option_matches(
+    product: dict[str, Any], goal_options: Iterable[str], chosen: dict[str, str]
+) -> dict[str, bool]:
     """Per purchased option (name -> value): does it match one of the goal's option values."""
     title, bullets, desc = _product_text(product)
     goal_norm = [normalize_color(o) for o in goal_options]

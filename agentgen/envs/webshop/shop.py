@@ -37,7 +37,9 @@ class ShopConfig:
         if self.catalog not in CATALOG_SOURCES:
             raise ValueError(f"webshop catalog must be one of {CATALOG_SOURCES}, got {self.catalog!r}")
         if self.catalog == "files" and not self.data_dir:
-            raise ValueError("webshop catalog 'files' needs data_dir (the folder with the original data files)")
+            raise ValueError(
+                "webshop catalog 'files' needs data_dir (the folder with the original data files)"
+            )
         if self.catalog == "generated" and self.goals != "synthetic":
             raise ValueError(f"the generated catalog has synthetic goals only, got goals={self.goals!r}")
         if self.goals == "human" and not self.human_goals_file:
@@ -61,12 +63,19 @@ def build_shop(config: ShopConfig) -> Shop:
         raw = generate_catalog(config.num_products or DEFAULT_GENERATED_PRODUCTS, seed=config.seed)
         catalog = build_catalog(raw, "synthetic", seed=config.seed)
     else:
-        raw = load_raw_files(config.data_dir, config.products_file, config.attributes_file,
-                             config.human_goals_file, config.reviews_file)
+        raw = load_raw_files(
+            config.data_dir,
+            config.products_file,
+            config.attributes_file,
+            config.human_goals_file,
+            config.reviews_file,
+        )
         catalog = build_catalog(raw, config.goals, num_products=config.num_products, seed=config.seed)
     if not catalog.goals:
         raise ValueError(f"webshop: no goals could be built from {config} (products lack instructions?)")
-    return Shop(config, catalog, ProductSearch(catalog.products), split_goals(catalog.goals, config.num_test_goals))
+    return Shop(
+        config, catalog, ProductSearch(catalog.products), split_goals(catalog.goals, config.num_test_goals)
+    )
 
 
 @functools.lru_cache(maxsize=4)
