@@ -1,0 +1,239 @@
+"""Dry run of a sweep: every job it would launch, composed and validated, with the GPUs and GPU-hours it
+would take. Nothing is run or submitted.
+
+    python -m agentgen.cluster.plan -m +sweeps=gen_tax model=llama3_1_8b_instruct cluster=slurm_8gpu
+    python launch.py -m +sweeps=gen_tax ... --plan        (or task=plan: the same, via launch.py)
+
+The jobs are exactly the launcher's: the config's ``hydra.sweeper.params`` (a sweep file's grid) then the
+command line, expanded by Hydra's basic sweeper, minus the combinations ``hydra.sweeper.exclude`` drops,
+numbered as the sweeper numbers them. Each job is composed from ``conf/`` with Hydra's compose API.
+
+GPU-hours are an estimate: per job, the GPUs it reserves (``cluster.gpus_per_node x cluster.nodes`` on
+Slurm, ``model.resources.gpus`` locally) x ``trainer.steps`` x ``model.resources.seconds_per_step``
+(each model preset's rough RL step time on its GPUs; ``DEFAULT_SECONDS_PER_STEP`` when unset). SFT
+warm-up and evaluation time are not counted.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from agentgen.cluster.sweep import (SweepError, expand_grid, format_job, grid_axes, job_output_dir, parse_rules,
+                                    split_excluded, summary_status)
+
+DEFAULT_SECONDS_PER_STEP = 60.0  # = agentgen.config.ModelResources.seconds_per_step's default
+PLAN_FLAGS = ("--plan", "-m", "--multirun")
+
+
+@dataclass
+class JobEstimate:
+    gpus: int  # GPUs the job reserves
+    rl_steps: int
+    seconds_per_step: float
+    model: str
+
+    @property
+    def hours(self) -> float:
+        return self.rl_steps * self.seconds_per_step / 3600.0
+
+    @property
+    def gpu_hours(self) -> float:
+        return self.gpus * self.hours
+
+
+@dataclass
+class Plan:
+    command: list[str]  # the overrides planned
+    jobs: list[list[str]]  # override list of every job to launch, numbered by position
+    configs: list[DictConfig]  # each job's composed config (without the hydra node)
+    output_dirs: list[Path]
+    states: list[str | None]  # summary.json status already in a job's output dir (None: new)
+    estimates: list[JobEstimate]
+    excluded: list[tuple[list[str], str]]  # (job, the rule that excluded it)
+    swept: dict[str, list[str]]  # swept key -> values
+    fixed: dict[str, str]  # fixed override key -> value
+    sweep_dir: Path
+    errors: list[tuple[list[str], str]] = field(default_factory=list)  # (job, one-paragraph problem)
+
+    @property
+    def total_gpu_hours(self) -> float:
+        return sum(e.gpu_hours for e in self.estimates)
+
+
+def _compose_error(exc: BaseException, overrides: list[str]) -> str:
+    try:
+        from agentgen.config import describe_compose_error
+
+        return describe_compose_error(exc, overrides)
+    except ImportError:
+        return str(exc).strip().splitlines()[0]
+
+
+def estimate(cfg: DictConfig) -> JobEstimate:
+    """GPUs, RL steps and step time of one job (see the module docstring)."""
+    cluster = cfg.get("cluster") or {}
+    if cluster.get("name", "local") == "local":
+        gpus = int(OmegaConf.select(cfg, "model.resources.gpus", default=0) or 0)
+    else:
+        gpus = int(cluster.get("gpus_per_node") or 0) * int(cluster.get("nodes") or 1)
+    steps = int(OmegaConf.select(cfg, "trainer.steps", default=0) or 0) if cfg.get("task", "train") == "train" else 0
+    sps = OmegaConf.select(cfg, "model.resources.seconds_per_step", default=None)
+    return JobEstimate(gpus=gpus, rl_steps=steps, seconds_per_step=float(sps or DEFAULT_SECONDS_PER_STEP),
+                       model=str(OmegaConf.select(cfg, "model.name", default="?")))
+
+
+def make_plan(overrides: Sequence[str], conf_dir: str | Path | None = None, config_name: str = "config",
+              validate: Callable[[DictConfig], None] | None = None) -> Plan:
+    """Expand, exclude, compose (and ``validate``, which raises on a bad config) every job of a sweep.
+    Composition and validation problems are collected per job in ``Plan.errors``; a malformed sweep
+    (bad exclude rule, all jobs excluded) raises SweepError."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from agentgen.cluster.plugins import register
+
+    if conf_dir is None:
+        from agentgen.config import CONF_DIR  # also registers agentgen's config schema
+
+        conf_dir = CONF_DIR
+    register()
+    overrides = list(overrides)
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    hydra_ovr = [o.input_line for o in parsed if o.key_or_group.startswith(("hydra.", "hydra/"))]
+    task_ovr = [o.input_line for o in parsed if not o.key_or_group.startswith(("hydra.", "hydra/"))]
+    plain = [o.input_line for o in parsed if not o.is_sweep_override()]
+
+    with initialize_config_dir(config_dir=str(Path(conf_dir).absolute()), job_name="launch", version_base="1.3"):
+        try:
+            base = compose(config_name, overrides=plain, return_hydra_config=True)
+        except Exception as exc:  # noqa: BLE001 - one paragraph for the user, whatever Hydra raised
+            raise SweepError(_compose_error(exc, plain)) from None
+        sweeper = base.hydra.sweeper
+        params = OmegaConf.to_container(sweeper.params, resolve=False) if sweeper.get("params") else {}
+        rules = parse_rules(sweeper.get("exclude"))
+        sweep_dir = Path(str(base.hydra.sweep.dir)).absolute()
+
+        jobs = expand_grid(params, task_ovr)
+        kept, excluded = split_excluded(jobs, rules)
+        if not kept:
+            raise SweepError(f"hydra.sweeper.exclude removes all {len(jobs)} jobs of this sweep; nothing to run.")
+        swept, fixed = grid_axes(params, task_ovr)
+        plan = Plan(command=overrides, jobs=kept, configs=[], output_dirs=[], states=[], estimates=[],
+                    excluded=[(j, str(r)) for j, r in excluded], swept=swept, fixed=fixed, sweep_dir=sweep_dir)
+        for num, job in enumerate(kept):
+            try:
+                cfg = compose(config_name, overrides=hydra_ovr + job, return_hydra_config=True)
+            except Exception as exc:  # noqa: BLE001
+                plan.errors.append((job, _compose_error(exc, job)))
+                continue
+            with open_dict(cfg):
+                cfg.hydra.sweep.dir = str(sweep_dir)  # one resolution of ${now:...} for the whole sweep
+            out = job_output_dir(cfg, num)
+            with open_dict(cfg):
+                del cfg["hydra"]
+            if validate is not None:
+                try:
+                    validate(cfg)
+                except ValueError as err:
+                    plan.errors.append((job, str(err)))
+            plan.configs.append(cfg)
+            plan.output_dirs.append(out)
+            plan.states.append(summary_status(out) if out.is_dir() else None)
+            plan.estimates.append(estimate(cfg))
+    return plan
+
+
+def _hours(h: float) -> str:
+    return f"{h:.1f} h" if h >= 1 else f"{h * 60:.0f} min"
+
+
+def format_plan(plan: Plan) -> str:
+    n = len(plan.jobs)
+    grid_size = 1
+    for values in plan.swept.values():
+        grid_size *= len(values)
+    states = Counter(s or "new" for s in plan.states)
+    lines = [f"Plan: {n} job(s)" + (f" ({len(plan.excluded)} excluded)" if plan.excluded else "")
+             + f", output under {plan.sweep_dir}"]
+    if plan.swept:
+        dims = " x ".join(str(len(v)) for v in plan.swept.values())
+        lines.append(f"Grid ({dims} = {grid_size}):")
+        width = max(len(k) for k in plan.swept)
+        lines += [f"  {k:<{width}}  {', '.join(v)}" for k, v in plan.swept.items()]
+    if plan.fixed:
+        lines.append("Fixed: " + " ".join(f"{k}={v}" for k, v in plan.fixed.items()))
+    if plan.excluded:
+        lines.append(f"Excluded by hydra.sweeper.exclude ({len(plan.excluded)}):")
+        for rule, count in Counter(r for _, r in plan.excluded).items():
+            lines.append(f"  {rule}: {count} job(s)")
+    if plan.configs:
+        c = plan.configs[0].get("cluster") or {}
+        if c.get("name", "local") == "local":
+            lines.append("Cluster: local (jobs run one after another in this process)")
+        else:
+            lines.append(f"Cluster: {c.get('name')}: {c.get('nodes', 1)} node(s) x {c.get('gpus_per_node') or 0} GPU(s), "
+                         f"{c.get('cpus_per_task')} CPU(s) per task, time limit {c.get('timeout_min')} min, "
+                         f"{c.get('max_requeues', 0)} requeue(s), at most {c.get('array_parallelism')} job(s) at once")
+        groups = Counter((e.gpus, e.rl_steps, e.seconds_per_step, e.model) for e in plan.estimates)
+        lines.append("Estimate (trainer.steps x model.resources.seconds_per_step; SFT and evaluation not counted):")
+        for (gpus, steps, sps, model), count in groups.items():
+            e = JobEstimate(gpus, steps, sps, model)
+            lines.append(f"  {count} job(s) x {gpus} GPU(s) x {_hours(e.hours)} ({steps} RL steps x {sps:g} s, "
+                         f"model={model}) = {count * e.gpu_hours:.1f} GPU-hours")
+        lines.append(f"  total: {plan.total_gpu_hours:.1f} GPU-hours, "
+                     f"{sum(e.gpus for e in plan.estimates)} GPU(s) if all jobs run at once")
+        limit_h = (c.get("timeout_min") or 0) / 60.0 * (1 + int(c.get("max_requeues") or 0))
+        longest = max((e.hours for e in plan.estimates), default=0.0)
+        if c.get("name", "local") != "local" and limit_h and longest > limit_h:
+            lines.append(f"  warning: the longest job needs ~{_hours(longest)}, more than the time limit x "
+                         f"(1 + cluster.max_requeues) = {_hours(limit_h)}: raise cluster.timeout_min or "
+                         f"cluster.max_requeues")
+    if any(plan.states):
+        lines.append("Already in the sweep dir: " + ", ".join(f"{v} {k}" for k, v in states.items())
+                     + " (resume=skip_completed skips the completed ones)")
+    lines.append("Jobs:")
+    width = len(str(max(n - 1, 0)))
+    for num, job in enumerate(plan.jobs):
+        state = plan.states[num] if num < len(plan.states) else None
+        lines.append(f"  #{num:<{width}} {format_job(job)}" + (f"   [{state}]" if state else ""))
+    if plan.errors:
+        lines.append(f"{len(plan.errors)} job config(s) are invalid:")
+        lines += [f"  {format_job(job)}: {msg}" for job, msg in plan.errors]
+    else:
+        lines.append(f"All {n} job config(s) composed and validated; nothing was launched.")
+    return "\n".join(lines)
+
+
+def plan_overrides(argv: Sequence[str]) -> list[str]:
+    """The overrides of a launch.py command line, without -m/--plan and task=plan (they mean: plan this)."""
+    unknown = [a for a in argv if a.startswith("-") and a not in PLAN_FLAGS]
+    if unknown:
+        raise SweepError(f"unsupported option(s) for a plan: {' '.join(unknown)}; give overrides and optionally "
+                         f"{', '.join(PLAN_FLAGS)}.")
+    return [a for a in argv if a not in PLAN_FLAGS and a != "task=plan"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Print the plan of a launch.py command line; exit code 2 if the sweep or any job config is invalid."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        from agentgen.config import validate
+    except ImportError:  # pragma: no cover - agentgen.config is part of the package
+        validate = None
+    try:
+        plan = make_plan(plan_overrides(argv), validate=validate)
+    except SweepError as err:
+        print(f"agentgen plan: error: {err}", file=sys.stderr)
+        return 2
+    print(format_plan(plan))
+    return 2 if plan.errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
