@@ -342,6 +342,8 @@ def test_loader_errors_are_clear(tmp_path):
         ShopConfig(catalog="files")
     with pytest.raises(ValueError, match="catalog must be one of"):
         ShopConfig(catalog="amazon")
+    with pytest.raises(ValueError, match="synthetic goals only"):
+        ShopConfig(goals="human")
     with pytest.raises(ValueError, match="human_goals_file"):
         ShopConfig(catalog="files", data_dir=str(tmp_path), goals="human")
 

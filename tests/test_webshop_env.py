@@ -114,6 +114,7 @@ def test_item_page_options_and_sub_pages(env):
         "Buy Now",
     ]
     assert obs == SEP.join([head, *option_texts, *tail])
+    assert env.page_elements() == obs.split(SEP) and env.state.page == "item"
     values = [v for vs in p["options"].values() for v in vs]
     assert info["admissible_actions"] == [
         "click[back to search]",

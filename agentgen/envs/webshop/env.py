@@ -28,6 +28,7 @@ from agentgen.envs.webshop.pages import (
     ITEM,
     RESULTS,
     SEARCH,
+    SEP,
     SUB,
     BrowserState,
     Clickable,
@@ -89,6 +90,7 @@ class WebShopEnv(TextEnv):
         self.state = BrowserState()
         self._clickables: dict[str, Clickable] = {}
         self._obs = ""
+        self._elements: list[str] = []
         self._plan: tuple[str, str] | None = None
         self._plan_key: tuple | None = None
 
@@ -115,12 +117,7 @@ class WebShopEnv(TextEnv):
         self.goal = self.goals[seed % len(self.goals)]
         self.state = BrowserState()
         self._plan_key = None
-        return self._render(), {
-            "webshop_reward": 0.0,
-            "raw_reward": 0.0,
-            "page": SEARCH,
-            "goal_asin": self.goal["asin"],
-        }
+        return self._render(), {"webshop_reward": 0.0, "raw_reward": 0.0, "page": SEARCH}
 
     def _step(self, action: str) -> tuple[str, bool, bool, dict[str, Any]]:
         name, arg = parse_action(action)
@@ -174,6 +171,12 @@ class WebShopEnv(TextEnv):
         plan = self._expert_plan()
         return plan[1] if plan else None
 
+    def page_elements(self) -> list[str]:
+        """The visible strings of the current page (the observation is them joined by " [SEP] "), with
+        ``self.state.page`` telling which page it is: for observation wrappers such as state
+        augmentation, which insert ads or decoy results between elements."""
+        return list(self._elements)
+
     # ------------------------------------------------------------------ internals
     def _expert_plan(self) -> tuple[str, str] | None:
         """The expert's (action, thought) for the current state, computed once per state."""
@@ -185,9 +188,10 @@ class WebShopEnv(TextEnv):
         return self._plan
 
     def _render(self) -> str:
-        self._obs, self._clickables = render(
+        self._elements, self._clickables = render(
             self.state, self.shop.products, self.goal["instruction_text"], self.show_instruction
         )
+        self._obs = SEP.join(self._elements)
         return self._obs
 
     def _click(self, c: Clickable) -> None:

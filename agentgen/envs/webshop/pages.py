@@ -62,8 +62,9 @@ class BrowserState:
 
 def render(
     state: BrowserState, products: dict[str, dict[str, Any]], instruction: str, show_instruction: bool = True
-) -> tuple[str, dict[str, Clickable]]:
-    """(observation text, clickables by lower-cased text) of the current page."""
+) -> tuple[list[str], dict[str, Clickable]]:
+    """(visible strings, clickables by lower-cased text) of the current page; the observation is
+    ``SEP.join(strings)``."""
     head = ["Instruction:", instruction] if show_instruction else []
     clickables: dict[str, Clickable] = {}
     if state.page == SEARCH:
@@ -107,7 +108,7 @@ def render(
         texts = ["Thank you for shopping with us!", "Your score (min 0.0, max 1.0)", f"{state.score}"]
     else:
         raise ValueError(f"unknown page {state.page!r}")
-    return SEP.join(t.strip() for t in texts if t and t.strip()), clickables
+    return [t.strip() for t in texts if t and t.strip()], clickables
 
 
 def sub_page_texts(product: dict[str, Any], sub_page: str | None) -> list[str]:

@@ -1,6 +1,6 @@
 """A shop = catalog + search index + goals per split, built once per process and configuration.
 
-The generated catalog (3000 products, ~24k goals) builds in memory in about a second and a half, so
+The generated catalog (3000 products, ~24k goals) builds in memory in about two seconds, so
 no cache directory is needed: each worker process builds its own on first use and reuses it for
 every environment it creates.
 """
