@@ -62,7 +62,9 @@ _PLURAL_TEMPLATES = (
 
 
 def _article(word: str) -> str:
-    return "an" if word[:1] in "aeiou" else "a"
+    if word.startswith(("us", "uni")):  # "a usb", "a usda", "a unisex"
+        return "a"
+    return "an" if word[:1] in "aeiou8" else "a"
 
 
 def _join_and(items: list[str]) -> str:

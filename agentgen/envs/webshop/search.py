@@ -14,8 +14,15 @@ from typing import Any
 
 import bm25s
 import numpy as np
-import Stemmer
 from bm25s.stopwords import STOPWORDS_EN
+
+try:
+    import Stemmer  # PyPI: PyStemmer
+except ImportError as exc:  # pragma: no cover - a dependency of the project
+    raise ImportError(
+        "WebShop search needs PyStemmer for Porter stemming (as the original's Lucene analyzer): "
+        "pip install PyStemmer"
+    ) from exc
 
 SEARCH_RETURN_N = 50
 PRODUCT_WINDOW = 10
