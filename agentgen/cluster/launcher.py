@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
@@ -41,11 +42,19 @@ class AgentgenSlurmLauncher(SlurmLauncher):
         if not params.get("gpus_per_node"):
             params.pop("gpus_per_node", None)  # 0 GPUs: ask for none rather than a GRES of 0
         init_keys = {"submitit_folder", "max_num_timeout"}
-        executor = submitit.AutoExecutor(cluster=self._EXECUTOR, folder=params["submitit_folder"],
-                                         slurm_max_num_timeout=params.get("max_num_timeout", 0))
+        executor = submitit.AutoExecutor(
+            cluster=self._EXECUTOR,
+            folder=params["submitit_folder"],
+            slurm_max_num_timeout=params.get("max_num_timeout", 0),
+        )
         base = set(OmegaConf.structured(BaseQueueConf).keys())
-        executor.update_parameters(**{k if k in base else f"{self._EXECUTOR}_{k}": v
-                                      for k, v in params.items() if k not in init_keys})
+        executor.update_parameters(
+            **{
+                k if k in base else f"{self._EXECUTOR}_{k}": v
+                for k, v in params.items()
+                if k not in init_keys
+            }
+        )
         return executor
 
     def _pickle_shim_by_value(self) -> None:
@@ -78,44 +87,71 @@ class AgentgenSlurmLauncher(SlurmLauncher):
             rec = earlier.get(str(out))
             if resume == "skip_completed" and status == "completed":
                 log.info("\t#%d : %s -- already completed, skipped (resume=skip_completed)", num, shown)
-                returns[num] = self._skipped(overrides, out, {"status": "completed", "skipped": True,
-                                                              "output_dir": str(out)})
+                returns[num] = self._skipped(
+                    overrides, out, {"status": "completed", "skipped": True, "output_dir": str(out)}
+                )
             elif rec is not None and queued.get(rec.slurm_job_id) in slurm.ACTIVE_STATES:
                 state = queued[rec.slurm_job_id].lower()
-                log.info("\t#%d : %s -- still %s as Slurm job %s, not resubmitted", num, shown, state,
-                         rec.slurm_job_id)
-                returns[num] = self._skipped(overrides, out, {"status": state, "slurm_job_id": rec.slurm_job_id,
-                                                              "output_dir": str(out)})
+                log.info(
+                    "\t#%d : %s -- still %s as Slurm job %s, not resubmitted",
+                    num,
+                    shown,
+                    state,
+                    rec.slurm_job_id,
+                )
+                returns[num] = self._skipped(
+                    overrides,
+                    out,
+                    {"status": state, "slurm_job_id": rec.slurm_job_id, "output_dir": str(out)},
+                )
             else:
                 log.info("\t#%d : %s", num, shown)
                 to_submit.append((num, list(overrides), out))
 
         if not to_submit:
-            log.info("Nothing to submit: all %d jobs are completed or still queued (%s)", len(job_overrides),
-                     sweep_dir)
+            log.info(
+                "Nothing to submit: all %d jobs are completed or still queued (%s)",
+                len(job_overrides),
+                sweep_dir,
+            )
             return [returns[initial_job_idx + i] for i in range(len(job_overrides))]
 
         self._pickle_shim_by_value()
         executor = self._executor()
         log.info("Submitit 'slurm' sweep output dir : %s", sweep_dir)
-        job_params = [(overrides, "hydra.sweep.dir", num, f"job_id_for_{num}", Singleton.get_state())
-                      for num, overrides, _ in to_submit]
+        job_params = [
+            (overrides, "hydra.sweep.dir", num, f"job_id_for_{num}", Singleton.get_state())
+            for num, overrides, _ in to_submit
+        ]
         jobs = executor.map_array(self, *zip(*job_params))
-        manifest.append(sweep_dir, [manifest.JobRecord(num, overrides, str(out), str(job.job_id), manifest.now())
-                                    for (num, overrides, out), job in zip(to_submit, jobs)])
+        manifest.append(
+            sweep_dir,
+            [
+                manifest.JobRecord(num, overrides, str(out), str(job.job_id), manifest.now())
+                for (num, overrides, out), job in zip(to_submit, jobs)
+            ],
+        )
         array_id = str(jobs[0].job_id).split("_")[0]
         status_cmd = f"python -m agentgen.cluster.status {sweep_dir}"
-        log.info("Submitted %d job(s) as Slurm array %s; follow them with: %s", len(jobs), array_id, status_cmd)
+        log.info(
+            "Submitted %d job(s) as Slurm array %s; follow them with: %s", len(jobs), array_id, status_cmd
+        )
 
         if wait:
             for (num, _, _), job in zip(to_submit, jobs):
                 returns[num] = job.results()[0]
         else:
-            print(f"Submitted {len(jobs)} job(s) as Slurm array {array_id} (cluster.wait=false: not waiting).\n"
-                  f"Status: {status_cmd}", flush=True)
+            print(
+                f"Submitted {len(jobs)} job(s) as Slurm array {array_id} (cluster.wait=false: not waiting).\n"
+                f"Status: {status_cmd}",
+                flush=True,
+            )
             for (num, overrides, out), job in zip(to_submit, jobs):
-                returns[num] = self._skipped(overrides, out, {"status": "submitted", "slurm_job_id": str(job.job_id),
-                                                              "output_dir": str(out)})
+                returns[num] = self._skipped(
+                    overrides,
+                    out,
+                    {"status": "submitted", "slurm_job_id": str(job.job_id), "output_dir": str(out)},
+                )
         return [returns[initial_job_idx + i] for i in range(len(job_overrides))]
 
     def _skipped(self, overrides: Sequence[str], out: Path, value: dict[str, Any]) -> JobReturn:

@@ -18,14 +18,22 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from agentgen.cluster.sweep import (SweepError, expand_grid, format_job, grid_axes, job_output_dir, parse_rules,
-                                    split_excluded, summary_status)
+from agentgen.cluster.sweep import (
+    SweepError,
+    expand_grid,
+    format_job,
+    grid_axes,
+    job_output_dir,
+    parse_rules,
+    split_excluded,
+    summary_status,
+)
 
 DEFAULT_SECONDS_PER_STEP = 60.0  # = agentgen.config.ModelResources.seconds_per_step's default
 PLAN_FLAGS = ("--plan", "-m", "--multirun")
@@ -82,14 +90,26 @@ def estimate(cfg: DictConfig) -> JobEstimate:
         gpus = int(OmegaConf.select(cfg, "model.resources.gpus", default=0) or 0)
     else:
         gpus = int(cluster.get("gpus_per_node") or 0) * int(cluster.get("nodes") or 1)
-    steps = int(OmegaConf.select(cfg, "trainer.steps", default=0) or 0) if cfg.get("task", "train") == "train" else 0
+    steps = (
+        int(OmegaConf.select(cfg, "trainer.steps", default=0) or 0)
+        if cfg.get("task", "train") == "train"
+        else 0
+    )
     sps = OmegaConf.select(cfg, "model.resources.seconds_per_step", default=None)
-    return JobEstimate(gpus=gpus, rl_steps=steps, seconds_per_step=float(sps or DEFAULT_SECONDS_PER_STEP),
-                       model=str(OmegaConf.select(cfg, "model.name", default="?")))
+    return JobEstimate(
+        gpus=gpus,
+        rl_steps=steps,
+        seconds_per_step=float(sps or DEFAULT_SECONDS_PER_STEP),
+        model=str(OmegaConf.select(cfg, "model.name", default="?")),
+    )
 
 
-def make_plan(overrides: Sequence[str], conf_dir: str | Path | None = None, config_name: str = "config",
-              validate: Callable[[DictConfig], None] | None = None) -> Plan:
+def make_plan(
+    overrides: Sequence[str],
+    conf_dir: str | Path | None = None,
+    config_name: str = "config",
+    validate: Callable[[DictConfig], None] | None = None,
+) -> Plan:
     """Expand, exclude, compose (and ``validate``, which raises on a bad config) every job of a sweep.
     Composition and validation problems are collected per job in ``Plan.errors``; a malformed sweep
     (bad exclude rule, all jobs excluded) raises SweepError."""
@@ -109,7 +129,9 @@ def make_plan(overrides: Sequence[str], conf_dir: str | Path | None = None, conf
     task_ovr = [o.input_line for o in parsed if not o.key_or_group.startswith(("hydra.", "hydra/"))]
     plain = [o.input_line for o in parsed if not o.is_sweep_override()]
 
-    with initialize_config_dir(config_dir=str(Path(conf_dir).absolute()), job_name="launch", version_base="1.3"):
+    with initialize_config_dir(
+        config_dir=str(Path(conf_dir).absolute()), job_name="launch", version_base="1.3"
+    ):
         try:
             base = compose(config_name, overrides=plain, return_hydra_config=True)
         except Exception as exc:  # noqa: BLE001 - one paragraph for the user, whatever Hydra raised
@@ -122,10 +144,22 @@ def make_plan(overrides: Sequence[str], conf_dir: str | Path | None = None, conf
         jobs = expand_grid(params, task_ovr)
         kept, excluded = split_excluded(jobs, rules)
         if not kept:
-            raise SweepError(f"hydra.sweeper.exclude removes all {len(jobs)} jobs of this sweep; nothing to run.")
+            raise SweepError(
+                f"hydra.sweeper.exclude removes all {len(jobs)} jobs of this sweep; nothing to run."
+            )
         swept, fixed = grid_axes(params, task_ovr)
-        plan = Plan(command=overrides, jobs=kept, configs=[], output_dirs=[], states=[], estimates=[],
-                    excluded=[(j, str(r)) for j, r in excluded], swept=swept, fixed=fixed, sweep_dir=sweep_dir)
+        plan = Plan(
+            command=overrides,
+            jobs=kept,
+            configs=[],
+            output_dirs=[],
+            states=[],
+            estimates=[],
+            excluded=[(j, str(r)) for j, r in excluded],
+            swept=swept,
+            fixed=fixed,
+            sweep_dir=sweep_dir,
+        )
         for num, job in enumerate(kept):
             try:
                 cfg = compose(config_name, overrides=hydra_ovr + job, return_hydra_config=True)
@@ -159,8 +193,11 @@ def format_plan(plan: Plan) -> str:
     for values in plan.swept.values():
         grid_size *= len(values)
     states = Counter(s or "new" for s in plan.states)
-    lines = [f"Plan: {n} job(s)" + (f" ({len(plan.excluded)} excluded)" if plan.excluded else "")
-             + f", output under {plan.sweep_dir}"]
+    lines = [
+        f"Plan: {n} job(s)"
+        + (f" ({len(plan.excluded)} excluded)" if plan.excluded else "")
+        + f", output under {plan.sweep_dir}"
+    ]
     if plan.swept:
         dims = " x ".join(str(len(v)) for v in plan.swept.values())
         lines.append(f"Grid ({dims} = {grid_size}):")
@@ -177,26 +214,39 @@ def format_plan(plan: Plan) -> str:
         if c.get("name", "local") == "local":
             lines.append("Cluster: local (jobs run one after another in this process)")
         else:
-            lines.append(f"Cluster: {c.get('name')}: {c.get('nodes', 1)} node(s) x {c.get('gpus_per_node') or 0} GPU(s), "
-                         f"{c.get('cpus_per_task')} CPU(s) per task, time limit {c.get('timeout_min')} min, "
-                         f"{c.get('max_requeues', 0)} requeue(s), at most {c.get('array_parallelism')} job(s) at once")
+            lines.append(
+                f"Cluster: {c.get('name')}: {c.get('nodes', 1)} node(s) x {c.get('gpus_per_node') or 0} GPU(s), "
+                f"{c.get('cpus_per_task')} CPU(s) per task, time limit {c.get('timeout_min')} min, "
+                f"{c.get('max_requeues', 0)} requeue(s), at most {c.get('array_parallelism')} job(s) at once"
+            )
         groups = Counter((e.gpus, e.rl_steps, e.seconds_per_step, e.model) for e in plan.estimates)
-        lines.append("Estimate (trainer.steps x model.resources.seconds_per_step; SFT and evaluation not counted):")
+        lines.append(
+            "Estimate (trainer.steps x model.resources.seconds_per_step; SFT and evaluation not counted):"
+        )
         for (gpus, steps, sps, model), count in groups.items():
             e = JobEstimate(gpus, steps, sps, model)
-            lines.append(f"  {count} job(s) x {gpus} GPU(s) x {_hours(e.hours)} ({steps} RL steps x {sps:g} s, "
-                         f"model={model}) = {count * e.gpu_hours:.1f} GPU-hours")
-        lines.append(f"  total: {plan.total_gpu_hours:.1f} GPU-hours, "
-                     f"{sum(e.gpus for e in plan.estimates)} GPU(s) if all jobs run at once")
+            lines.append(
+                f"  {count} job(s) x {gpus} GPU(s) x {_hours(e.hours)} ({steps} RL steps x {sps:g} s, "
+                f"model={model}) = {count * e.gpu_hours:.1f} GPU-hours"
+            )
+        lines.append(
+            f"  total: {plan.total_gpu_hours:.1f} GPU-hours, "
+            f"{sum(e.gpus for e in plan.estimates)} GPU(s) if all jobs run at once"
+        )
         limit_h = (c.get("timeout_min") or 0) / 60.0 * (1 + int(c.get("max_requeues") or 0))
         longest = max((e.hours for e in plan.estimates), default=0.0)
         if c.get("name", "local") != "local" and limit_h and longest > limit_h:
-            lines.append(f"  warning: the longest job needs ~{_hours(longest)}, more than the time limit x "
-                         f"(1 + cluster.max_requeues) = {_hours(limit_h)}: raise cluster.timeout_min or "
-                         f"cluster.max_requeues")
+            lines.append(
+                f"  warning: the longest job needs ~{_hours(longest)}, more than the time limit x "
+                f"(1 + cluster.max_requeues) = {_hours(limit_h)}: raise cluster.timeout_min or "
+                f"cluster.max_requeues"
+            )
     if any(plan.states):
-        lines.append("Already in the sweep dir: " + ", ".join(f"{v} {k}" for k, v in states.items())
-                     + " (resume=skip_completed skips the completed ones)")
+        lines.append(
+            "Already in the sweep dir: "
+            + ", ".join(f"{v} {k}" for k, v in states.items())
+            + " (resume=skip_completed skips the completed ones)"
+        )
     lines.append("Jobs:")
     width = len(str(max(n - 1, 0)))
     for num, job in enumerate(plan.jobs):
@@ -214,8 +264,10 @@ def plan_overrides(argv: Sequence[str]) -> list[str]:
     """The overrides of a launch.py command line, without -m/--plan and task=plan (they mean: plan this)."""
     unknown = [a for a in argv if a.startswith("-") and a not in PLAN_FLAGS]
     if unknown:
-        raise SweepError(f"unsupported option(s) for a plan: {' '.join(unknown)}; give overrides and optionally "
-                         f"{', '.join(PLAN_FLAGS)}.")
+        raise SweepError(
+            f"unsupported option(s) for a plan: {' '.join(unknown)}; give overrides and optionally "
+            f"{', '.join(PLAN_FLAGS)}."
+        )
     return [a for a in argv if a not in PLAN_FLAGS and a != "task=plan"]
 
 

@@ -19,7 +19,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_search_path import ConfigSearchPath
@@ -54,21 +54,27 @@ class AgentgenSlurmLauncher(_AgentgenSlurmLauncher):
 @dataclass
 class AgentgenSweeperConf:
     _target_: str = f"{SHIM_MODULE}.AgentgenSweeper"
-    max_batch_size: Optional[int] = None
-    params: Optional[Dict[str, str]] = None
-    exclude: Optional[List[Dict[str, Any]]] = None  # rules; see agentgen.cluster.sweep
+    max_batch_size: int | None = None
+    params: dict[str, str] | None = None
+    exclude: list[dict[str, Any]] | None = None  # rules; see agentgen.cluster.sweep
 
 
-ConfigStore.instance().store(group="hydra/sweeper", name="agentgen", node=AgentgenSweeperConf, provider="agentgen")
+ConfigStore.instance().store(
+    group="hydra/sweeper", name="agentgen", node=AgentgenSweeperConf, provider="agentgen"
+)
 
 
 class AgentgenSweeper(BasicSweeper):
-    def __init__(self, max_batch_size: Optional[int] = None, params: Optional[Dict[str, str]] = None,
-                 exclude: Optional[List[Dict[str, Any]]] = None) -> None:
+    def __init__(
+        self,
+        max_batch_size: int | None = None,
+        params: dict[str, str] | None = None,
+        exclude: list[dict[str, Any]] | None = None,
+    ) -> None:
         super().__init__(max_batch_size=max_batch_size, params=params)
         self.rules = parse_rules(exclude)
 
-    def sweep(self, arguments: List[str]) -> Any:
+    def sweep(self, arguments: list[str]) -> Any:
         """BasicSweeper.sweep with the excluded combinations removed before jobs are numbered."""
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
         jobs = expand_grid(self.params, arguments, self.hydra_context.config_loader)
@@ -76,7 +82,9 @@ class AgentgenSweeper(BasicSweeper):
         for job, rule in excluded:
             log.info("excluded by hydra.sweeper.exclude (%s): %s", rule, format_job(job))
         if not kept:
-            raise HydraException(f"hydra.sweeper.exclude removes all {len(jobs)} jobs of this sweep; nothing to run.")
+            raise HydraException(
+                f"hydra.sweeper.exclude removes all {len(jobs)} jobs of this sweep; nothing to run."
+            )
         log.info("Sweep: %d job(s), %d excluded", len(kept), len(excluded))
         self.overrides = list(self.split_overrides_to_chunks(kept, self.max_batch_size))
 
@@ -119,4 +127,11 @@ def write_shim(root: str | Path) -> Path:
     return path
 
 
-__all__ = ["AgentgenSweeper", "AgentgenSlurmLauncher", "SweepsSearchPath", "register", "write_shim", "SHIM_SOURCE"]
+__all__ = [
+    "SHIM_SOURCE",
+    "AgentgenSlurmLauncher",
+    "AgentgenSweeper",
+    "SweepsSearchPath",
+    "register",
+    "write_shim",
+]

@@ -48,8 +48,8 @@ def _job_dirs(sweep_dir: Path) -> dict[str, tuple[int | None, list[str]]]:
         try:
             overrides = list(OmegaConf.load(hydra_dir / "overrides.yaml"))
             num = int(OmegaConf.load(hydra_dir / "hydra.yaml").hydra.job.num)
-        except Exception:  # noqa: BLE001 - a job that died while Hydra wrote these files
-            pass
+        except Exception:  # noqa: BLE001 - a job that died while Hydra wrote these files: shown without them
+            overrides, num = [], None
         found[str(job_dir.absolute())] = (num, overrides)
     return found
 
@@ -73,8 +73,10 @@ def _state(summary: str | None, queue: str | None, acct: str | None, submitted: 
 def sweep_status(sweep_dir: str | Path) -> list[JobState]:
     sweep_dir = Path(sweep_dir).absolute()
     if not sweep_dir.is_dir():
-        raise FileNotFoundError(f"{sweep_dir} is not a sweep dir (it does not exist); give the hydra.sweep.dir of "
-                                f"a sweep, e.g. multirun/gen_tax")
+        raise FileNotFoundError(
+            f"{sweep_dir} is not a sweep dir (it does not exist); give the hydra.sweep.dir of "
+            f"a sweep, e.g. multirun/gen_tax"
+        )
     records = manifest.load(sweep_dir)
     on_disk = _job_dirs(sweep_dir)
     ids = [r.slurm_job_id for r in records.values()]
@@ -90,9 +92,19 @@ def sweep_status(sweep_dir: str | Path) -> list[JobState]:
         summary = summary_status(out) if Path(out).is_dir() else None
         q, a = (queue.get(jid), acct.get(jid)) if jid else (None, None)
         log = sweep_dir / ".submitit" / str(jid) / f"{jid}_0_log.err" if jid else None
-        jobs.append(JobState(num=num, overrides=overrides, output_dir=out, slurm_job_id=jid, slurm_state=q or a,
-                             summary=summary, step=checkpoint_step(out), state=_state(summary, q, a, rec is not None),
-                             log=str(log) if log is not None and log.exists() else None))
+        jobs.append(
+            JobState(
+                num=num,
+                overrides=overrides,
+                output_dir=out,
+                slurm_job_id=jid,
+                slurm_state=q or a,
+                summary=summary,
+                step=checkpoint_step(out),
+                state=_state(summary, q, a, rec is not None),
+                log=str(log) if log is not None and log.exists() else None,
+            )
+        )
     jobs.sort(key=lambda j: (j.num is None, j.num if j.num is not None else 0, j.output_dir))
     return jobs
 
@@ -108,14 +120,24 @@ def format_status(sweep_dir: str | Path, jobs: list[JobState]) -> str:
         return "\n".join(lines)
     rows = [("#", "state", "slurm id", "step", "job")]
     for j in jobs:
-        rows.append((str(j.num if j.num is not None else "-"), j.state, j.slurm_job_id or "-",
-                     str(j.step) if j.step is not None else "-", format_job(j.overrides) if j.overrides
-                     else Path(j.output_dir).name))
+        rows.append(
+            (
+                str(j.num if j.num is not None else "-"),
+                j.state,
+                j.slurm_job_id or "-",
+                str(j.step) if j.step is not None else "-",
+                format_job(j.overrides) if j.overrides else Path(j.output_dir).name,
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
         lines.append("  " + "  ".join(f"{c:<{w}}" for c, w in zip(r[:4], widths)) + "  " + r[4])
-    bad = [j for j in jobs if j.state in ("failed", "timeout", "cancelled", "out_of_memory", "node_fail",
-                                          "ended without summary")]
+    bad = [
+        j
+        for j in jobs
+        if j.state
+        in ("failed", "timeout", "cancelled", "out_of_memory", "node_fail", "ended without summary")
+    ]
     for j in bad:
         lines.append(f"  #{j.num}: {j.state}; output {j.output_dir}" + (f"; log {j.log}" if j.log else ""))
     if any(j.state in ("interrupted", "unknown", "not started", "timeout", "cancelled") for j in jobs):
@@ -124,8 +146,10 @@ def format_status(sweep_dir: str | Path, jobs: list[JobState]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m agentgen.cluster.status",
-                                     description="State of a sweep's jobs (summaries, squeue, sacct, checkpoints).")
+    parser = argparse.ArgumentParser(
+        prog="python -m agentgen.cluster.status",
+        description="State of a sweep's jobs (summaries, squeue, sacct, checkpoints).",
+    )
     parser.add_argument("sweep_dir", help="the sweep's hydra.sweep.dir, e.g. multirun/gen_tax")
     parser.add_argument("--json", action="store_true", help="one JSON object per job instead of a table")
     args = parser.parse_args(argv)

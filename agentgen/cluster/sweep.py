@@ -18,9 +18,10 @@ sets is an error (a typo would otherwise exclude nothing). Values are compared a
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -39,8 +40,9 @@ def sweep_arguments(params: Mapping[str, Any] | None, arguments: Sequence[str]) 
     return [f"{k}={v}" for k, v in (params or {}).items()] + list(arguments)
 
 
-def expand_grid(params: Mapping[str, Any] | None, arguments: Sequence[str], config_loader: Any = None
-                ) -> list[list[str]]:
+def expand_grid(
+    params: Mapping[str, Any] | None, arguments: Sequence[str], config_loader: Any = None
+) -> list[list[str]]:
     """Every job's override list, in the order (and so with the numbers) Hydra's sweeper gives them."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -50,7 +52,9 @@ def expand_grid(params: Mapping[str, Any] | None, arguments: Sequence[str], conf
     return [list(job) for job in BasicSweeper.split_arguments(parsed, None)[0]]
 
 
-def grid_axes(params: Mapping[str, Any] | None, arguments: Sequence[str]) -> tuple[dict[str, list[str]], dict[str, str]]:
+def grid_axes(
+    params: Mapping[str, Any] | None, arguments: Sequence[str]
+) -> tuple[dict[str, list[str]], dict[str, str]]:
     """(swept key -> its values, fixed key -> its value), keys in grid order."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -117,12 +121,16 @@ def parse_rules(raw: Any) -> list[ExcludeRule]:
     if OmegaConf.is_config(raw):
         raw = OmegaConf.to_container(raw, resolve=True)
     if not isinstance(raw, list):
-        raise SweepError(f"hydra.sweeper.exclude must be a list of rules like {{sft: none, think: false}}; got {raw!r}.")
+        raise SweepError(
+            f"hydra.sweeper.exclude must be a list of rules like {{sft: none, think: false}}; got {raw!r}."
+        )
     rules = []
     for i, rule in enumerate(raw):
         if not isinstance(rule, Mapping) or not rule:
-            raise SweepError(f"hydra.sweeper.exclude[{i}] = {rule!r} is not a rule: write a mapping of override keys "
-                             f"to a value or a list of values, e.g. {{env: [alfworld, webshop], think: false}}.")
+            raise SweepError(
+                f"hydra.sweeper.exclude[{i}] = {rule!r} is not a rule: write a mapping of override keys "
+                f"to a value or a list of values, e.g. {{env: [alfworld, webshop], think: false}}."
+            )
         accepted = []
         for key, val in rule.items():
             vals = val if isinstance(val, list) else [val]
@@ -131,8 +139,9 @@ def parse_rules(raw: Any) -> list[ExcludeRule]:
     return rules
 
 
-def split_excluded(jobs: Sequence[Sequence[str]], rules: Sequence[ExcludeRule]
-                   ) -> tuple[list[list[str]], list[tuple[list[str], ExcludeRule]]]:
+def split_excluded(
+    jobs: Sequence[Sequence[str]], rules: Sequence[ExcludeRule]
+) -> tuple[list[list[str]], list[tuple[list[str], ExcludeRule]]]:
     """(jobs to launch, [(excluded job, the first rule it matched)]). SweepError if a rule names a key
     that no job sets, listing the keys that are set."""
     if not rules:
@@ -142,8 +151,10 @@ def split_excluded(jobs: Sequence[Sequence[str]], rules: Sequence[ExcludeRule]
     for rule in rules:
         missing = [k for k, _ in rule.accepted if k not in known]
         if missing:
-            raise SweepError(f"hydra.sweeper.exclude rule '{rule}' names {', '.join(repr(m) for m in missing)}, "
-                             f"which no job of this sweep sets; keys set: {', '.join(sorted(known)) or 'none'}.")
+            raise SweepError(
+                f"hydra.sweeper.exclude rule '{rule}' names {', '.join(repr(m) for m in missing)}, "
+                f"which no job of this sweep sets; keys set: {', '.join(sorted(known)) or 'none'}."
+            )
     kept, excluded = [], []
     for job, vals in zip(jobs, values):
         hit = next((r for r in rules if r.matches(vals)), None)

@@ -1,0 +1,134 @@
+"""Pytest fixtures for the cluster tests (load with ``pytest_plugins = ["slurm_cluster"]`` in conftest).
+
+``slurm_cluster`` (session): a real one-node Slurm cluster from scripts/slurm/start.sh. It reuses a live
+cluster (``$SLURM_CONF`` answering ``scontrol ping``, or one already running in the fixture's dir) and
+leaves that running; otherwise it starts one under ``$AGENTGEN_SLURM_DIR`` (default
+``<tmp>/agentgen-slurm``) and stops it when the session ends. ``SLURM_CONF`` is exported in
+``os.environ`` for the session, so submitit and Hydra's launcher in the test process reach it. Without
+Debian's slurm-wlm/munge the tests that use it are skipped locally and FAIL in CI (``CI=true``).
+
+``agentgen_plugins_path`` (session): a directory holding ``hydra_plugins/agentgen_cluster`` (the shim
+that lets Hydra load agentgen's sweeper and launcher), to put on PYTHONPATH of subprocesses: the
+repository root when the shim is checked in there, else a temporary copy of ``plugins.SHIM_SOURCE``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+START = REPO / "scripts" / "slurm" / "start.sh"
+STOP = REPO / "scripts" / "slurm" / "stop.sh"
+SLURM_BINARIES = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol")
+
+
+@dataclass
+class SlurmCluster:
+    dir: Path | None  # state dir (None: an external cluster found through $SLURM_CONF)
+    conf: Path
+    env: dict[str, str]  # os.environ plus SLURM_CONF: pass to subprocesses
+    started_here: bool
+    start_seconds: float | None = None  # how long start.sh took, when this session started it
+
+    def run(self, *cmd: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            list(cmd), env=self.env, check=False, capture_output=True, text=True, timeout=timeout
+        )
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _missing_binaries() -> list[str]:
+    return [b for b in SLURM_BINARIES if shutil.which(b) is None and not Path("/usr/sbin", b).exists()]
+
+
+def _responds(conf: Path) -> bool:
+    if not conf.is_file():
+        return False
+    try:
+        out = subprocess.run(
+            ["scontrol", "ping"],
+            env={**os.environ, "SLURM_CONF": str(conf)},
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return out.returncode == 0 and "UP" in out.stdout
+
+
+def _skip_or_fail(msg: str) -> None:
+    if _in_ci():
+        pytest.fail(f"{msg} (CI=true: the Slurm tests must run in CI)")
+    pytest.skip(msg)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    missing = _missing_binaries()
+    if missing:
+        _skip_or_fail(
+            f"Slurm is not installed (missing {', '.join(missing)}): run `make install-system` "
+            f"(Debian's slurm-wlm and munge)"
+        )
+    state_dir = Path(os.environ.get("AGENTGEN_SLURM_DIR") or Path(tempfile.gettempdir()) / "agentgen-slurm")
+    external = os.environ.get("SLURM_CONF")
+    started, seconds = False, None
+    if external and _responds(Path(external)):
+        conf, state_dir = Path(external), None
+    else:
+        conf = state_dir / "etc" / "slurm.conf"
+        if not _responds(conf):
+            t0 = time.monotonic()
+            proc = subprocess.run(
+                ["bash", str(START), str(state_dir)], check=False, capture_output=True, text=True, timeout=120
+            )
+            seconds = time.monotonic() - t0
+            if proc.returncode != 0:
+                logs = "".join(
+                    f"\n--- {p}:\n" + "\n".join(p.read_text(errors="replace").splitlines()[-15:])
+                    for p in sorted((state_dir / "log").glob("*.log"))
+                )
+                pytest.fail(
+                    f"scripts/slurm/start.sh failed (exit {proc.returncode}):\n{proc.stdout}{proc.stderr}{logs}"
+                )
+            started = True
+    previous = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = str(conf)
+    cluster = SlurmCluster(
+        dir=state_dir, conf=conf, env=dict(os.environ), started_here=started, start_seconds=seconds
+    )
+    try:
+        yield cluster
+    finally:
+        if previous is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = previous
+        if started:
+            subprocess.run(
+                ["bash", str(STOP), str(state_dir)], check=False, capture_output=True, text=True, timeout=120
+            )
+
+
+@pytest.fixture(scope="session")
+def agentgen_plugins_path(tmp_path_factory) -> Path:
+    if (REPO / "hydra_plugins" / "agentgen_cluster" / "__init__.py").exists():
+        return REPO
+    from agentgen.cluster.plugins import write_shim
+
+    root = tmp_path_factory.mktemp("agentgen_plugins")
+    write_shim(root)
+    return root

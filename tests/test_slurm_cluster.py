@@ -1,0 +1,172 @@
+"""The one-node Slurm cluster (scripts/slurm/) and agentgen's Slurm launcher, for real: jobs are
+submitted with sbatch, run by slurmd, and read back. A tiny Hydra app (written per test) stands in for
+launch.py so that each job takes seconds; it composes agentgen's own cluster presets and launcher."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from slurm_cluster import REPO, START
+from slurm_cluster import agentgen_plugins_path as _agentgen_plugins_path  # noqa: F401  (fixture)
+from slurm_cluster import slurm_cluster as _slurm_cluster  # noqa: F401  (fixture)
+
+from agentgen.cluster import manifest
+from agentgen.cluster.status import sweep_status
+
+pytestmark = pytest.mark.slurm
+
+APP = """
+import os
+import time
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+
+from agentgen import summary
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg):
+    time.sleep(cfg.sleep)
+    result = {"status": "completed", "x": cfg.x, "array_task": os.environ.get("SLURM_ARRAY_TASK_ID"),
+              "cluster": cfg.cluster.name, "gpus_per_node": cfg.cluster.gpus_per_node}
+    summary.write(HydraConfig.get().runtime.output_dir, result)
+    return result
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+@pytest.fixture
+def tiny_app(tmp_path: Path, agentgen_plugins_path: Path, slurm_cluster):
+    """Run the tiny app like launch.py: ``run(*overrides)`` -> CompletedProcess; its sweep dir."""
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "app.py").write_text(APP)
+    (tmp_path / "conf" / "config.yaml").write_text(
+        textwrap.dedent(f"""\
+        defaults:
+          - cluster: local
+          - _self_
+        x: 0
+        sleep: 0
+        resume: skip_completed
+        hydra:
+          searchpath: [file://{REPO / "conf"}]
+          sweep: {{dir: {tmp_path / "sweep"}, subdir: '${{hydra:job.override_dirname}}'}}
+          job: {{config: {{override_dirname: {{exclude_keys: [cluster, cluster.wait, sleep]}}}}}}
+        """)
+    )
+    env = {**slurm_cluster.env, "PYTHONPATH": os.pathsep.join([str(agentgen_plugins_path), str(REPO)])}
+
+    def run(*overrides: str, timeout: float = 180) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, str(tmp_path / "app.py"), "-m", *overrides],
+            cwd=tmp_path,
+            env=env,
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    run.sweep_dir = tmp_path / "sweep"
+    return run
+
+
+def test_cluster_starts_fast_and_start_is_idempotent(slurm_cluster):
+    if slurm_cluster.started_here:
+        assert slurm_cluster.start_seconds < 30, f"start.sh took {slurm_cluster.start_seconds:.1f} s"
+    info = slurm_cluster.run("sinfo", "-h", "-o", "%T %c")
+    state, cpus = info.stdout.split()
+    assert state in ("idle", "mixed", "allocated"), info.stdout
+    assert int(cpus) >= 1
+    if slurm_cluster.dir is None:
+        return  # an external cluster: not ours to restart
+    t0 = time.monotonic()
+    again = subprocess.run(
+        ["bash", str(START), str(slurm_cluster.dir)], check=False, capture_output=True, text=True, timeout=60
+    )
+    assert again.returncode == 0, again.stderr
+    assert time.monotonic() - t0 < 10
+    assert f"export SLURM_CONF={slurm_cluster.conf}" in again.stdout
+
+
+def _square(x: int) -> tuple[int, str, str]:
+    return x * x, os.environ["SLURM_ARRAY_TASK_ID"], os.environ["SLURM_ARRAY_JOB_ID"]
+
+
+def test_submitit_job_array_runs_and_returns_results(slurm_cluster, tmp_path):
+    import cloudpickle
+    import submitit
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the node cannot import this test module
+    executor = submitit.AutoExecutor(folder=tmp_path / "submitit", cluster="slurm")
+    executor.update_parameters(timeout_min=5, cpus_per_task=1, slurm_array_parallelism=2)
+    jobs = executor.map_array(_square, [3, 4])
+    results = [job.result() for job in jobs]
+    assert [r[0] for r in results] == [9, 16]
+    assert sorted(r[1] for r in results) == ["0", "1"]
+    assert len({r[2] for r in results}) == 1  # one array
+    assert all(str(job.job_id).startswith(results[0][2] + "_") for job in jobs)
+
+
+def test_launcher_runs_sweep_as_array_then_skips_completed_jobs(tiny_app):
+    proc = tiny_app("x=1,2", "cluster=slurm")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    sweep = tiny_app.sweep_dir
+    outs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.startswith("x="))
+    assert [p.name for p in outs] == ["x=1", "x=2"]
+    results = [json.loads((p / "summary.json").read_text()) for p in outs]
+    assert [r["x"] for r in results] == [1, 2]
+    assert sorted(r["array_task"] for r in results) == ["0", "1"]
+    assert all(r["cluster"] == "slurm" and r["gpus_per_node"] == 0 for r in results)  # no GRES on this node
+    records = manifest.load(sweep)
+    assert sorted(Path(o).name for o in records) == ["x=1", "x=2"]
+    assert len({r.slurm_job_id.split("_")[0] for r in records.values()}) == 1
+    states = sweep_status(sweep)
+    assert [(s.num, s.state) for s in states] == [(0, "completed"), (1, "completed")]
+
+    lines_before = (sweep / manifest.FILENAME).read_text()
+    again = tiny_app("x=1,2", "cluster=slurm")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert (again.stdout + again.stderr).count("already completed, skipped") == 2
+    assert (sweep / manifest.FILENAME).read_text() == lines_before  # nothing resubmitted
+
+
+def test_launcher_without_wait_returns_at_submission(tiny_app):
+    t0 = time.monotonic()
+    proc = tiny_app("x=7", "sleep=12", "cluster=slurm", "cluster.wait=false")
+    returned_after = time.monotonic() - t0
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "cluster.wait=false: not waiting" in proc.stdout
+    out = tiny_app.sweep_dir / "x=7"
+    assert not (out / "summary.json").exists(), f"the launcher waited for the job ({returned_after:.0f} s)"
+    assert sweep_status(tiny_app.sweep_dir)[0].state in ("pending", "configuring", "running")
+
+    again = tiny_app("x=7", "sleep=12", "cluster=slurm", "cluster.wait=false")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "not resubmitted" in again.stdout + again.stderr
+    assert len((tiny_app.sweep_dir / manifest.FILENAME).read_text().splitlines()) == 1
+
+    status = subprocess.run(
+        [sys.executable, "-m", "agentgen.cluster.status", str(tiny_app.sweep_dir)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert status.returncode == 0 and "x=7" in status.stdout
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and sweep_status(tiny_app.sweep_dir)[0].state != "completed":
+        time.sleep(2)
+    assert sweep_status(tiny_app.sweep_dir)[0].state == "completed"
+    assert json.loads((out / "summary.json").read_text())["x"] == 7
