@@ -59,6 +59,7 @@ def tiny_app(tmp_path: Path, agentgen_plugins_path: Path, slurm_cluster):
         x: 0
         sleep: 0
         resume: skip_completed
+        model: {{name: stand_in, resources: {{gpus: 0}}}}
         hydra:
           searchpath: [file://{REPO / "conf"}]
           sweep: {{dir: {tmp_path / "sweep"}, subdir: '${{hydra:job.override_dirname}}'}}
@@ -170,3 +171,10 @@ def test_launcher_without_wait_returns_at_submission(tiny_app):
         time.sleep(2)
     assert sweep_status(tiny_app.sweep_dir)[0].state == "completed"
     assert json.loads((out / "summary.json").read_text())["x"] == 7
+
+
+def test_launcher_refuses_a_model_needing_more_gpus_than_the_preset(tiny_app):
+    proc = tiny_app("x=1,2", "model.resources.gpus=8", "cluster=slurm_1gpu")
+    assert proc.returncode != 0
+    assert "2 job(s) need more GPUs" in proc.stderr and "model=stand_in needs 8 GPU(s)" in proc.stderr
+    assert not (tiny_app.sweep_dir / manifest.FILENAME).exists()  # nothing was submitted

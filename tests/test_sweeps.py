@@ -292,3 +292,11 @@ def test_agentgen_sweeper_drops_excluded_jobs_in_a_local_multirun(
         (2, "completed", ["x=3", "y=a"]),
     ]
     assert "3 job(s): 3 completed" in format_status(tmp_path / "sweep", states)
+
+
+def test_plan_keeps_per_job_columns_aligned_when_a_job_does_not_compose():
+    plan = make_plan(["env=sokoban,nosuchenv", "debug=smoke"], validate=validate)
+    assert len(plan.jobs) == len(plan.configs) == len(plan.output_dirs) == len(plan.estimates) == 2
+    assert plan.configs[0] is not None and plan.configs[1] is None
+    assert len(plan.errors) == 1 and "nosuchenv" in plan.errors[0][1]
+    assert "1 job config(s) are invalid" in format_plan(plan)

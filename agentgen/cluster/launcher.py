@@ -33,6 +33,19 @@ from agentgen.cluster.sweep import job_output_dir, summary_status
 log = logging.getLogger(__name__)
 
 
+def gpu_shortfall(job_cfg) -> str | None:
+    """Why a job's model does not fit one job of its cluster preset (``model.resources.gpus`` against
+    ``cluster.gpus_per_node x cluster.nodes``), or None when it fits."""
+    need = int(OmegaConf.select(job_cfg, "model.resources.gpus", default=0) or 0)
+    per_node = int(OmegaConf.select(job_cfg, "cluster.gpus_per_node", default=0) or 0)
+    nodes = int(OmegaConf.select(job_cfg, "cluster.nodes", default=1) or 1)
+    if need <= per_node * nodes:
+        return None
+    model = OmegaConf.select(job_cfg, "model.name", default="?")
+    cluster = OmegaConf.select(job_cfg, "cluster.name", default="?")
+    return f"model={model} needs {need} GPU(s), cluster={cluster} gives {per_node} per node x {nodes} node(s)"
+
+
 class AgentgenSlurmLauncher(SlurmLauncher):
     def _executor(self):
         """A submitit executor with this launcher's parameters, as hydra-submitit-launcher builds it."""
@@ -78,11 +91,16 @@ class AgentgenSlurmLauncher(SlurmLauncher):
         queued = slurm.queue_states(r.slurm_job_id for r in earlier.values()) if earlier else {}
         returns: dict[int, JobReturn] = {}
         to_submit: list[tuple[int, list[str], Path]] = []
+        too_big: list[str] = []
         for i, overrides in enumerate(job_overrides):
             num = initial_job_idx + i
             job_cfg = self.hydra_context.config_loader.load_sweep_config(cfg, list(overrides))
             out = job_output_dir(job_cfg, num)
             shown = " ".join(filter_overrides(overrides))
+            problem = gpu_shortfall(job_cfg)
+            if problem:
+                too_big.append(f"#{num} ({shown}): {problem}")
+                continue
             status = summary_status(out)
             rec = earlier.get(str(out))
             if resume == "skip_completed" and status == "completed":
@@ -108,6 +126,13 @@ class AgentgenSlurmLauncher(SlurmLauncher):
                 log.info("\t#%d : %s", num, shown)
                 to_submit.append((num, list(overrides), out))
 
+        if too_big:
+            raise ValueError(
+                f"{len(too_big)} job(s) need more GPUs than one job of this cluster preset has, so nothing was "
+                f"submitted: {'; '.join(too_big[:5])}{' ...' if len(too_big) > 5 else ''}. Choose a preset with "
+                f"enough GPUs (cluster=slurm_1gpu, slurm_8gpu, slurm_multinode) or override cluster.gpus_per_node "
+                f"/ cluster.nodes."
+            )
         if not to_submit:
             log.info(
                 "Nothing to submit: all %d jobs are completed or still queued (%s)",

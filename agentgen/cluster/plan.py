@@ -59,10 +59,11 @@ class JobEstimate:
 class Plan:
     command: list[str]  # the overrides planned
     jobs: list[list[str]]  # override list of every job to launch, numbered by position
-    configs: list[DictConfig]  # each job's composed config (without the hydra node)
-    output_dirs: list[Path]
-    states: list[str | None]  # summary.json status already in a job's output dir (None: new)
-    estimates: list[JobEstimate]
+    # Per job, aligned with ``jobs``; None where the job's config did not compose (see ``errors``).
+    configs: list[DictConfig | None]  # the composed config (without the hydra node)
+    output_dirs: list[Path | None]
+    states: list[str | None]  # summary.json status already in the job's output dir (None: new)
+    estimates: list[JobEstimate | None]
     excluded: list[tuple[list[str], str]]  # (job, the rule that excluded it)
     swept: dict[str, list[str]]  # swept key -> values
     fixed: dict[str, str]  # fixed override key -> value
@@ -71,7 +72,7 @@ class Plan:
 
     @property
     def total_gpu_hours(self) -> float:
-        return sum(e.gpu_hours for e in self.estimates)
+        return sum(e.gpu_hours for e in self.estimates if e is not None)
 
 
 def _compose_error(exc: BaseException, overrides: list[str]) -> str:
@@ -165,6 +166,8 @@ def make_plan(
                 cfg = compose(config_name, overrides=hydra_ovr + job, return_hydra_config=True)
             except Exception as exc:  # noqa: BLE001
                 plan.errors.append((job, _compose_error(exc, job)))
+                for column in (plan.configs, plan.output_dirs, plan.states, plan.estimates):
+                    column.append(None)
                 continue
             with open_dict(cfg):
                 cfg.hydra.sweep.dir = str(sweep_dir)  # one resolution of ${now:...} for the whole sweep
@@ -209,8 +212,10 @@ def format_plan(plan: Plan) -> str:
         lines.append(f"Excluded by hydra.sweeper.exclude ({len(plan.excluded)}):")
         for rule, count in Counter(r for _, r in plan.excluded).items():
             lines.append(f"  {rule}: {count} job(s)")
-    if plan.configs:
-        c = plan.configs[0].get("cluster") or {}
+    composed = [c for c in plan.configs if c is not None]
+    estimates = [e for e in plan.estimates if e is not None]
+    if composed:
+        c = composed[0].get("cluster") or {}
         if c.get("name", "local") == "local":
             lines.append("Cluster: local (jobs run one after another in this process)")
         else:
@@ -219,7 +224,7 @@ def format_plan(plan: Plan) -> str:
                 f"{c.get('cpus_per_task')} CPU(s) per task, time limit {c.get('timeout_min')} min, "
                 f"{c.get('max_requeues', 0)} requeue(s), at most {c.get('array_parallelism')} job(s) at once"
             )
-        groups = Counter((e.gpus, e.rl_steps, e.seconds_per_step, e.model) for e in plan.estimates)
+        groups = Counter((e.gpus, e.rl_steps, e.seconds_per_step, e.model) for e in estimates)
         lines.append(
             "Estimate (trainer.steps x model.resources.seconds_per_step; SFT and evaluation not counted):"
         )
@@ -231,10 +236,10 @@ def format_plan(plan: Plan) -> str:
             )
         lines.append(
             f"  total: {plan.total_gpu_hours:.1f} GPU-hours, "
-            f"{sum(e.gpus for e in plan.estimates)} GPU(s) if all jobs run at once"
+            f"{sum(e.gpus for e in estimates)} GPU(s) if all jobs run at once"
         )
         limit_h = (c.get("timeout_min") or 0) / 60.0 * (1 + int(c.get("max_requeues") or 0))
-        longest = max((e.hours for e in plan.estimates), default=0.0)
+        longest = max((e.hours for e in estimates), default=0.0)
         if c.get("name", "local") != "local" and limit_h and longest > limit_h:
             lines.append(
                 f"  warning: the longest job needs ~{_hours(longest)}, more than the time limit x "
@@ -250,7 +255,7 @@ def format_plan(plan: Plan) -> str:
     lines.append("Jobs:")
     width = len(str(max(n - 1, 0)))
     for num, job in enumerate(plan.jobs):
-        state = plan.states[num] if num < len(plan.states) else None
+        state = plan.states[num]
         lines.append(f"  #{num:<{width}} {format_job(job)}" + (f"   [{state}]" if state else ""))
     if plan.errors:
         lines.append(f"{len(plan.errors)} job config(s) are invalid:")
