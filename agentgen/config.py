@@ -125,6 +125,7 @@ class TrainerConfig:
 class EvalConfig:
     envs: List[str] = field(default_factory=lambda: ["sokoban", "alfworld", "sciworld", "webshop"])
     episodes: int = 64  # test-split episodes per env per evaluation
+    episodes_per_env: Dict[str, int] = field(default_factory=dict)  # env -> episodes, overriding `episodes`
     temperature: float = 0.4  # validation temperature (papers.md A)
     before_training: bool = True
     every: int = 15  # evaluate every N RL steps (0: only at the end)
@@ -268,8 +269,8 @@ def describe_compose_error(exc: BaseException, overrides: list[str]) -> str:
                 group = key
         if group:
             bad = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+~") == group), "?")
-            return (f"{group}={bad} is not a {group} option; valid options: {', '.join(group_options(group))} "
-                    f"(files in conf/{group}/).")
+            return (f"{group}={bad} is not a valid choice for '{group}'; valid choices: "
+                    f"{', '.join(group_options(group))} (the files in conf/{group}/).")
         return text.splitlines()[0]
     cause = exc.__cause__ or exc
     first = str(cause).strip().splitlines()

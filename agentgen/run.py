@@ -113,7 +113,9 @@ class Job:
         resume_from = ckpt.latest(self.out)
         state = ckpt.load_state(resume_from) if resume_from else {}
         self.eval_history = state.get("eval_history", [])
-        self.tracker = Tracker(cfg.logger, self.out, OmegaConf.to_container(cfg, resolve=True),
+        self.tracker = Tracker(cfg.logger, self.out, {**OmegaConf.to_container(cfg, resolve=True),
+                                                      "train_env": "+".join(self.train_envs),
+                                                      "train_envs": self.train_envs, "variant": variant(cfg)},
                                name=self.out.name, tags=[f"env:{e}" for e in self.train_envs])
         start = str(resume_from) if resume_from else _init_checkpoint(cfg)
         self.model, self.tokenizer, base_dir = load_policy(cfg.model, path=start)
@@ -199,8 +201,8 @@ class Job:
             done = step + 1
             self.tracker.log(metrics, done)
             bar.set_postfix(success=f"{metrics['rollout/success_rate']:.2f}", ret=f"{metrics['rollout/return']:.2f}")
-            if cfg.eval.every and done % cfg.eval.every == 0 and done != steps:
-                self.evaluate(done)
+            if done == steps or (cfg.eval.every and done % cfg.eval.every == 0):
+                self.evaluate(done)  # before the checkpoint, so a resumed job keeps this evaluation
             if (cfg.trainer.save_every and done % cfg.trainer.save_every == 0) or done == steps:
                 ckpt.save(self.out, f"step_{done}", self.model, self.tokenizer, trainer.optimizer,
                           {"sft_done": True, "step": done, "eval_history": self.eval_history,
@@ -226,7 +228,7 @@ class Job:
         cfg = self.cfg
         results: dict[str, dict[str, float]] = {}
         for name in cfg.eval.envs:
-            n = int(cfg.eval.episodes)
+            n = int(cfg.eval.episodes_per_env.get(name, cfg.eval.episodes))
             runner = self.runner(name, "test", n)
             eps = runner.run([EpisodeSpec(env=name, seed=i) for i in range(n)], cfg.eval.temperature,
                              desc=f"eval {name} @ step {step}")
@@ -311,7 +313,8 @@ def _mix_by_state_action_pairs(records: list[tuple[str, float, list[dict]]], rng
 
 
 def _sample_row(ep: Episode) -> dict[str, Any]:
-    return {"env": ep.spec.env, "seed": ep.spec.seed, "success": ep.success, "return": ep.ret, "steps": ep.steps,
+    return {"env": ep.spec.env, "split": "test", "seed": ep.spec.seed, "success": ep.success, "return": ep.ret,
+            "turns": ep.steps,
             "trajectory": "\n\n".join(f"[obs] {t.observation[:400]}\n[response] {t.response}" for t in ep.turns)[:6000]}
 
 
@@ -339,7 +342,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             job.tracker.finish(failed=True)
         job.close()
         raise
-    summary_io.write(out, result)
+    path = summary_io.write(out, result)
+    if job.tracker.run:
+        from agentgen.report.wandb_tables import log_summary_to_wandb
+
+        log_summary_to_wandb(job.tracker.run, path)
     job.tracker.finish()
     job.close()
     return result

@@ -72,18 +72,14 @@ class Tracker:
             self.run.log({**metrics, STEP_METRIC: step})
 
     def log_samples(self, key: str, rows: list[dict[str, Any]], step: int) -> None:
-        """Trajectory samples as an incremental table (rows appended across steps)."""
+        """Trajectory samples as an incremental table (rows appended across evaluations)."""
         if not self.run or not rows:
             return
-        import wandb
+        from agentgen.report.wandb_tables import TrajectorySampleTable
 
-        columns = ["step", *rows[0].keys()]
-        table = self._tables.get(key)
-        if table is None:
-            table = self._tables[key] = wandb.Table(columns=columns, log_mode="INCREMENTAL")
-        for r in rows:
-            table.add_data(step, *[r[c] for c in columns[1:]])
-        self.run.log({key: table, STEP_METRIC: step})
+        if key not in self._tables:
+            self._tables[key] = TrajectorySampleTable(self.run, key=key)
+        self._tables[key].log(step, rows)
 
     def summary(self, values: dict[str, Any]) -> None:
         if self.run:

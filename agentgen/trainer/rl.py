@@ -66,8 +66,12 @@ class RLTrainer:
         group_size = int(self.algo.group_size)
         seeds = instance_seeds(step, self.cfg.trainer.prompts_per_step, self.cfg.seed)
         specs = [EpisodeSpec(env="", seed=s, group=g) for g, s in enumerate(seeds) for _ in range(group_size)]
-        episodes = self.rollout_fn(specs, step)
+        rolled = self.rollout_fn(specs, step)
         t_rollout = time.time() - t0
+        # An aborted episode (its env worker hung or died) says nothing about the policy: drop it.
+        episodes = [e for e in rolled if not e.aborted]
+        if not episodes:
+            return {"rollout/aborted": len(rolled), "train/skipped": 1.0}
         adv = episode_advantages(episodes, self.algo)
         samples = [Sample(t.prompt_ids, t.response_ids, float(a)) for e, a in zip(episodes, adv) for t in e.turns
                    if t.response_ids]
@@ -79,7 +83,7 @@ class RLTrainer:
             "rollout/invalid_ratio": sum(t.invalid for e in episodes for t in e.turns) / max(1, len(samples)),
             "rollout/response_tokens": sum(len(s.response_ids) for s in samples) / max(1, len(samples)),
             "rollout/prompt_tokens": sum(len(s.prompt_ids) for s in samples) / max(1, len(samples)),
-            "rollout/aborted": sum(e.aborted for e in episodes),
+            "rollout/aborted": len(rolled) - len(episodes),
             "rollout/samples": len(samples),
             "rollout/zero_adv_groups": _zero_adv_groups(episodes, adv),
             "time/rollout_s": t_rollout,
@@ -145,22 +149,22 @@ class RLTrainer:
                              clip_high=float(algo.get("clip_high", 0.2)), agg="token-mean",
                              dual_clip=algo.get("dual_clip"))
         loss = pg
-        metrics = {"train/pg_loss": float(pg), **{f"train/{k}": float(v) for k, v in pm.items()}}
+        metrics = {"train/pg_loss": pg.item(), **{f"train/{k}": float(v) for k, v in pm.items()}}
         if kl_coef > 0 and self.ref_model is not None:
             kl = kl_penalty_loss(lp, _stack(micro, "ref", lp), mask, estimator=algo.get("kl_estimator", "k3"))
             loss = loss + kl_coef * kl
-            metrics["train/kl"] = float(kl)
+            metrics["train/kl"] = kl.item()
         ent_coef = float(algo.get("entropy_coef", 0.0))
         if ent_coef > 0:
             ent = entropy_from_logits(logits, mask)
             loss = loss - ent_coef * ent
-            metrics["train/entropy"] = float(ent)
+            metrics["train/entropy"] = ent.item()
         else:
             with torch.no_grad():
                 metrics["train/entropy"] = float(entropy_from_logits(logits.detach(), mask))
         # token-mean over the whole mini-batch: weight this micro-batch by its share of the tokens
         (loss * (tb.num_tokens / mb_tokens)).backward()
-        metrics["train/loss"] = float(loss)
+        metrics["train/loss"] = loss.item()
         return metrics
 
 

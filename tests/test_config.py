@@ -1,0 +1,67 @@
+"""Config errors fail fast through the real launcher: one paragraph naming the bad value and the valid
+ones, exit code 2, no traceback, nothing run."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agentgen.config import ConfigError, validate
+from agentgen.preflight import compose_job, expand
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def launch(*args, tmp_path):
+    return subprocess.run([sys.executable, str(ROOT / "launch.py"), *args, f"hydra.run.dir={tmp_path}/run"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+
+
+@pytest.mark.parametrize("override,needles", [
+    ("env=minecraft", ["env=minecraft", "sokoban", "alfworld", "sciworld", "webshop"]),
+    ("think=maybe", ["think", "maybe", "true, false"]),
+    ("trainer.steps=-3", ["trainer.steps=-3", ">= 0"]),
+    ("algo=ppo2", ["algo=ppo2", "grpo"]),
+    ("eval.envs=[sokoban,chess]", ["chess", "webshop"]),
+])
+def test_bad_values_fail_fast(override, needles, tmp_path):
+    r = launch(override, tmp_path=tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr
+    msg = r.stderr.strip()
+    assert msg.startswith("agentgen: error:") and len(msg.splitlines()) == 1, msg
+    for n in needles:
+        assert n in msg, (n, msg)
+    assert not (tmp_path / "run").exists()  # nothing ran
+
+
+def test_bad_value_in_one_sweep_job_stops_all(tmp_path):
+    r = launch("-m", "trainer.steps=2,-1", tmp_path=tmp_path)
+    assert r.returncode == 2 and "trainer.steps=-1" in r.stderr
+    assert not (tmp_path / "multirun").exists()
+
+
+def test_sweep_expansion_and_defaults():
+    jobs = expand(["env=sokoban,sciworld", "think=true,false"], multirun=True)
+    assert len(jobs) == 4
+    cfg = compose_job([])
+    validate(cfg)
+    assert cfg.model.name == "tiny" and list(cfg.env) == ["sokoban"] and cfg.think is True
+    assert cfg.algo.name == "grpo" and cfg.algo.group_size == 8 and cfg.algo.kl_coef == 0.01
+    assert cfg.eval.temperature == 0.4 and cfg.rollout.temperature == 1.0
+
+
+def test_study_defaults_on_cluster_presets():
+    cfg = compose_job(["model=llama3_1_8b_instruct"])
+    t = cfg.trainer
+    assert (t.steps, t.prompts_per_step, t.mini_batch_states, t.save_every, t.lr) == (150, 16, 256, 15, 1e-6)
+    assert cfg.sft.lr == 5e-6 and cfg.sft.steps == 100 and cfg.sft.batch_size == 32
+    assert cfg.env.sokoban.max_steps == 15 and cfg.env.sokoban.reward.invalid == -0.1
+
+
+def test_resources_checked_against_cluster():
+    cfg = compose_job(["model=llama3_1_8b_instruct"])
+    cfg.cluster = {"name": "slurm_tiny", "gpus_per_node": 1, "nodes": 1}
+    with pytest.raises(ConfigError, match="needs 8 GPU"):
+        validate(cfg)

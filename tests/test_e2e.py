@@ -1,0 +1,82 @@
+"""End-to-end runs through the real launcher: SFT warm-up + GRPO + evaluation with the tiny model
+(debug=smoke), summaries, checkpoints, resume, skip-completed, and the wandb offline run read back
+with wandb's own reader."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def launch(*args: str, cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
+    r = subprocess.run([sys.executable, str(ROOT / "launch.py"), *args], capture_output=True, text=True,
+                       timeout=timeout, cwd=cwd)
+    assert r.returncode == 0, r.stderr[-4000:]
+    return r
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("smoke")
+    out = tmp / "run"
+    launch("debug=smoke", "eval.envs=[sokoban,webshop]", f"hydra.run.dir={out}", cwd=tmp)
+    return out
+
+
+def test_smoke_run_writes_complete_summary(smoke_run):
+    s = json.loads((smoke_run / "summary.json").read_text())
+    assert s["status"] == "completed" and s["error"] is None
+    assert s["train_env"] == "sokoban" and s["variant"]["sft"] == "warmup" and s["variant"]["think"] is True
+    assert set(s["eval"]) == {"sokoban", "webshop"}
+    for env, m in s["eval"].items():
+        assert set(m) >= {"success_rate", "episodes", "avg_steps", "avg_return", "valid_action_ratio"}
+        assert 0.0 <= m["success_rate"] <= 1.0 and m["episodes"] == 2
+    assert [h["step"] for h in s["eval_history"]] == [1, 2]  # every step (smoke), final at 2
+    assert s["train"]["steps"] == 2 and "rollout/success_rate" in s["train"]["final"]
+    assert s["train"]["sft"]["sft/samples"] > 0
+    assert s["config"]["trainer"]["steps"] == 2 and s["wall_seconds"] > 0
+    assert (smoke_run / "checkpoints" / "latest").read_text() == "step_2"
+    assert (smoke_run / "checkpoints" / "sft" / "model.safetensors").exists()
+    records = [json.loads(x) for x in (smoke_run / "sft_data" / "sokoban.jsonl").read_text().splitlines()]
+    assert records and [m["role"] for m in records[0]["messages"]] == ["system", "user", "assistant"]
+    assert records[0]["messages"][2]["content"].startswith("<think>")
+
+
+def test_wandb_offline_run_has_eval_metrics(smoke_run):
+    from agentgen.report.sources import find_offline_runs, read_offline_run
+
+    runs = find_offline_runs(smoke_run)
+    assert len(runs) == 1
+    rec = read_offline_run(runs[0])
+    keys = {k for row in rec.history for k in row}
+    assert {"eval/sokoban/success_rate", "eval/webshop/success_rate", "rollout/success_rate", "train/loss",
+            "sft/loss", "trainer/global_step"} <= keys
+    assert rec.config["train_env"] == "sokoban"
+    assert rec.summary["eval/sokoban/success_rate"] == json.loads((smoke_run / "summary.json").read_text())[
+        "eval"]["sokoban"]["success_rate"]
+
+
+def test_completed_job_is_skipped_and_longer_run_resumes(smoke_run):
+    before = (smoke_run / "summary.json").stat().st_mtime
+    launch("debug=smoke", "eval.envs=[sokoban,webshop]", f"hydra.run.dir={smoke_run}", cwd=smoke_run.parent)
+    assert (smoke_run / "summary.json").stat().st_mtime == before  # resume=skip_completed
+    r = launch("debug=smoke", "eval.envs=[sokoban]", "trainer.steps=3", "resume=always",
+               f"hydra.run.dir={smoke_run}", cwd=smoke_run.parent)
+    s = json.loads((smoke_run / "summary.json").read_text())
+    assert s["status"] == "completed" and s["train"]["steps"] == 3
+    assert [h["step"] for h in s["eval_history"]] == [1, 2, 3]  # history kept from the checkpoint
+    assert "resuming from" in r.stderr and "step_2" in r.stderr
+    assert "sft:" not in r.stderr  # SFT was not redone
+
+
+@pytest.mark.slow
+def test_think_sweep_leaves_two_summaries(tmp_path):
+    launch("-m", "env=sokoban", "think=true,false", "debug=smoke", "eval.envs=[sokoban]",
+           f"hydra.sweep.dir={tmp_path}/sweep", cwd=tmp_path)
+    summaries = [json.loads(p.read_text()) for p in sorted((tmp_path / "sweep").rglob("summary.json"))]
+    assert len(summaries) == 2 and all(s["status"] == "completed" for s in summaries)
+    assert {s["config"]["think"] for s in summaries} == {True, False}
