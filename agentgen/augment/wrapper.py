@@ -1,0 +1,132 @@
+"""``AugmentedEnv``: an environment whose observations carry goal-irrelevant distractors.
+
+It holds the real environment (``inner``) and forwards everything to it: transitions, rewards,
+success, admissible actions, the expert and the step limit are the inner env's own. Only the
+observation strings returned by ``reset`` and ``step`` change (papers.md A section 6: s' =
+Augment(s, delta, eps); "only the agent's input changes"). The env pool builds it from the target
+``agentgen.augment.wrapper:AugmentedEnv`` with ``inner``, ``inner_kwargs`` and ``augment`` (a settings
+dict), see ``agentgen.augment.env_factory``.
+
+Per episode: whether the trajectory is augmented is drawn once from (augment seed, split, env seed)
+with probability ``prob``; distractors are drawn from (augment seed, split, env seed, step), or step 0
+throughout with ``resample: episode``. ``info["augmented"]`` says which it was.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from agentgen.augment.base import Augmenter, Injection, augmenter_for
+from agentgen.augment.seeding import DISTRACTOR_STREAM, episode_augmented, stream
+from agentgen.augment.settings import AugmentSettings
+from agentgen.envs import REGISTRY, TextEnv, env_class
+
+TARGET = "agentgen.augment.wrapper:AugmentedEnv"
+
+
+def _inner_class(inner: str) -> type[TextEnv]:
+    if ":" in inner:
+        module, _, cls = inner.partition(":")
+        return getattr(importlib.import_module(module), cls)
+    if inner not in REGISTRY:
+        raise ValueError(f"AugmentedEnv: unknown inner environment {inner!r}; valid: {', '.join(REGISTRY)}")
+    return env_class(inner)
+
+
+class AugmentedEnv(TextEnv):
+    """The inner env with augmented observations (see the module docstring)."""
+
+    name = "augmented"
+
+    def __init__(
+        self,
+        split: str = "train",
+        inner: str = "",
+        inner_kwargs: dict | None = None,
+        augment: dict | AugmentSettings | None = None,
+    ):
+        if not inner:
+            raise ValueError(f"AugmentedEnv needs inner=<environment name>; valid: {', '.join(REGISTRY)}")
+        env = _inner_class(inner)(split=split, **dict(inner_kwargs or {}))
+        super().__init__(split=split, max_steps=env.max_steps, reward=env.reward_spec)
+        self.inner = env
+        self.name = env.name
+        self.settings = (
+            augment if isinstance(augment, AugmentSettings) else AugmentSettings(**dict(augment or {}))
+        )
+        eps = self.settings.eps_for(env.name)
+        self.augmenter: Augmenter | None = (
+            augmenter_for(env.name, eps, self.settings.webshop_alpha)
+            if self.settings.enabled and eps
+            else None
+        )
+        self.episode_augmented = False
+        self.raw_observation = ""  # the inner env's own observation (what transitions are based on)
+        self.last_distractors: list[str] = []  # distractors added to the last observation
+
+    # ----------------------------------------------------------------- protocol
+    def reset(self, seed: int) -> tuple[str, dict[str, Any]]:
+        obs, info = self.inner.reset(seed)
+        self._sync()
+        self.episode_augmented = self.augmenter is not None and episode_augmented(
+            self.settings.prob, self.settings.seed, self.split, seed
+        )
+        info["augmented"] = self.episode_augmented
+        return self._augment(obs), info
+
+    def step(self, action: str | None) -> tuple[str, float, bool, dict[str, Any]]:
+        obs, reward, done, info = self.inner.step(action)
+        self._sync()
+        info["augmented"] = self.episode_augmented
+        return self._augment(obs), reward, done, info
+
+    def _reset(self, seed: int):
+        raise TypeError("AugmentedEnv.reset delegates to the inner environment; _reset is never used")
+
+    def _step(self, action: str):
+        raise TypeError("AugmentedEnv.step delegates to the inner environment; _step is never used")
+
+    def admissible_actions(self) -> list[str] | None:
+        return self.inner.admissible_actions()
+
+    def task_description(self) -> str:
+        return self.inner.task_description()
+
+    def instruction(self) -> str:
+        return self.inner.instruction()
+
+    def expert_action(self) -> str | None:
+        return self.inner.expert_action()
+
+    def expert_thought(self) -> str | None:
+        return self.inner.expert_thought()
+
+    def close(self) -> None:
+        self.inner.close()
+
+    # ----------------------------------------------------------------- internals
+    def _sync(self) -> None:
+        """Mirror the inner env's episode bookkeeping (callers read steps / done / success here)."""
+        inner = self.inner
+        self.steps, self.success, self.done, self.seed = inner.steps, inner.success, inner.done, inner.seed
+
+    def _augment(self, obs: str) -> str:
+        self.raw_observation = obs
+        if not self.episode_augmented:
+            self.last_distractors = []
+            return obs
+        step = self.inner.steps if self.settings.resample == "step" else 0
+        rng = stream(self.settings.seed, self.split, self.seed, step, DISTRACTOR_STREAM)
+        out: Injection = self.augmenter.augment(obs, self.inner, rng)
+        self.last_distractors = list(out.distractors)
+        self._last_obs = out.text
+        return out.text
+
+    def __getattr__(self, name: str) -> Any:
+        """Other public attributes and methods (``room``, ``gold_actions()``, ``valid_actions()``, ...)
+        are the inner env's, so pool calls and analysis code work unchanged."""
+        inner = self.__dict__.get("inner")
+        if inner is None or name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(inner, name)
