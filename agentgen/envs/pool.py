@@ -124,8 +124,13 @@ class _SlotEnvs:
         try:
             if op == "reset":
                 return _OK, self.get(slot).reset(arg)
-            method, args = arg
-            return _OK, getattr(self.get(slot), method)(*args)
+            name, args = arg
+            value = getattr(self.get(slot), name)
+            if callable(value):
+                return _OK, value(*args)
+            if args:
+                raise TypeError(f"{name!r} is an attribute, not a method; it takes no arguments")
+            return _OK, value
         except Exception:  # noqa: BLE001 - reported to the owner with its traceback
             if op == "reset":
                 self.drop(slot)
@@ -335,8 +340,8 @@ class EnvPool:
         return self.call(slots, "expert_thought")
 
     def call(self, slots: Iterable[int], method_name: str, *args: Any) -> dict[int, Any]:
-        """``env.<method_name>(*args)`` in every given slot. A slot whose worker died or hung gets None;
-        an exception in the method raises EnvPoolError."""
+        """``env.<method_name>(*args)`` in every given slot (or the attribute's value if it is not
+        callable). A slot whose worker died or hung gets None; an exception raises EnvPoolError."""
         slots = [self._check_slot(s) for s in slots]
         out: dict[int, Any] = {s: None for s in slots if s in self._lost}
         items = {s: (method_name, args) for s in slots if s not in self._lost}
