@@ -14,6 +14,15 @@ Engine facts this relies on (scienceworld 1.2.3):
   last game's values), so callers must not read them before the first step.
 - The package's ``envStepLimit`` lives in its Python wrapper, which this class bypasses: the engine
   itself has no step limit, so the environment's own ``max_steps`` is the only one.
+- Reproducibility: ``load`` seeds the engine's RNG with the variation index, but the engine keeps
+  objects in hash sets keyed by identity hash codes, which differ from run to run. So the order
+  objects are listed in, the order devices and heat transfer are updated (a circuit can close a step
+  later, a thermometer read 48 or 49 C), the behaviour of animals, and even the gold path change
+  between loads; replaying a gold path can then fail (grow-fruit, mendelian genetics). With
+  ``deterministic=True`` (default) HotSpot's ``-XX:hashCode=2`` makes every identity hash equal, so
+  sets iterate in insertion order and a (task, variation) plays out identically for the same actions,
+  across loads and JVMs. It costs some speed (hash sets degrade to lists; about 20% fewer steps/s
+  here, more in the object-heavy mendelian tasks) and needs a HotSpot JVM (OpenJDK).
 """
 
 from __future__ import annotations
@@ -23,14 +32,16 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 import weakref
-from collections import deque
 from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
 DEFAULT_HEAP = "768m"
 DEFAULT_JVM_OPTIONS = ("-XX:+UseSerialGC",)  # one GC thread: less memory, fair on small machines
+# Every identity hash code = 1, so the engine's hash sets of objects iterate in insertion order.
+DETERMINISTIC_OPTIONS = ("-XX:+UnlockExperimentalVMOptions", "-XX:hashCode=2")
 
 
 class JavaNotFoundError(RuntimeError):
@@ -65,7 +76,7 @@ def _check_heap(heap: str) -> str:
     return text
 
 
-def _stop_jvm(gateway, proc: subprocess.Popen, timeout: float = 5.0) -> None:
+def _stop_jvm(gateway, proc: subprocess.Popen, stderr_file, timeout: float = 5.0) -> None:
     """Shut the gateway, close the JVM's stdin (it exits on the broken pipe), kill it if it lingers."""
     try:
         gateway.shutdown()
@@ -81,13 +92,17 @@ def _stop_jvm(gateway, proc: subprocess.Popen, timeout: float = 5.0) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=timeout)
+    stderr_file.close()
 
 
 class SciWorldEngine:
     """A running ScienceWorld JVM. Not thread-safe: one engine per worker."""
 
     def __init__(
-        self, heap: str = DEFAULT_HEAP, jvm_options: tuple[str, ...] | list[str] = DEFAULT_JVM_OPTIONS
+        self,
+        heap: str = DEFAULT_HEAP,
+        jvm_options: tuple[str, ...] | list[str] = DEFAULT_JVM_OPTIONS,
+        deterministic: bool = True,
     ):
         from py4j.java_gateway import GatewayParameters, JavaGateway, launch_gateway
         from scienceworld.constants import BASEPATH, JAR_PATH
@@ -102,8 +117,11 @@ class SciWorldEngine:
                 "ScienceWorld needs a Java runtime (8 or newer) and none was found: no $JAVA_HOME/bin/java "
                 "and no `java` on PATH. Install one (e.g. `apt-get install default-jre-headless`) or set JAVA_HOME."
             )
-        self._stderr: deque[str] = deque(maxlen=40)
-        opts = [f"-Xmx{self.heap}", *self.jvm_options]
+        # The JVM's stderr goes to an anonymous temp file (it writes little): its tail explains a JVM
+        # that fails to start (bad option, no memory) or dies later.
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the JVM; closed by _stop_jvm
+        self.deterministic = bool(deterministic)
+        opts = [f"-Xmx{self.heap}", *self.jvm_options, *(DETERMINISTIC_OPTIONS if self.deterministic else ())]
         try:
             port, proc = launch_gateway(
                 classpath=JAR_PATH,
@@ -115,15 +133,16 @@ class SciWorldEngine:
                 redirect_stderr=self._stderr,
             )
         except (ValueError, OSError) as exc:  # ValueError: the JVM died before printing its port
+            output = self._stderr_tail() or "(none)"
+            self._stderr.close()
             raise SciWorldEngineError(
-                f"could not start the ScienceWorld JVM ({java} {' '.join(opts)}): {exc}. "
-                f"JVM output: {self._stderr_tail() or '(none)'}"
+                f"could not start the ScienceWorld JVM ({java} {' '.join(opts)}): {exc}. JVM output: {output}"
             ) from exc
         self._proc = proc
         self._gateway = JavaGateway(
             gateway_parameters=GatewayParameters(auto_field=True, port=port), java_process=proc
         )
-        self._finalizer = weakref.finalize(self, _stop_jvm, self._gateway, proc)
+        self._finalizer = weakref.finalize(self, _stop_jvm, self._gateway, proc, self._stderr)
         try:
             self._server = self._gateway.jvm.scienceworld.runtime.pythonapi.PythonInterface()
         except Exception as exc:
@@ -154,8 +173,13 @@ class SciWorldEngine:
 
         return psutil.Process(self._proc.pid).memory_info().rss
 
-    def _stderr_tail(self) -> str:
-        return " | ".join(line.strip() for line in list(self._stderr)[-5:] if line.strip())
+    def _stderr_tail(self, lines: int = 5) -> str:
+        try:
+            self._stderr.seek(0)
+            text = self._stderr.read()[-4000:].decode("utf-8", "replace")
+        except (OSError, ValueError):
+            return ""
+        return " | ".join(line.strip() for line in text.splitlines()[-lines:] if line.strip())
 
     def _call(self, what: str, fn, *args):
         """Run one py4j call; a dead or broken JVM becomes a SciWorldEngineError naming the likely cause."""

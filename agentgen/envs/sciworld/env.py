@@ -10,10 +10,15 @@ is the engine's, only stepped faster (``engine.SciWorldEngine``). Outcome rules:
   "reset task". The state is unchanged and the base class charges the invalid penalty.
 The step limit is ours alone: the engine has none once the package's Python wrapper is bypassed.
 
-Determinism: ``reset(seed)`` always builds the same (task, variation) and the same start state. A few
-tasks have living things whose behaviour the engine draws from its own RNG and hash-set order (bees
-and pollination in grow-fruit / mendelian genetics), so the same actions can, rarely, unfold
-differently there; the engine offers no hook to fix that.
+What the agent reads: ``instruction()`` holds the rules and the action templates of the current task
+(``prompt.py``); each observation is the engine's text followed by one line "Objects you can refer
+to: ..." (the engine's object names in view, ``show_objects``; left out once the episode is over);
+``info["task"]`` is the task description. ``admissible_actions()`` is None (too many to list).
+
+Determinism: ``reset(seed)`` always builds the same (task, variation). With ``deterministic`` on
+(default) the whole game is reproducible too: the same actions give the same observations, scores
+and gold path, in any JVM. Off, the engine's identity-hash-ordered sets make listing order, device
+and animal updates and the gold path vary between loads (``engine.py`` explains both).
 
 The expert follows the engine's gold path (generated at reset when ``gold_path`` is on). It keeps a
 cursor on the first gold action not yet taken: the cursor moves on when the agent's action equals it,
@@ -73,6 +78,7 @@ class SciWorldEnv(TextEnv):
     - sampling: "task_balanced" (default) or "uniform" over (task, variation) pairs.
     - gold_path: generate the gold path at reset (needed by the expert; mendelian tasks take seconds).
     - show_objects: append the objects the agent can refer to after each observation.
+    - deterministic: run the JVM with identity hashes fixed (reproducible games, ~20% slower).
     - jvm_heap / jvm_options: the JVM's -Xmx and extra options.
     """
 
@@ -91,6 +97,7 @@ class SciWorldEnv(TextEnv):
         show_objects: bool = True,
         jvm_heap: str = DEFAULT_HEAP,
         jvm_options: Sequence[str] | None = DEFAULT_JVM_OPTIONS,
+        deterministic: bool = True,
     ):
         super().__init__(split=split, max_steps=max_steps, reward=reward)
         self.variation_split = self._check_variation_split(variation_split)
@@ -103,6 +110,7 @@ class SciWorldEnv(TextEnv):
         self.show_objects = bool(show_objects)
         self.jvm_heap = str(jvm_heap)
         self.jvm_options = tuple(jvm_options or ())
+        self.deterministic = bool(deterministic)
         self._engine: SciWorldEngine | None = None  # started at the first reset (never before a fork)
         self.instance: Instance | None = None
         self.score = 0
@@ -148,7 +156,9 @@ class SciWorldEnv(TextEnv):
         if self._engine is None or not self._engine.alive:
             if self._engine is not None:
                 self._engine.close()
-            self._engine = SciWorldEngine(heap=self.jvm_heap, jvm_options=self.jvm_options)
+            self._engine = SciWorldEngine(
+                heap=self.jvm_heap, jvm_options=self.jvm_options, deterministic=self.deterministic
+            )
         return self._engine
 
     @property
