@@ -16,7 +16,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
-TASKS = ("train", "eval", "profile", "plan")
+TASKS = ("train", "eval", "profile", "split", "plan")
 
 
 class ConfigError(ValueError):
@@ -39,6 +39,9 @@ class EnvConfig:
     max_response_tokens: int = 512  # generation budget per turn
     share: float = 1.0  # relative batch share when training on a mixture of envs
     max_instances: int = 64  # env instances alive at once per split (JVMs cost memory: keep low for sciworld)
+    difficulty: str = "all"  # a key of `difficulties` (its params are merged into `params`), or "all"
+    difficulties: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # level -> env params
+    instances: Optional[str] = None  # "<difficulty.json>:<level>": only those instances (by base-model success)
     reward: RewardConfig = field(default_factory=RewardConfig)
     params: Dict[str, Any] = field(default_factory=dict)  # the env constructor's own keywords
 
@@ -62,6 +65,8 @@ class SFTConfig:
     warmup_ratio: float = 0.1
     weight_decay: float = 0.0
     data_dir: Optional[str] = None  # reuse expert data written by an earlier job
+    sources: Dict[str, str] = field(default_factory=dict)  # env -> "expert" or a checkpoint whose own
+    # trajectories are the data (the study's V2 mix used Ckpt V1's ALFWorld and WebShop trajectories)
 
 
 @dataclass
@@ -134,6 +139,15 @@ class EvalConfig:
 
 
 @dataclass
+class SplitConfig:
+    """``task=split``: easy / hard instances by the current model's own success (papers.md B)."""
+
+    instances: int = 64  # instances per split (train and test) to try
+    attempts: int = 8  # rollouts per instance (the study's 8 trajectories per task)
+    hard_below: float = 0.125  # success rate below this (default: never solved in 8) -> hard, else easy
+
+
+@dataclass
 class LoggerConfig:
     name: str = "wandb"  # wandb | none
     project: str = "agentgen"
@@ -162,9 +176,13 @@ class AgentgenConfig:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     cluster: Dict[str, Any] = field(default_factory=dict)
     agent: AgentConfig = field(default_factory=AgentConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
     debug: Optional[Dict[str, Any]] = None
     output_dir: Optional[str] = None  # defaults to Hydra's job output dir
     init_from: Optional[str] = None  # start from another job's output dir (its final checkpoint)
+    start_name: Optional[str] = None  # name of the starting checkpoint (base, v1, v2, ...) for the report
+    starts_dir: str = "starts"  # where named starting checkpoints are built (conf/experiment/ckpt_*.yaml)
+    stages: Optional[List[Dict[str, Any]]] = None  # sequential RL: [{env: sokoban, steps: 50}, ...]
 
 
 ConfigStore.instance().store(name="agentgen_schema", node=AgentgenConfig)
@@ -239,6 +257,23 @@ def validate(cfg: DictConfig) -> None:
     _need(cfg.logger.name in ("wandb", "none"), f"logger={cfg.logger.name!r} is invalid; valid: wandb, none.")
     _need(cfg.resume in ("skip_completed", "always", "never"),
           f"resume={cfg.resume!r} is invalid; valid: skip_completed, always, never.")
+    if cfg.get("stages"):
+        for i, st in enumerate(cfg.stages):
+            _need(st.get("env") in ENV_NAMES, f"stages[{i}].env={st.get('env')!r} is not an environment; valid: "
+                  f"{', '.join(ENV_NAMES)}.")
+            _need(int(st.get("steps", -1)) >= 0, f"stages[{i}].steps={st.get('steps')!r} is invalid: it must be >= 0.")
+    for key, env in cfg.env.items():
+        _need(env.difficulty == "all" or env.difficulty in env.difficulties,
+              f"env.{key}.difficulty={env.difficulty!r} is invalid; valid: all, {', '.join(env.difficulties)}.")
+    for name, src in cfg.sft.sources.items():
+        _need(name in ENV_NAMES, f"sft.sources names {name!r}, not an environment; valid: {', '.join(ENV_NAMES)}.")
+        _need(src == "expert" or Path(str(src)).exists(),
+              f"sft.sources.{name}={src!r} is neither 'expert' nor an existing checkpoint or job directory.")
+    if cfg.get("init_from") and cfg.task != "plan":
+        _need(Path(str(cfg.init_from)).exists(),
+              f"init_from={cfg.init_from} does not exist; build the starting checkpoint first (e.g. "
+              f"`python launch.py +experiment=ckpt_v1` builds {cfg.starts_dir}/ckpt_v1) or give an existing job "
+              f"output dir or model directory.")
     _validate_resources(cfg)
 
 

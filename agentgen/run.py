@@ -5,6 +5,7 @@ dir (a requeued Slurm job), and skips itself when its summary already says compl
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import random
 import time
@@ -39,20 +40,40 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def env_config(cfg: DictConfig, name: str) -> DictConfig:
+def env_config(cfg: DictConfig, name: str, for_eval: bool = False) -> DictConfig:
     """The config of env ``name``: the training env's own (with the user's overrides) when it is one,
-    otherwise conf/env/<name>.yaml plus ``eval.env_overrides[name]``; debug caps applied."""
+    otherwise conf/env/<name>.yaml; for evaluation, ``eval.env_overrides[name]`` on top (e.g. train on the
+    easy split, evaluate on the hard one); the chosen difficulty's params merged in; debug caps applied."""
     if name in cfg.env:
         node = copy.deepcopy(cfg.env[name])
     else:
-        node = OmegaConf.merge(OmegaConf.structured(EnvConfig), OmegaConf.load(CONF_DIR / "env" / f"{name}.yaml"),
-                               cfg.eval.env_overrides.get(name, {}))
+        node = OmegaConf.merge(OmegaConf.structured(EnvConfig), OmegaConf.load(CONF_DIR / "env" / f"{name}.yaml"))
+    if for_eval and name in cfg.eval.env_overrides:
+        node = OmegaConf.merge(node, cfg.eval.env_overrides[name])
+    if node.difficulty != "all":
+        if node.difficulty not in node.difficulties:
+            raise ValueError(f"env.{name}.difficulty={node.difficulty!r} is invalid; valid: all, "
+                             f"{', '.join(node.difficulties)}")
+        node.params = OmegaConf.merge(node.params, node.difficulties[node.difficulty])
     dbg = cfg.get("debug") or {}
     if dbg.get("max_steps"):
         node.max_steps = min(node.max_steps, int(dbg.max_steps))
     if dbg.get("max_response_tokens"):
         node.max_response_tokens = min(node.max_response_tokens, int(dbg.max_response_tokens))
     return node
+
+
+def instance_subset(ec, split: str) -> list[int] | None:
+    """Seeds of the instances ``env.<name>.instances`` selects ("difficulty.json:easy"), for ``split``."""
+    if not ec.get("instances"):
+        return None
+    path, _, level = str(ec.instances).rpartition(":")
+    data = json.loads(Path(path).read_text())
+    seeds = data.get(split, {}).get(level)
+    if not seeds:
+        raise ValueError(f"{path} has no {split!r} instances at level {level!r}; levels there: "
+                         f"{', '.join(data.get(split, {}))}")
+    return [int(x) for x in seeds]
 
 
 def variant(cfg: DictConfig) -> dict[str, Any]:
@@ -63,26 +84,37 @@ def variant(cfg: DictConfig) -> dict[str, Any]:
 
 
 class Job:
-    """Holds the job's resources (model, env pools, tracker) and runs its phases."""
+    """Holds the job's resources (model, env pools, tracker) and runs its phases:
+    SFT (optional) -> RL stage(s) -> evaluation of every env in ``eval.envs``."""
 
     def __init__(self, cfg: DictConfig, out_dir: Path):
         self.cfg = cfg
         self.out = out_dir
-        self.train_envs = list(cfg.env.keys())
-        self.env_cfgs = {n: env_config(cfg, n) for n in dict.fromkeys(self.train_envs + list(cfg.eval.envs))}
+        self.stage_plan = _stage_plan(cfg)
+        self.train_envs = list(dict.fromkeys(e for envs, _ in self.stage_plan for e in envs))
+        self.current_envs = self.stage_plan[0][0]
         self.prompts = PromptBuilder(think=bool(cfg.think), history_k=cfg.agent.history_k,
                                      system_prompt=cfg.agent.system_prompt)
         self.pools: dict[tuple[str, str], Any] = {}
+        self.env_cfgs: dict[tuple[str, str], DictConfig] = {}
         self.tracker = None
         self.eval_history: list[dict[str, Any]] = []
+        self.stage_results: list[dict[str, Any]] = []
+        self._rollout_metrics: dict[str, float] = {}
 
     # ------------------------------------------------------------------ environments
+    def env_cfg(self, name: str, split: str) -> DictConfig:
+        key = (name, split)
+        if key not in self.env_cfgs:
+            self.env_cfgs[key] = env_config(self.cfg, name, for_eval=split == "test")
+        return self.env_cfgs[key]
+
     def pool(self, name: str, split: str, slots: int):
         from agentgen.augment import env_factory
         from agentgen.envs.pool import EnvPool
 
         key = (name, split)
-        ec = self.env_cfgs[name]
+        ec = self.env_cfg(name, split)
         want = max(1, min(slots, ec.max_instances))
         if key in self.pools and self.pools[key].num_slots >= want:
             return self.pools[key]
@@ -94,7 +126,7 @@ class Job:
         return self.pools[key]
 
     def runner(self, name: str, split: str, slots: int, max_turns: int | None = None) -> EpisodeRunner:
-        ec = self.env_cfgs[name]
+        ec = self.env_cfg(name, split)
         return EpisodeRunner(self.pool(name, split, slots), self.generator, self.tokenizer, self.prompts,
                              ec.max_prompt_tokens, ec.max_response_tokens, max_turns or ec.max_steps)
 
@@ -113,59 +145,88 @@ class Job:
         resume_from = ckpt.latest(self.out)
         state = ckpt.load_state(resume_from) if resume_from else {}
         self.eval_history = state.get("eval_history", [])
+        self.stage_results = state.get("stages", [])
         self.tracker = Tracker(cfg.logger, self.out, {**OmegaConf.to_container(cfg, resolve=True),
-                                                      "train_env": "+".join(self.train_envs),
+                                                      "train_env": self.train_env_label(),
                                                       "train_envs": self.train_envs, "variant": variant(cfg)},
                                name=self.out.name, tags=[f"env:{e}" for e in self.train_envs])
         start = str(resume_from) if resume_from else _init_checkpoint(cfg)
-        self.model, self.tokenizer, base_dir = load_policy(cfg.model, path=start)
+        self.model, self.tokenizer, _ = load_policy(cfg.model, path=start)
         self.generator = make_generator(cfg.rollout, self.model, self.tokenizer)
         if resume_from:
             log.info("resuming from %s (step %s)", resume_from, state.get("step"))
 
+        if cfg.task == "split":
+            return self.difficulty_split(t0)
         sft_metrics = state.get("sft_metrics", {})
         if cfg.task == "train" and cfg.sft.name != "none" and not state.get("sft_done"):
             sft_metrics = self.sft()
-            state = {"sft_done": True, "step": 0, "sft_metrics": sft_metrics, "eval_history": []}
+            state = {"sft_done": True, "step": 0, "sft_metrics": sft_metrics, "eval_history": [], "stages": []}
             ckpt.save(self.out, "sft", self.model, self.tokenizer, None, state)
 
-        train_metrics: dict[str, float] = {}
-        steps = int(cfg.trainer.steps) if cfg.task == "train" else 0
+        train_metrics: dict[str, float] = state.get("train_metrics", {})
         step = int(state.get("step", 0))
+        total = sum(n for _, n in self.stage_plan) if cfg.task == "train" else 0
         if cfg.eval.before_training and not any(h["step"] == step for h in self.eval_history) and \
                 (cfg.task == "eval" or step == 0):
             self.evaluate(step)
-        if steps > step:
-            train_metrics = self.rl(step, steps, resume_from)
-        if not self.eval_history or self.eval_history[-1]["step"] != steps:
-            self.evaluate(steps)
-        result = self.summary("completed", None, t0, sft_metrics, train_metrics, steps)
+        begin = 0
+        for i, (envs, n) in enumerate(self.stage_plan if cfg.task == "train" else []):
+            end = begin + n
+            if step < end:
+                self.current_envs = envs
+                train_metrics = self.rl(step, end, resume_from if step > begin else None, sft_metrics)
+                step = end
+            if cfg.get("stages") and len(self.stage_results) <= i:
+                self.stage_results.append({"env": "+".join(envs), "steps": n, "end_step": end,
+                                           "eval": self.eval_history[-1]["eval"]})
+                self.save_state(step, None, train_metrics, sft_metrics)
+            begin = end
+        if not self.eval_history or self.eval_history[-1]["step"] != total:
+            self.evaluate(total)
+        return self.summary("completed", None, t0, sft_metrics, train_metrics, total)
+
+    def difficulty_split(self, t0: float) -> dict[str, Any]:
+        """Try ``split.instances`` instances of each split ``split.attempts`` times with the current model and
+        write ``difficulty.json`` = {split: {easy: [seeds], hard: [seeds], rates: {seed: rate}}}; train on
+        ``env.<name>.instances=<dir>/difficulty.json:easy`` and evaluate on ``...:hard`` (papers.md B)."""
+        sc, name = self.cfg.split, self.train_envs[0]
+        out: dict[str, Any] = {}
+        for split in ("train", "test"):
+            seeds = list(range(sc.instances))
+            specs = [EpisodeSpec(env=name, seed=s, group=s) for s in seeds for _ in range(sc.attempts)]
+            eps = self.runner(name, split, len(specs)).run(specs, self.cfg.rollout.temperature,
+                                                           desc=f"difficulty {name}/{split}")
+            rates = {s: sum(e.success for e in eps if e.spec.seed == s) / sc.attempts for s in seeds}
+            out[split] = {"easy": [s for s in seeds if rates[s] >= sc.hard_below],
+                          "hard": [s for s in seeds if rates[s] < sc.hard_below], "rates": rates}
+            log.info("difficulty %s/%s: %d easy, %d hard", name, split, len(out[split]["easy"]),
+                     len(out[split]["hard"]))
+        (self.out / "difficulty.json").write_text(json.dumps(out, indent=1))
+        result = self.summary("completed", None, t0, {}, {}, 0)
+        result["difficulty"] = {sp: {k: len(v) for k, v in d.items() if k != "rates"} for sp, d in out.items()}
         return result
 
+    def train_env_label(self) -> str:
+        """"a" (one env), "a+b" (a mixture), "a>b" (sequential stages), as summary.json's train_env."""
+        return ">".join("+".join(envs) for envs, _ in self.stage_plan) if self.cfg.get("stages") \
+            else "+".join(self.train_envs)
+
+    def save_state(self, step: int, optimizer, train_metrics: dict, sft_metrics: dict) -> None:
+        ckpt.save(self.out, f"step_{step}", self.model, self.tokenizer, optimizer,
+                  {"sft_done": True, "step": step, "eval_history": self.eval_history, "stages": self.stage_results,
+                   "train_metrics": train_metrics, "sft_metrics": sft_metrics}, keep=self.cfg.trainer.keep_checkpoints)
+
     def sft(self) -> dict[str, float]:
-        """Collect (or reuse) expert trajectories for the training env(s), then supervised warm-up."""
-        from agentgen.data import expert
+        """Collect (or reuse) trajectories for each env of the SFT mixture, then supervised warm-up."""
         from agentgen.trainer.sft import train_sft
 
         cfg = self.cfg
         mixture = dict(cfg.sft.mixture) or {n: 1.0 for n in self.train_envs}
-        data_dir = Path(cfg.sft.data_dir) if cfg.sft.data_dir else self.out / "sft_data"
-        records: list[dict] = []
-        for name, weight in mixture.items():
-            if name not in self.env_cfgs:
-                self.env_cfgs[name] = env_config(cfg, name)
-            path = data_dir / f"{name}{'' if cfg.think else '.nothink'}.jsonl"
-            if path.exists():
-                recs = expert.read(path)
-            else:
-                n = int(cfg.sft.episodes_per_env)
-                pool = self.pool(name, "train", min(n, 32))
-                seeds = [cfg.seed * 1_000_003 + 7_000_000 + i for i in range(n)]  # outside the RL seed stream
-                recs = expert.collect(pool, name, seeds, self.prompts, self.env_cfgs[name].max_steps)
-                expert.write(recs, self.out / "sft_data" / path.name)
-            records.append((name, weight, recs))
+        records = [(name, weight, self.sft_records(name, cfg.sft.sources.get(name, "expert")))
+                   for name, weight in mixture.items()]
         mixed = _mix_by_state_action_pairs(records, random.Random(cfg.seed))
-        ec = max((self.env_cfgs[n] for n in mixture), key=lambda e: e.max_prompt_tokens)
+        ec = max((self.env_cfg(n, "train") for n in mixture), key=lambda e: e.max_prompt_tokens)
         metrics = train_sft(self.model, self.tokenizer, mixed, cfg.sft, ec.max_prompt_tokens + ec.max_response_tokens,
                             cfg.seed, log_fn=lambda m: self.tracker.log(m, 0))
         metrics.update({f"sft/pairs/{n}": sum(1 for r in mixed if r["env"] == n) for n in mixture})
@@ -173,55 +234,111 @@ class Job:
         log.info("SFT done: %s", {k: round(v, 4) for k, v in metrics.items()})
         return metrics
 
-    def rl(self, start_step: int, steps: int, resume_from: Path | None) -> dict[str, float]:
+    def sft_records(self, name: str, source: str) -> list[dict]:
+        """Chat records of env ``name`` from the expert or from a checkpoint's own rollouts, cached on disk
+        (``sft_data/<env>[.nothink][.<source>].jsonl``; ``sft.data_dir`` reuses another job's)."""
+        from agentgen.data import expert
+
+        cfg = self.cfg
+        tag = "" if source == "expert" else "." + Path(str(source)).name
+        fname = f"{name}{'' if cfg.think else '.nothink'}{tag}.jsonl"
+        for d in ([Path(cfg.sft.data_dir)] if cfg.sft.data_dir else []) + [self.out / "sft_data"]:
+            if (d / fname).exists():
+                return expert.read(d / fname)
+        n = int(cfg.sft.episodes_per_env)
+        seeds = [cfg.seed * 1_000_003 + 7_000_000 + i for i in range(n)]  # outside the RL seed stream
+        max_turns = self.env_cfg(name, "train").max_steps
+        if source == "expert":
+            recs = expert.collect(self.pool(name, "train", min(n, 32)), name, seeds, self.prompts, max_turns)
+        else:
+            recs = self.model_records(name, source, seeds)
+        expert.write(recs, self.out / "sft_data" / fname)
+        return recs
+
+    def model_records(self, name: str, source: str, seeds: list[int]) -> list[dict]:
+        """Trajectories of another checkpoint's policy as chat records (not filtered for success)."""
+        from agentgen.data.expert import records_from_episodes
+        from agentgen.models.loader import load_policy
+        from agentgen.rollout import make_generator
+
+        model, tokenizer, _ = load_policy(self.cfg.model, path=_resolve_checkpoint(Path(str(source))))
+        ec = self.env_cfg(name, "train")
+        runner = EpisodeRunner(self.pool(name, "train", len(seeds)), make_generator(self.cfg.rollout, model, tokenizer),
+                               tokenizer, self.prompts, ec.max_prompt_tokens, ec.max_response_tokens, ec.max_steps)
+        episodes = runner.run([EpisodeSpec(env=name, seed=s) for s in seeds], self.cfg.rollout.temperature,
+                              desc=f"trajectories of {Path(str(source)).name} on {name}")
+        del model
+        return records_from_episodes(episodes, tokenizer)
+
+    def rl(self, start_step: int, end_step: int, resume_from: Path | None, sft_metrics: dict) -> dict[str, float]:
+        """RL steps [start_step, end_step) on ``self.current_envs``; evaluates and checkpoints on schedule."""
+        from tqdm.auto import tqdm
+
         from agentgen.trainer.rl import RLTrainer
 
         cfg = self.cfg
-        kl = float(cfg.algo.get("kl_coef", 0.0))
         ref = None
-        if kl > 0:
-            ref_dir = ckpt.ckpt_root(self.out) / "sft"
-            if resume_from and resume_from.name != "sft":
+        if float(cfg.algo.get("kl_coef", 0.0)) > 0:
+            ref = copy.deepcopy(self.model)  # the policy this stage starts from
+            if resume_from is not None:  # resumed mid-stage: the reference is the stage's starting policy
                 from agentgen.models.loader import load_policy
 
-                ref, _, _ = load_policy(cfg.model, path=str(ref_dir) if ref_dir.exists() else _init_checkpoint(cfg))
-            else:
-                ref = copy.deepcopy(self.model)
+                ref_dir = self.stage_start_checkpoint(start_step)
+                ref, _, _ = load_policy(cfg.model, path=ref_dir)
             ref.eval().requires_grad_(False)
         trainer = RLTrainer(self.model, ref, self.tokenizer, cfg, self.rollout, log_fn=self.tracker.log)
-        if resume_from and resume_from.name != "sft":
+        if resume_from is not None and resume_from.name != "sft":
             ckpt.restore_training(resume_from, trainer.optimizer)
         metrics: dict[str, float] = {}
-        from tqdm.auto import tqdm
-
-        bar = tqdm(range(start_step, steps), desc="rl", initial=start_step, total=steps)
+        bar = tqdm(range(start_step, end_step), desc=f"rl {'+'.join(self.current_envs)}", initial=start_step,
+                   total=end_step)
         for step in bar:
-            metrics = trainer.step(step)
+            self._rollout_metrics = {}
+            metrics = {**trainer.step(step), **self._rollout_metrics}
             self.generator.sync_weights()
             done = step + 1
             self.tracker.log(metrics, done)
-            bar.set_postfix(success=f"{metrics['rollout/success_rate']:.2f}", ret=f"{metrics['rollout/return']:.2f}")
-            if done == steps or (cfg.eval.every and done % cfg.eval.every == 0):
+            bar.set_postfix(success=f"{metrics.get('rollout/success_rate', 0):.2f}",
+                            ret=f"{metrics.get('rollout/return', 0):.2f}")
+            if done == end_step or (cfg.eval.every and done % cfg.eval.every == 0):
                 self.evaluate(done)  # before the checkpoint, so a resumed job keeps this evaluation
-            if (cfg.trainer.save_every and done % cfg.trainer.save_every == 0) or done == steps:
-                ckpt.save(self.out, f"step_{done}", self.model, self.tokenizer, trainer.optimizer,
-                          {"sft_done": True, "step": done, "eval_history": self.eval_history,
-                           "train_metrics": metrics}, keep=cfg.trainer.keep_checkpoints)
+            if (cfg.trainer.save_every and done % cfg.trainer.save_every == 0) or done == end_step:
+                self.save_state(done, trainer.optimizer, metrics, sft_metrics)
         return metrics
 
+    def stage_start_checkpoint(self, step: int) -> str | None:
+        """The weights a stage started from: the checkpoint at its first step, else SFT or the initial model."""
+        begin = 0
+        for _, n in self.stage_plan:
+            if begin <= step < begin + n:
+                break
+            begin += n
+        for tag in ([f"step_{begin}"] if begin else []) + ["sft"]:
+            path = ckpt.ckpt_root(self.out) / tag
+            if (path / "state.json").exists():
+                return str(path)
+        return _init_checkpoint(self.cfg)
+
     def rollout(self, specs: list[EpisodeSpec], step: int) -> list[Episode]:
-        """Assign each group an env by the mixture shares, run them, and return episodes in spec order."""
-        names = self.train_envs
-        shares = [float(self.env_cfgs[n].share) for n in names]
-        groups = sorted({s.group for s in specs})
-        owner = _assign_groups(groups, names, shares)
+        """Assign each group an env by the mixture shares, run them, and return all episodes."""
+        names = self.current_envs
+        shares = [float(self.env_cfg(n, "train").share) for n in names]
+        owner = _assign_groups(sorted({s.group for s in specs}), names, shares)
         out: list[Episode] = []
         for name in names:
-            mine = [EpisodeSpec(env=name, seed=s.seed, group=s.group) for s in specs if owner[s.group] == name]
+            subset = instance_subset(self.env_cfg(name, "train"), "train")
+            mine = [EpisodeSpec(env=name, seed=subset[s.seed % len(subset)] if subset else s.seed, group=s.group,
+                                meta=s.meta) for s in specs if owner[s.group] == name]
             if not mine:
                 continue
-            runner = self.runner(name, "train", len(mine), _turn_limit(self.cfg, step, self.env_cfgs[name]))
-            out.extend(runner.run(mine, self.cfg.rollout.temperature, self.cfg.rollout.top_p, self.cfg.rollout.top_k))
+            runner = self.runner(name, "train", len(mine), _turn_limit(self.cfg, step, self.env_cfg(name, "train")))
+            eps = runner.run(mine, self.cfg.rollout.temperature, self.cfg.rollout.top_p, self.cfg.rollout.top_k)
+            if len(names) > 1:  # per-env figures of a mixture run
+                m = episode_metrics(eps)
+                self._rollout_metrics.update({f"rollout/{name}/success_rate": m["success_rate"],
+                                              f"rollout/{name}/return": m["avg_return"],
+                                              f"rollout/{name}/episodes": m["episodes"]})
+            out.extend(eps)
         return out
 
     def evaluate(self, step: int) -> dict[str, dict[str, float]]:
@@ -229,8 +346,10 @@ class Job:
         results: dict[str, dict[str, float]] = {}
         for name in cfg.eval.envs:
             n = int(cfg.eval.episodes_per_env.get(name, cfg.eval.episodes))
+            subset = instance_subset(self.env_cfg(name, "test"), "test")
+            seeds = [subset[i % len(subset)] for i in range(n)] if subset else list(range(n))
             runner = self.runner(name, "test", n)
-            eps = runner.run([EpisodeSpec(env=name, seed=i) for i in range(n)], cfg.eval.temperature,
+            eps = runner.run([EpisodeSpec(env=name, seed=s) for s in seeds], cfg.eval.temperature,
                              desc=f"eval {name} @ step {step}")
             results[name] = episode_metrics(eps)
             self.tracker.log({f"eval/{name}/{k}": v for k, v in results[name].items()}, step)
@@ -248,7 +367,7 @@ class Job:
         result = {
             "status": status,
             "error": error,
-            "train_env": "+".join(self.train_envs),
+            "train_env": self.train_env_label(),
             "train_envs": self.train_envs,
             "variant": variant(self.cfg),
             "config": OmegaConf.to_container(self.cfg, resolve=True),
@@ -258,22 +377,34 @@ class Job:
             "wall_seconds": time.time() - t0,
             "output_dir": str(self.out),
         }
+        if self.cfg.get("stages"):
+            result["stages"] = self.stage_results
         if self.tracker:
             self.tracker.summary({f"final/{k}/success_rate": v["success_rate"] for k, v in final.items()})
         return result
+
+
+def _stage_plan(cfg: DictConfig) -> list[tuple[list[str], int]]:
+    """[(envs, steps)]: one stage on cfg.env (a mixture when several), or the sequential ``stages``."""
+    if cfg.get("stages"):
+        return [([str(st["env"])], int(st["steps"])) for st in cfg.stages]
+    return [(list(cfg.env.keys()), int(cfg.trainer.steps))]
+
+
+def _resolve_checkpoint(src: Path) -> str:
+    found = ckpt.latest(src)
+    if found:
+        return str(found)
+    if (src / "config.json").exists():
+        return str(src)
+    raise FileNotFoundError(f"{src} is neither a job output dir with checkpoints nor a model directory")
 
 
 def _init_checkpoint(cfg: DictConfig) -> str | None:
     """``init_from``: another job's output dir (its latest checkpoint) or a model directory."""
     if not cfg.init_from:
         return None
-    src = Path(str(cfg.init_from))
-    found = ckpt.latest(src)
-    if found:
-        return str(found)
-    if (src / "config.json").exists():
-        return str(src)
-    raise FileNotFoundError(f"init_from={src} is neither a job output dir with checkpoints nor a model directory")
+    return _resolve_checkpoint(Path(str(cfg.init_from)))
 
 
 def _turn_limit(cfg: DictConfig, step: int, ec) -> int:
@@ -333,7 +464,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         result = job.run()
     except BaseException as exc:  # the summary records failures too, then the error propagates
         result = {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(),
-                  "train_env": "+".join(job.train_envs), "train_envs": job.train_envs, "variant": variant(cfg),
+                  "train_env": job.train_env_label(), "train_envs": job.train_envs, "variant": variant(cfg),
                   "config": OmegaConf.to_container(cfg, resolve=True), "eval": {},
                   "eval_history": job.eval_history, "train": {}, "wall_seconds": time.time() - t0,
                   "output_dir": str(out)}

@@ -6,6 +6,9 @@ Format (``<dir>/<env>.jsonl``), one record per turn::
      "messages": [{"role": "system", ...}, {"role": "user", "content": <the agent's prompt>},
                   {"role": "assistant", "content": "<think>...</think><action>Down</action>"}]}
 
+Trajectories of a model checkpoint (``records_from_episodes``) carry the exact chat-templated prompt the
+model saw as ``prompt_text`` next to the messages, with the model's own answer as the assistant turn.
+
 The user message is built by the same PromptBuilder the agent uses, so SFT and RL see identical
 prompts; the think text is the env's ``expert_thought()`` (derived from the solver's plan, the gold path
 or the expert's sub-goal), so it is honest and short. Trajectories are not filtered for success
@@ -84,3 +87,15 @@ def write(records: list[dict], path: Path) -> None:
 def read(path: Path) -> list[dict]:
     with open(path) as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def records_from_episodes(episodes, tokenizer) -> list[dict]:
+    """Chat records from a model's own episodes: the prompt it saw (decoded, chat template included) and
+    the answer it gave, one record per turn."""
+    records: list[dict] = []
+    for ep in episodes:
+        for i, t in enumerate(ep.turns):
+            records.append({"env": ep.spec.env, "seed": ep.spec.seed, "step": i, "success": ep.success,
+                            "prompt_text": tokenizer.decode(t.prompt_ids, skip_special_tokens=False),
+                            "messages": [{"role": "assistant", "content": t.response}]})
+    return records

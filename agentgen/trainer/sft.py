@@ -21,9 +21,12 @@ log = logging.getLogger(__name__)
 def encode_record(record: dict, tokenizer, max_tokens: int) -> Sample:
     """Prompt = chat template up to the assistant turn; response = assistant text + end-of-turn."""
     messages = record["messages"]
-    prompt = tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True, tokenize=True,
-                                           return_dict=False)
-    prompt = list(prompt["input_ids"] if hasattr(prompt, "keys") else prompt)
+    if "prompt_text" in record:  # a model's own trajectory: the exact templated prompt it saw
+        prompt = tokenizer.encode(record["prompt_text"], add_special_tokens=False)
+    else:
+        prompt = tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True, tokenize=True,
+                                               return_dict=False)
+        prompt = list(prompt["input_ids"] if hasattr(prompt, "keys") else prompt)
     response = tokenizer.encode(messages[-1]["content"], add_special_tokens=False) + [tokenizer.eos_token_id]
     if len(prompt) + len(response) > max_tokens:  # keep the end of the prompt (observation, format rules)
         prompt = prompt[-(max_tokens - len(response)):]
