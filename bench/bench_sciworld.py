@@ -3,7 +3,8 @@
 Each mode replays the gold paths of the same tasks (variation 0) and counts only the time spent in
 step calls (loads are timed separately). Figures:
 - package: ``scienceworld.ScienceWorldEnv.step`` (also lists every valid action each step);
-- engine:  ``SciWorldEngine.step`` (step + score + completion over py4j);
+- engine:  ``SciWorldEngine.step`` (step + score + completion over py4j), with the deterministic JVM
+  (fixed identity hashes, the default) and without;
 - env:     ``SciWorldEnv.step`` with and without the objects line in the observation;
 - JVM resident memory of the package's uncapped JVM vs ours with the heap cap.
 
@@ -109,6 +110,9 @@ def main() -> None:
         engine_rss = engine.memory_rss()
     finally:
         engine.close()
+    with SciWorldEngine(heap=args.heap, deterministic=False) as hashed:
+        bench_engine(hashed, gold, 1)
+        fast_hashed, fast_hashed_n, _ = bench_engine(hashed, gold, args.repeats)
     pkg, pkg_n, pkg_rss = bench_package(gold, args.package_steps)
     env_obj, env_obj_n, reset_s, env_rss = bench_env(tasks, args.heap, True, args.repeats)
     env_plain, env_plain_n, _, _ = bench_env(tasks, args.heap, False, args.repeats)
@@ -119,7 +123,8 @@ def main() -> None:
     )
     print(f"{'mode':44s} {'steps/s':>9s} {'steps':>6s}")
     print(f"{'package ScienceWorldEnv.step (valid actions)':44s} {pkg:9.1f} {pkg_n:6d}")
-    print(f"{'SciWorldEngine.step (fast server stepping)':44s} {fast:9.1f} {fast_n:6d}")
+    print(f"{'SciWorldEngine.step (fast, deterministic)':44s} {fast:9.1f} {fast_n:6d}")
+    print(f"{'SciWorldEngine.step (fast, hash-ordered JVM)':44s} {fast_hashed:9.1f} {fast_hashed_n:6d}")
     print(f"{'SciWorldEnv.step, objects line':44s} {env_obj:9.1f} {env_obj_n:6d}")
     print(f"{'SciWorldEnv.step, no objects line':44s} {env_plain:9.1f} {env_plain_n:6d}")
     print(f"speed-up engine / package: {fast / pkg:.0f}x; env (objects) / package: {env_obj / pkg:.0f}x")
