@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo 1 || echo 0)
 PYTEST_ARGS ?=
 
-.PHONY: install install-system install-python test test-fast lint bench clean
+.PHONY: install install-system install-python test test-fast lint bench clean slurm-up slurm-down
 
 install: install-system install-python
 
@@ -54,3 +54,10 @@ bench: install-python
 
 clean:
 	rm -rf outputs multirun wandb .pytest_cache
+
+# A one-node Slurm cluster on this machine (the tests start it themselves through tests/slurm_cluster.py).
+slurm-up:
+	bash scripts/slurm/start.sh
+
+slurm-down:
+	bash scripts/slurm/stop.sh

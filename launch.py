@@ -5,9 +5,11 @@
     python launch.py env=alfworld think=false debug=smoke
     python launch.py -m env=sokoban,sciworld think=true,false debug=smoke
     python launch.py -m env=sokoban,sciworld think=true,false cluster=slurm   # a Slurm job array
+    python launch.py -m +sweeps=gen_tax model=llama3_1_8b_instruct cluster=slurm_8gpu --plan   # dry run
 
 Every job's config is composed and validated before anything runs or is submitted: a bad value
-stops the launcher with one paragraph naming it and the valid values (exit code 2).
+stops the launcher with one paragraph naming it and the valid values (exit code 2). ``--plan`` (or
+``task=plan``) prints the jobs, the grid, the GPUs and the estimated GPU-hours and submits nothing.
 """
 
 from __future__ import annotations
@@ -32,10 +34,14 @@ def main(cfg: DictConfig):
 
 
 if __name__ == "__main__":
+    args = sys.argv[1:]
+    if "--plan" in args or "task=plan" in args:
+        from agentgen.cluster.plan import main as plan_main
+
+        sys.exit(plan_main(args))
     try:
-        proceed = preflight(sys.argv[1:])
+        preflight(args)
     except ConfigError as err:
         print(f"agentgen: error: {err}", file=sys.stderr)
         sys.exit(2)
-    if proceed:
-        main()
+    main()

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from agentgen.config import ConfigError, validate
-from agentgen.preflight import compose_job, expand
+from agentgen.cluster.plan import make_plan
+from agentgen.preflight import compose_job
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,8 +44,8 @@ def test_bad_value_in_one_sweep_job_stops_all(tmp_path):
 
 
 def test_sweep_expansion_and_defaults():
-    jobs = expand(["env=sokoban,sciworld", "think=true,false"], multirun=True)
-    assert len(jobs) == 4
+    plan = make_plan(["env=sokoban,sciworld", "think=true,false"], validate=validate)
+    assert len(plan.jobs) == 4 and not plan.errors
     cfg = compose_job([])
     validate(cfg)
     assert cfg.model.name == "tiny" and list(cfg.env) == ["sokoban"] and cfg.think is True
