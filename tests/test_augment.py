@@ -548,8 +548,8 @@ def test_alfworld_fresh_ids_never_reuse_a_real_name():
     )
 
     class Env:
-        def augmentation_context(self):
-            return {"objects": sorted(hidden)}
+        def object_names(self):
+            return sorted(hidden)
 
         def admissible_actions(self):
             return ["go to cabinet 1", "go to countertop 1", "go to sinkbasin 1", "inventory", "look"]
@@ -583,3 +583,45 @@ def test_eps_amounts_documented_in_presets_match_the_code():
             counts.append(augmenter_for(env, s.eps_for(env)).amounts()[key])
         assert f"({counts[0]} / {counts[1]} / {counts[2]} {key}" in doc, (env, counts)
     assert Path(CONF_DIR / "augment" / "none.yaml").read_text().strip().endswith("name: none")
+
+
+# ---------------------------------------------------------------------------- ALFWorld (real engine)
+@pytest.fixture(scope="module")
+def alfworld_kwargs(tmp_path_factory):
+    params = OmegaConf.to_container(env_cfg("alfworld").params)
+    params.update(
+        source="generated",
+        num_generated_games={"train": 3, "test": 1},
+        progress=False,
+        cache_dir=str(tmp_path_factory.mktemp("alfworld_games")),
+    )
+    return {"max_steps": 30, **params}
+
+
+def test_alfworld_high_eps_changes_only_the_observation(alfworld_kwargs):
+    from agentgen.augment.alfworld import game_object_counts
+
+    seen_names: dict[int, set[str]] = {}  # per game (seed)
+    distractor_names: dict[int, set[str]] = {}
+    name = re.compile(r"\b([a-z]+ \d+)\b")
+
+    def check(env, raw, seen):
+        assert len(env.last_distractors) == 25
+        counts = game_object_counts(env.game_file(env.seed))
+        for text in [raw, *env.admissible_actions()]:
+            seen_names.setdefault(env.seed, set()).update(name.findall(text))
+        for s in env.last_distractors:
+            m = re.fullmatch(r"You notice a ([a-z]+) (\d+) that looks ([a-z]+)\.", s)
+            assert m, s
+            assert int(m.group(2)) > counts.get(m.group(1), 0)  # a fresh id: no real object has it
+            distractor_names.setdefault(env.seed, set()).add(f"{m.group(1)} {m.group(2)}")
+        stripped = seen
+        for s in env.last_distractors:
+            stripped = stripped.replace(" " + s, "", 1)
+        assert stripped == raw
+
+    n = play_pair("alfworld", alfworld_kwargs, settings({"alfworld": 300}), range(3), check=check)
+    assert n >= 10
+    assert set(seen_names) == set(distractor_names) == {0, 1, 2}
+    for seed, names in seen_names.items():  # never a name the game showed in the whole episode
+        assert not distractor_names[seed] & names, (seed, distractor_names[seed] & names)

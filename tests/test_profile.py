@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from agentgen.agent.prompt import PromptBuilder
+from agentgen.agent.prompt import FORMAT_THINK, PromptBuilder
 from agentgen.augment import WRAPPER_TARGET, parse_settings
 from agentgen.augment.vocab import SOKOBAN_OBJECTS, SOKOBAN_PLACES, with_article
 from agentgen.config import ConfigError
@@ -82,19 +82,28 @@ def test_expert_profile_on_hand_rooms():
     ]
     assert row["avg_steps"] == pytest.approx((2 + 5 + 2 + 5) / 4)  # 3.5
     assert row["success_rate"] == pytest.approx(0.5)
-    assert row["avg_chars"] == pytest.approx(ROOM_A_CHARS)  # states acted on: 2 per A episode, all 270 chars
+    assert row["avg_obs_chars"] == pytest.approx(ROOM_A_CHARS)  # 2 states per A episode, all 270 characters
     assert row["states"] == 4
+    # The agent's input per state (avg_chars) is the user prompt. At step 1 it is the instruction, "Your
+    # task: <task>", "[Current observation, step 1]\n" + observation, "Admissible actions: Up, Down, Left,
+    # Right" and the format line, joined by blank lines: 2 + 11 + 2 + 30 + 270 + 2 + 41 + 2 = 360 characters
+    # besides the instruction, task and format line. Step 2 adds the history block "Previous steps (last
+    # 1):\n[Step 1 observation]\n" (46) + observation (270) + "\n[Step 1 action] Right" (22) + a blank
+    # line (2) = 340 characters. Two states of each kind: mean = step-1 length + 170.
+    env = HandSokoban(max_steps=15)
+    env.reset(0)
+    step1 = len(env.instruction()) + len(env.task_description()) + len(FORMAT_THINK) + 360
+    assert row["avg_chars"] == pytest.approx(step1 + 170)
     assert row["optimal_len"] == pytest.approx(2.0)  # known for A only
     assert row["avg_success_steps"] == pytest.approx(2.0)
     assert (row["episodes"], row["tmax"], row["augmented_fraction"]) == (4, 5, 0.0)
-    assert row["avg_prompt_chars"] > row["avg_chars"]
 
 
 def test_tmax_and_the_env_step_limit_both_end_trajectories_as_failures():
     # Tmax 1: the 2-step room cannot be solved; every trajectory counts Tmax = 1 step.
     _, row = profile_hand("random", [0, 2, 4], tmax=1)
     assert (row["avg_steps"], row["success_rate"], row["states"]) == (1.0, 0.0, 3)
-    assert row["avg_chars"] == pytest.approx(ROOM_A_CHARS)
+    assert row["avg_obs_chars"] == pytest.approx(ROOM_A_CHARS)
     # The env's own limit (1 step) ends it before Tmax (5): still a failure, counted as Tmax.
     trajs, row = profile_hand("expert", [0], tmax=5, max_steps=1)
     assert trajs[0].steps == 1 and not trajs[0].success
@@ -117,7 +126,10 @@ def test_augmentation_raises_richness_and_nothing_else_on_hand_rooms():
     ]
     per_state = [c - ROOM_A_CHARS for t in trajs for c in t.obs_chars]
     assert all(1 + min(lengths) <= extra <= 1 + max(lengths) for extra in per_state)
-    assert row["avg_chars"] == pytest.approx(ROOM_A_CHARS + sum(per_state) / len(per_state))
+    assert row["avg_obs_chars"] == pytest.approx(ROOM_A_CHARS + sum(per_state) / len(per_state))
+    assert (
+        row["avg_chars"] - plain["avg_chars"] >= row["avg_obs_chars"] - ROOM_A_CHARS
+    )  # history repeats them
 
 
 def test_profile_config_checks_values():
@@ -147,7 +159,8 @@ def test_run_profile_writes_profile_json_and_resumes(tmp_path):
     assert p["avg_success_steps"] == pytest.approx(p["optimal_len"])
     for key in ("avg_steps", "success_rate", "optimal_len", "states"):
         assert h[key] == p[key], key
-    assert h["avg_chars"] > p["avg_chars"] + 16 * 40 * 0.9  # 16 lines of ~45 characters per state
+    assert h["avg_obs_chars"] > p["avg_obs_chars"] + 16 * 40  # 16 lines of ~45 characters per state
+    assert h["avg_chars"] > p["avg_chars"] + 16 * 40  # the prompt shows them too (and in its history)
     assert (h["augment"], h["eps"], h["augmented_fraction"], p["augment"], p["eps"]) == (
         "high",
         160,
