@@ -4,14 +4,21 @@ Each turn, every active episode gets a fresh prompt (instruction, task, last k s
 admissible actions), all prompts are generated in batches, the parsed actions are stepped in the env
 pool, and finished episodes free their slot for the next pending one. The result is a list of
 ``Episode`` records holding every turn's prompt and response tokens, ready for training.
+
+An episode can also *continue* an earlier one (Tree-GRPO expansions): ``spec.meta["prefix"]`` holds the
+earlier episode's first turns; the runner resets the env with the same seed, replays their actions
+(restoring the env state without generating anything), rebuilds the agent's history from the stored
+turns, and generates only the continuation. Replays of many episodes advance together, one action per
+batched pool step, so worker pools stay busy.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -43,6 +50,9 @@ class EpisodeSpec:
 
 @dataclass
 class Episode:
+    """One played episode. For a continuation (``spec.meta["prefix"]``), ``turns`` holds only the newly
+    generated turns; ``prefix_steps`` counts the replayed ones before them."""
+
     spec: EpisodeSpec
     task: str
     turns: list[Turn] = field(default_factory=list)
@@ -50,9 +60,12 @@ class Episode:
     aborted: bool = False
     truncated: bool = False
     final_info: dict[str, Any] = field(default_factory=dict)
+    prefix_steps: int = 0
+    replay_mismatches: int = 0  # replayed steps whose observation/reward differed from the stored turn
 
     @property
     def ret(self) -> float:
+        """Return of the generated turns (a continuation's prefix rewards are the prefix's own)."""
         return sum(t.reward for t in self.turns)
 
     @property
@@ -82,6 +95,8 @@ class EpisodeRunner:
         self.max_response_tokens = max_response_tokens
         self.max_turns = max_turns
         self.num_prompt_truncations = 0
+        self.num_replayed_steps = 0  # env steps spent restoring continuation prefixes
+        self.num_replay_mismatches = 0  # replayed steps that did not reproduce the stored turn
 
     def encode_prompt(self, state: _Active) -> list[int]:
         """Chat-template the prompt; drop history, oldest first, until it fits the token budget."""
@@ -120,6 +135,17 @@ class EpisodeRunner:
                     i, spec = starting[slot]
                     ep = Episode(spec=spec, task=info.get("task", ""))
                     active[slot] = (i, _Active(ep, instructions[slot] or "", obs, info.get("admissible_actions")))
+                prefixes = {slot: spec.meta["prefix"] for slot, (_, spec) in starting.items()
+                            if spec.meta.get("prefix")}
+                for slot in self._replay(prefixes, {slot: active[slot][1] for slot in prefixes}):
+                    i, st = active.pop(slot)  # the replay could not restore the state: abort, free the slot
+                    results[i] = st.episode
+                    free.append(slot)
+                    bar.update(1)
+                    if on_episode:
+                        on_episode(st.episode)
+            if not active:
+                continue
             slots = list(active)
             prompt_ids = [self.encode_prompt(active[s][1]) for s in slots]
             responses = self.generator.generate(prompt_ids, self.max_response_tokens, temperature, top_p, top_k)
@@ -140,7 +166,7 @@ class EpisodeRunner:
                 st.history.append((st.observation, p.action if p.action is not None else text.strip()[:200]))
                 st.observation, st.admissible = obs, info.get("admissible_actions")
                 ep = st.episode
-                if not done and len(ep.turns) >= self.max_turns:
+                if not done and ep.prefix_steps + len(ep.turns) >= self.max_turns:
                     done, ep.truncated = True, True
                 if done:
                     ep.success = bool(info.get("success", False))
@@ -155,6 +181,52 @@ class EpisodeRunner:
                         on_episode(ep)
         bar.close()
         return [r for r in results if r is not None]
+
+    def _replay(self, prefixes: dict[int, list[Turn]], states: dict[int, _Active]) -> list[int]:
+        """Step each slot through its prefix's actions (one batched pool step per depth) and rebuild the
+        agent's history from the stored turns. Returns the slots whose replay failed (env ended early or
+        its worker was lost): those episodes are marked aborted.
+
+        The env is deterministic per (split, seed), so the replay reproduces the stored trajectory; a
+        step whose observation or reward differs is counted in ``replay_mismatches`` (and logged), as it
+        means the continuation starts from a state the prefix's samples never saw."""
+        failed: list[int] = []
+        live = dict(prefixes)
+        depth = 0
+        while live:
+            actions = {slot: prefix[depth].action for slot, prefix in live.items()}
+            steps = self.pool.step(actions)
+            self.num_replayed_steps += len(actions)
+            for slot in list(live):
+                prefix, st = live[slot], states[slot]
+                obs, reward, done, info = steps[slot]
+                stored = prefix[depth]
+                last = depth == len(prefix) - 1
+                expected_obs = None if last else prefix[depth + 1].observation
+                if abs(float(reward) - stored.reward) > 1e-6 or (expected_obs is not None and obs != expected_obs):
+                    st.episode.replay_mismatches += 1
+                    self.num_replay_mismatches += 1
+                if info.get("aborted") or done:
+                    st.episode.aborted = True
+                    st.episode.final_info = {"replay_failed_at": depth, "aborted": bool(info.get("aborted")),
+                                             "replay_done_early": bool(done)}
+                    log.warning("replaying a %d-step prefix (seed %d) ended at step %d (%s)", len(prefix),
+                                st.episode.spec.seed, depth + 1, "worker lost" if info.get("aborted") else
+                                "episode over: is the env deterministic per seed?")
+                    failed.append(slot)
+                    del live[slot]
+                    continue
+                if last:
+                    st.history = [(t.observation, t.action if t.action is not None else t.response.strip()[:200])
+                                  for t in prefix]
+                    st.observation, st.admissible = obs, info.get("admissible_actions")
+                    st.episode.prefix_steps = len(prefix)
+                    del live[slot]
+            depth += 1
+        mismatched = sum(states[s].episode.replay_mismatches for s in prefixes)
+        if mismatched:
+            log.warning("%d replayed step(s) did not reproduce their stored turn", mismatched)
+        return failed
 
 
 def episode_metrics(episodes: list[Episode]) -> dict[str, float]:

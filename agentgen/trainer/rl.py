@@ -1,8 +1,26 @@
-"""The RL loop, readable top to bottom: sample environment instances, roll out groups, compute
-advantages, and update the policy with the clipped surrogate plus a KL term to the frozen reference.
+"""The RL loop, readable top to bottom: sample environment instances, roll them out, score the rollouts
+(behaviour, reference and critic passes), compute advantages, and update the policy with the clipped
+surrogate (plus the critic for PPO).
 
 Stepwise formulation (verl-agent / the generalization-tax study): every turn of a trajectory is one
-training sample, prompt (with its k-step history) -> response, carrying its episode's advantage.
+training sample, prompt (with its k-step history) -> response. The algorithm is chosen by
+``get_algo(cfg.algo.name)`` (agentgen/algos/registry.py) and every key of its config is honoured:
+
+- ``grpo`` / ``rloo``: ``group_size`` chains per instance; the episode's group-normalised (or leave-one-
+  out) return is every step's advantage;
+- ``ppo``: chains scored by a learned critic (``agentgen.trainer.critic``), GAE over turns or tokens
+  (``credit``, ``gamma``, ``lam``, ``whiten_advantages``), the critic trained alongside with the clipped
+  value loss (``critic.lr``, ``critic.value_clip``, ``critic.warmup_steps``) and checkpointed next to
+  the policy;
+- ``reinforce_pp``: chains, discounted returns (with the KL penalty folded in per token) whitened over
+  the whole batch, no critic;
+- ``tree_grpo``: M trees per instance, L rounds of N expansions (``agentgen.trainer.tree``), intra- plus
+  inter-tree advantage, ``step_advantage`` deciding how shared steps become samples.
+
+Common keys: ``kl_coef`` / ``kl_estimator`` (k1, k2, k3, abs) / ``kl_in`` (``loss``: beta * KL added to
+the loss; ``reward``: beta * per-token KL subtracted from the rewards before the advantage), ``clip_low``
+/ ``clip_high`` (asymmetric clip-higher) / ``dual_clip``, ``entropy_coef``, ``ppo_epochs``, ``loss_agg``,
+``norm_adv_by_std``. The per-step advantage maths is ``agentgen.algos.stepwise.step_advantages``.
 """
 
 from __future__ import annotations
@@ -10,15 +28,22 @@ from __future__ import annotations
 import logging
 import random
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
+from omegaconf import DictConfig, OmegaConf
 
-from agentgen.algos.advantages import grpo_advantages, rloo_advantages
-from agentgen.algos.losses import entropy_from_logits, kl_penalty_loss, policy_loss
-from agentgen.rollout.runner import Episode, EpisodeSpec
+from agentgen.algos.losses import entropy_from_logits, kl_divergence, kl_penalty_loss, policy_loss
+from agentgen.algos.registry import AlgoSpec, validate_algo_config
+from agentgen.algos.schedule import schedule_from_config
+from agentgen.algos.stepwise import step_advantages
+from agentgen.rollout.runner import Episode, EpisodeSpec, Turn
 from agentgen.trainer.batch import Sample, chunks, collate, response_logits, token_logprobs
+from agentgen.trainer.critic import ValueModel, _right_aligned
 from agentgen.trainer.optim import make_optimizer
+from agentgen.trainer.tree import Forest, TreeRollout
 
 log = logging.getLogger(__name__)
 
@@ -32,156 +57,373 @@ def instance_seeds(step: int, prompts_per_step: int, run_seed: int) -> list[int]
     return [base + i for i in range(prompts_per_step)]
 
 
-def episode_advantages(episodes: list[Episode], algo) -> torch.Tensor:
-    """One advantage per episode from its return, normalised within its group (same instance)."""
-    returns = torch.tensor([e.ret for e in episodes], dtype=torch.float32)
-    groups = torch.tensor([e.spec.group for e in episodes], dtype=torch.long)
-    if algo.name == "rloo":
-        return rloo_advantages(returns, groups)
-    return grpo_advantages(returns, groups, norm_by_std=bool(algo.get("norm_adv_by_std", True)))
+def checked_algo(algo_cfg) -> AlgoSpec:
+    """The algorithm's spec after checking its config; a bad key becomes one ConfigError paragraph."""
+    from agentgen.config import ConfigError
+
+    plain = OmegaConf.to_container(algo_cfg, resolve=True) if isinstance(algo_cfg, DictConfig) else dict(algo_cfg)
+    try:
+        return validate_algo_config(plain)
+    except KeyError as err:
+        raise ConfigError(err.args[0]) from None
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
+def turn_sample(turn: Turn) -> Sample:
+    """A training sample for one generated turn; ``extras["reward"]`` is its environment reward."""
+    return Sample(list(turn.prompt_ids), list(turn.response_ids), extras={"reward": float(turn.reward)})
 
 
 @dataclass
-class RLState:
-    step: int = 0
+class StepData:
+    """One RL step after rollout and advantages: ``train`` are the samples of the update (a shared
+    Tree-GRPO step may appear once per leaf), ``metrics`` the rollout figures."""
+
+    train: list[Sample]
+    metrics: dict[str, float] = field(default_factory=dict)
 
 
 class RLTrainer:
-    """GRPO (and RLOO) with PPO-clip updates and a KL term to the reference model."""
+    """The five algorithms of agentgen.algos.registry over stepwise samples (see the module docstring)."""
 
-    def __init__(self, model, ref_model, tokenizer, cfg, rollout_fn, log_fn=None):
+    def __init__(self, model, ref_model, tokenizer, cfg, rollout_fn: Callable[[list[EpisodeSpec], int], list[Episode]],
+                 log_fn=None):
         self.model = model
         self.ref_model = ref_model
         self.tokenizer = tokenizer
         self.cfg = cfg
         self.algo = cfg.algo
+        self.spec = checked_algo(cfg.algo)
+        # what the advantage maths reads: the config, with the KL off when there is no reference model
+        self.algo_dict = OmegaConf.to_container(cfg.algo, resolve=True) if isinstance(cfg.algo, DictConfig) \
+            else dict(cfg.algo)
         self.rollout_fn = rollout_fn  # (specs, step) -> list[Episode]
         self.log_fn = log_fn or (lambda m, s: None)
         self.optimizer = make_optimizer(model, cfg.trainer.lr, cfg.trainer.weight_decay)
         self.temperature = float(cfg.rollout.temperature) or 1.0
+        self.pad_id = tokenizer.pad_token_id
+        self.kl_coef = float(self.algo.kl_coef) if ref_model is not None else 0.0
+        self.kl_in = str(self.algo.kl_in)
+        self.agg = str(self.algo.loss_agg)
+        self.credit = str(self.algo.get("credit", "turn"))
+        self.value_model = ValueModel.from_config(model, self.algo, cfg.trainer) if self.spec.needs_critic else None
+        self.critic_warmup = int((self.algo.get("critic") or {}).get("warmup_steps", 0)) if self.value_model else 0
+        self.tree = TreeRollout(int(self.algo.M), int(self.algo.N), int(self.algo.L), rollout_fn,
+                                int(cfg.seed)) if self.spec.uses_tree else None
+        self.turn_schedule = schedule_from_config(cfg.trainer.get("max_turns_schedule"))
+        self.algo_dict["kl_coef"] = self.kl_coef
+        if float(self.algo.kl_coef) > 0 and ref_model is None:
+            log.warning("algo.kl_coef=%s but no reference model was given: training without the KL term",
+                        self.algo.kl_coef)
 
     # ------------------------------------------------------------------ one RL step
     def step(self, step: int) -> dict[str, float]:
         t0 = time.time()
-        group_size = int(self.algo.group_size)
         seeds = instance_seeds(step, self.cfg.trainer.prompts_per_step, self.cfg.seed)
-        specs = [EpisodeSpec(env="", seed=s, group=g) for g, s in enumerate(seeds) for _ in range(group_size)]
-        rolled = self.rollout_fn(specs, step)
+        data = self._tree_step(seeds, step) if self.tree else self._chain_step(seeds, step)
         t_rollout = time.time() - t0
-        # An aborted episode (its env worker hung or died) says nothing about the policy: drop it.
-        episodes = [e for e in rolled if not e.aborted]
-        if not episodes:
-            return {"rollout/aborted": len(rolled), "train/skipped": 1.0}
-        adv = episode_advantages(episodes, self.algo)
-        samples = [Sample(t.prompt_ids, t.response_ids, float(a)) for e, a in zip(episodes, adv) for t in e.turns
-                   if t.response_ids]
-        update = self.update(samples, step)
-        metrics = {
-            "rollout/success_rate": sum(e.success for e in episodes) / len(episodes),
-            "rollout/return": sum(e.ret for e in episodes) / len(episodes),
-            "rollout/episode_steps": sum(e.steps for e in episodes) / len(episodes),
-            "rollout/invalid_ratio": sum(t.invalid for e in episodes for t in e.turns) / max(1, len(samples)),
-            "rollout/response_tokens": sum(len(s.response_ids) for s in samples) / max(1, len(samples)),
-            "rollout/prompt_tokens": sum(len(s.prompt_ids) for s in samples) / max(1, len(samples)),
-            "rollout/aborted": len(rolled) - len(episodes),
-            "rollout/samples": len(samples),
-            "rollout/zero_adv_groups": _zero_adv_groups(episodes, adv),
-            "time/rollout_s": t_rollout,
-            "time/update_s": time.time() - t0 - t_rollout,
-            **update,
-        }
+        if not data.train:
+            return {**data.metrics, "train/skipped": 1.0, "time/rollout_s": t_rollout}
+        update = self.update(data.train, step)
+        metrics = {**data.metrics, "time/rollout_s": t_rollout, "time/update_s": time.time() - t0 - t_rollout,
+                   **update}
+        if self.turn_schedule is not None:
+            metrics["rollout/turn_limit"] = float(self.turn_schedule.turn_limit(step))
         return metrics
 
-    # ------------------------------------------------------------------ policy update
+    # ------------------------------------------------------------------ chains: grpo, rloo, ppo, reinforce_pp
+    def _chain_step(self, seeds: list[int], step: int) -> StepData:
+        group_size = int(self.algo.group_size)
+        specs = [EpisodeSpec(env="", seed=s, group=g) for g, s in enumerate(seeds) for _ in range(group_size)]
+        rolled = self.rollout_fn(specs, step)
+        # An aborted episode (its env worker hung or died) says nothing about the policy: drop it.
+        episodes = [e for e in rolled if not e.aborted and e.turns]
+        metrics = {"rollout/aborted": float(len(rolled) - len(episodes))}
+        if not episodes:
+            return StepData([], metrics)
+        per_episode = [[turn_sample(t) for t in e.turns] for e in episodes]
+        steps = [s for ep in per_episode for s in ep]
+        train = [s for s in steps if s.response_ids]
+        self._score(steps, n_train=len(train))
+        lengths = [[_n(s) for s in ep] for ep in per_episode]
+        adv = step_advantages(
+            self.algo_dict,
+            [[s.extras["reward"] for s in ep] for ep in per_episode],
+            [e.spec.group for e in episodes],
+            values=self._values_for_advantage(per_episode) if self.value_model else None,
+            kl=[[s.extras["kl"] for s in ep] for ep in per_episode] if self._kl_in_reward else None,
+            response_lengths=lengths,
+        )
+        for e, ep in enumerate(per_episode):
+            for k, s in enumerate(ep):
+                _set_advantage(s, adv.advantages[e][k])
+                if adv.returns is not None:
+                    g = adv.returns[e][k]
+                    s.extras["returns"] = g if isinstance(g, torch.Tensor) else torch.full((_n(s),), float(g))
+        metrics.update(_episode_metrics(episodes, train))
+        metrics.update(_advantage_metrics(train))
+        return StepData(train, metrics)
+
+    def _values_for_advantage(self, per_episode: list[list[Sample]]) -> list[list]:
+        """Turn credit: V(state of step k) = the value at the step's first response token; token credit:
+        the response-aligned values of every token."""
+        if self.credit == "turn":
+            return [[float(s.extras["values"][0]) for s in ep] for ep in per_episode]
+        return [[s.extras["values"] for s in ep] for ep in per_episode]
+
+    # ------------------------------------------------------------------ trees: tree_grpo
+    def _tree_step(self, seeds: list[int], step: int) -> StepData:
+        forest: Forest = self.tree.build(seeds, step)
+        mode = str(self.algo.step_advantage)
+        metrics = forest.metrics(mode)
+        metrics["rollout/aborted"] = float(forest.aborted_chains + forest.aborted_expansions)
+        live = forest.live()
+        if not live:
+            return StepData([], metrics)
+        nodes = [n for _, search in live for n in search.step_nodes()]
+        for n in nodes:
+            n.data["sample"] = turn_sample(n.data["turn"])
+        n_train = sum(search.budget(mode).training_samples for _, search in live)
+        self._score([n.data["sample"] for n in nodes], n_train=n_train)
+        metrics.update(_tree_rollout_metrics(forest))
+        if self._kl_in_reward:  # the leaves' path returns then carry -beta * the KL of every step on the path
+            for n in nodes:
+                n.reward = n.reward - self.kl_coef * float(n.data["sample"].extras["kl"].sum())
+        train: list[Sample] = []
+        norm = bool(self.algo.get("norm_adv_by_std", True))
+        for _, search in live:
+            leaf_adv = search.leaf_advantages(norm_by_std=norm)
+            for node, a in search.step_advantages(mode, leaf_advantages=leaf_adv):
+                base: Sample = node.data["sample"]
+                if base.response_ids:
+                    train.append(Sample(base.prompt_ids, base.response_ids, float(a), dict(base.extras)))
+        metrics["rollout/samples"] = float(len(train))
+        metrics.update(_advantage_metrics(train))
+        return StepData(train, metrics)
+
+    # ------------------------------------------------------------------ scoring pass (no gradients)
+    @property
+    def _kl_in_reward(self) -> bool:
+        return self.kl_coef > 0 and self.kl_in == "reward"
+
+    def _on_policy(self, n_train: int) -> bool:
+        """One epoch over one mini-batch: the behaviour policy is the current one, ratio = 1 exactly."""
+        return int(self.algo.ppo_epochs) == 1 and n_train <= int(self.cfg.trainer.mini_batch_states)
+
+    @torch.no_grad()
+    def _score(self, samples: list[Sample], n_train: int) -> None:
+        """Before any parameter changes: behaviour log-probs (``old``, when the update is off-policy or
+        the KL goes into the reward), reference log-probs (``ref``), per-token KL (``kl``) and critic
+        values (``values``), each a response-aligned [n] tensor in ``sample.extras``."""
+        need_old = not self._on_policy(n_train) or self._kl_in_reward
+        need_ref = self.kl_coef > 0
+        self.model.eval()
+        for micro in chunks(samples, int(self.cfg.trainer.micro_batch_states)):
+            tb = collate(micro, self.pad_id)
+            rows: dict[str, torch.Tensor] = {}
+            if need_old:
+                rows["old"] = token_logprobs(response_logits(self.model, tb, self.temperature), tb).cpu()
+            if need_ref:
+                rows["ref"] = token_logprobs(response_logits(self.ref_model, tb, self.temperature), tb).cpu()
+            if self.value_model is not None:
+                rows["values"] = self.value_model.response_values(tb).cpu()
+            for b, s in enumerate(micro):
+                n = len(s.response_ids)
+                for key, row in rows.items():
+                    s.extras[key] = row[b, row.shape[1] - n:].clone() if n else torch.zeros(1)
+                if self._kl_in_reward:
+                    s.extras["kl"] = kl_divergence(s.extras["old"], s.extras["ref"], str(self.algo.kl_estimator))
+
+    # ------------------------------------------------------------------ policy (and critic) update
     def update(self, samples: list[Sample], step: int) -> dict[str, float]:
         tc, algo = self.cfg.trainer, self.algo
         if not samples:
             return {"train/skipped": 1.0}
+        if "old" not in samples[0].extras and not self._on_policy(len(samples)):
+            self._score(samples, len(samples))  # called directly with off-policy settings
         rng = random.Random(self.cfg.seed * 1_000_003 + step)
         epochs = int(algo.get("ppo_epochs", 1))
-        minibatches = chunks(samples, tc.mini_batch_states)
-        on_policy = epochs == 1 and len(minibatches) == 1
-        kl_coef = float(algo.get("kl_coef", 0.0))
-        pad = self.tokenizer.pad_token_id
-        with torch.no_grad():  # behaviour and reference log-probs, before any parameter changes
-            for micro in chunks(samples, tc.micro_batch_states):
-                tb = collate(micro, pad)
-                if not on_policy:
-                    lp = token_logprobs(response_logits(self.model, tb, self.temperature), tb)
-                    for s, row in zip(micro, lp):
-                        s.extras["old"] = row
-                if kl_coef > 0 and self.ref_model is not None:
-                    lp = token_logprobs(response_logits(self.ref_model, tb, self.temperature), tb)
-                    for s, row in zip(micro, lp):
-                        s.extras["ref"] = row
-        self.model.train()
+        on_policy = self._on_policy(len(samples))
+        train_actor = step >= self.critic_warmup
+        micro_size = int(tc.micro_batch_states)
         sums: dict[str, float] = {}
-        count = 0
+        counts: dict[str, int] = {}
+
+        def add(metrics: dict[str, float]) -> None:
+            for k, v in metrics.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+                counts[k] = counts.get(k, 0) + 1
+
+        self.model.train()
         for _ in range(epochs):
             order = samples[:]
             rng.shuffle(order)
-            for mb in chunks(order, tc.mini_batch_states):
-                mb_tokens = sum(len(s.response_ids) for s in mb)
-                for micro in chunks(mb, tc.micro_batch_states):
-                    m = self._micro_step(micro, mb_tokens, on_policy, kl_coef)
-                    for k, v in m.items():
-                        sums[k] = sums.get(k, 0.0) + v
-                    count += 1
-                grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
-                self.optimizer.step()
-                self.optimizer.zero_grad(set_to_none=True)
-                sums["train/grad_norm"] = sums.get("train/grad_norm", 0.0) + float(grad_norm) * len(
-                    chunks(mb, tc.micro_batch_states))
+            for mb in chunks(order, int(tc.mini_batch_states)):
+                for micro in chunks(mb, micro_size):
+                    if train_actor:
+                        add(self._policy_micro_step(micro, _micro_weight(micro, mb, self.agg), on_policy))
+                    if self.value_model is not None:
+                        turn = self.credit == "turn"
+                        w = len(micro) / len(mb) if turn else _micro_weight(micro, mb, self.agg)
+                        add(self.value_model.micro_step(micro, self.pad_id, w, turn, self.agg))
+                if train_actor:
+                    grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
+                    self.optimizer.step()
+                    self.optimizer.zero_grad(set_to_none=True)
+                    add({"train/grad_norm": float(grad_norm)})
+                if self.value_model is not None:
+                    add({"critic/grad_norm": self.value_model.optimizer_step()})
         self.model.eval()
         for s in samples:
             s.extras.clear()
-        return {k: v / max(count, 1) for k, v in sums.items()} | {"train/lr": self.optimizer.param_groups[0]["lr"]}
+        out = {k: v / counts[k] for k, v in sums.items()}
+        out["train/lr"] = self.optimizer.param_groups[0]["lr"]
+        out["train/actor_updated"] = float(train_actor)
+        return out
 
-    def _micro_step(self, micro: list[Sample], mb_tokens: int, on_policy: bool, kl_coef: float) -> dict[str, float]:
+    def _policy_micro_step(self, micro: list[Sample], weight: float, on_policy: bool) -> dict[str, float]:
         algo = self.algo
-        tb = collate(micro, self.tokenizer.pad_token_id)
+        tb = collate(micro, self.pad_id)
         logits = response_logits(self.model, tb, self.temperature)
         mask = tb.response_mask.to(logits.device)
         lp = token_logprobs(logits, tb)
-        old = lp.detach() if on_policy else _stack(micro, "old", lp)
-        adv = torch.tensor([s.advantage for s in micro], dtype=lp.dtype, device=lp.device)
-        pg, pm = policy_loss(lp, old, adv, mask, clip_low=float(algo.get("clip_low", 0.2)),
-                             clip_high=float(algo.get("clip_high", 0.2)), agg="token-mean",
-                             dual_clip=algo.get("dual_clip"))
+        old = lp.detach() if on_policy else _right_aligned(micro, "old", lp)
+        adv = _advantage_tensor(micro, lp)
+        pg, pm = policy_loss(lp, old, adv, mask, clip_low=float(algo.clip_low), clip_high=float(algo.clip_high),
+                             agg=self.agg, dual_clip=algo.get("dual_clip"))
         loss = pg
         metrics = {"train/pg_loss": pg.item(), **{f"train/{k}": float(v) for k, v in pm.items()}}
-        if kl_coef > 0 and self.ref_model is not None:
-            kl = kl_penalty_loss(lp, _stack(micro, "ref", lp), mask, estimator=algo.get("kl_estimator", "k3"))
-            loss = loss + kl_coef * kl
-            metrics["train/kl"] = kl.item()
-        ent_coef = float(algo.get("entropy_coef", 0.0))
+        if self.kl_coef > 0:
+            ref = _right_aligned(micro, "ref", lp)
+            estimator = str(algo.kl_estimator)
+            if self.kl_in == "loss":
+                kl = kl_penalty_loss(lp, ref, mask, estimator=estimator, agg=self.agg)
+                loss = loss + self.kl_coef * kl
+                metrics["train/kl"] = kl.item()
+            else:  # already in the rewards: only report it
+                with torch.no_grad():
+                    metrics["train/kl"] = kl_penalty_loss(lp.detach(), ref, mask, estimator, self.agg).item()
+        ent_coef = float(algo.entropy_coef)
         if ent_coef > 0:
-            ent = entropy_from_logits(logits, mask)
+            ent = entropy_from_logits(logits, mask, self.agg)
             loss = loss - ent_coef * ent
             metrics["train/entropy"] = ent.item()
         else:
             with torch.no_grad():
-                metrics["train/entropy"] = float(entropy_from_logits(logits.detach(), mask))
-        # token-mean over the whole mini-batch: weight this micro-batch by its share of the tokens
-        (loss * (tb.num_tokens / mb_tokens)).backward()
+                metrics["train/entropy"] = float(entropy_from_logits(logits.detach(), mask, self.agg))
+        (loss * weight).backward()
         metrics["train/loss"] = loss.item()
         return metrics
 
+    # ------------------------------------------------------------------ checkpoint extras
+    def save_state(self, checkpoint_dir: str | Path, step: int) -> None:
+        """Write what the policy checkpoint does not hold (PPO's critic) into ``checkpoint_dir``."""
+        if self.value_model is not None:
+            self.value_model.save(checkpoint_dir, step)
 
-def _stack(micro: list[Sample], key: str, like: torch.Tensor) -> torch.Tensor:
-    """Right-align per-sample logprob rows (computed in other micro-batches) to this batch's width."""
+    def load_state(self, checkpoint_dir: str | Path, step: int | None = None) -> None:
+        """Restore what ``save_state`` wrote (call after the policy and its optimizer are restored)."""
+        if self.value_model is not None:
+            self.value_model.load(checkpoint_dir, expected_step=step)
+
+
+# ---------------------------------------------------------------------- helpers
+def _n(sample: Sample) -> int:
+    """Time units of a step for token credit (an empty response still counts as one, carrying no loss)."""
+    return max(1, len(sample.response_ids))
+
+
+def _set_advantage(sample: Sample, value) -> None:
+    if isinstance(value, torch.Tensor):  # token credit: one advantage per response token
+        sample.extras["adv"] = value.float()
+        sample.advantage = float(value.mean()) if value.numel() else 0.0
+    else:
+        sample.advantage = float(value)
+
+
+def _advantage_tensor(micro: list[Sample], like: torch.Tensor) -> torch.Tensor:
+    """[B, R] advantages, right-aligned: per-token ones where present, else the sample's scalar."""
     out = torch.zeros_like(like)
     width = like.shape[1]
     for b, s in enumerate(micro):
-        row = s.extras[key]
         n = len(s.response_ids)
-        out[b, width - n:] = row[row.shape[0] - n:].to(out.device)
+        if "adv" in s.extras:
+            out[b, width - n:] = s.extras["adv"][-n:].to(out.device, out.dtype)
+        else:
+            out[b, width - n:] = s.advantage
     return out
 
 
-def _zero_adv_groups(episodes: list[Episode], adv: torch.Tensor) -> float:
+def _micro_weight(micro: list[Sample], mb: list[Sample], agg: str) -> float:
+    """A micro-batch's share of its mini-batch, so the summed micro losses equal the mini-batch loss:
+    by tokens for token-mean, by sequences for the seq-mean aggregations."""
+    if agg == "token-mean":
+        return sum(len(s.response_ids) for s in micro) / max(1, sum(len(s.response_ids) for s in mb))
+    return len(micro) / len(mb)
+
+
+def _zero_signal_share(returns_by_group: dict[int, list[float]]) -> float:
     """Share of groups whose returns are all equal (no learning signal): a key GRPO diagnostic."""
+    if not returns_by_group:
+        return 0.0
+    return sum(max(v) - min(v) < 1e-8 for v in returns_by_group.values()) / len(returns_by_group)
+
+
+def _episode_metrics(episodes: list[Episode], train: list[Sample]) -> dict[str, float]:
+    n = len(episodes)
+    turns = [t for e in episodes for t in e.turns]
+    tokens = sum(len(t.response_ids) for t in turns)
     groups: dict[int, list[float]] = {}
-    for e, a in zip(episodes, adv.tolist()):
-        groups.setdefault(e.spec.group, []).append(a)
-    return sum(all(abs(a) < 1e-8 for a in v) for v in groups.values()) / max(1, len(groups))
+    for e in episodes:
+        groups.setdefault(e.spec.group, []).append(e.ret)
+    return {
+        "rollout/success_rate": sum(e.success for e in episodes) / n,
+        "rollout/return": sum(e.ret for e in episodes) / n,
+        "rollout/episode_steps": len(turns) / n,
+        "rollout/invalid_ratio": sum(t.invalid for t in turns) / max(1, len(turns)),
+        "rollout/response_tokens": tokens / max(1, len(turns)),
+        "rollout/prompt_tokens": sum(len(t.prompt_ids) for t in turns) / max(1, len(turns)),
+        "rollout/samples": float(len(train)),
+        "rollout/zero_adv_groups": _zero_signal_share(groups),
+        "rollout/trajectories": float(n),
+        "rollout/generated_tokens": float(tokens),
+        "rollout/generated_tokens_per_trajectory": tokens / n,
+        "rollout/generated_tokens_per_sample": tokens / max(1, len(train)),
+        "rollout/env_steps": float(len(turns)),
+        "rollout/env_steps_per_sample": len(turns) / max(1, len(train)),
+    }
+
+
+def _tree_rollout_metrics(forest: Forest) -> dict[str, float]:
+    """Chain-comparable figures over the forest's leaves (a leaf = one root-to-leaf trajectory)."""
+    leaves = forest.leaves()
+    n = max(1, len(leaves))
+    nodes = [node for _, s in forest.live() for node in s.step_nodes()]
+    turns: list[Turn] = [node.data["turn"] for node in nodes]
+    groups: dict[int, list[float]] = {}
+    for g, search in forest.live():
+        groups[g] = [leaf.path_return() for leaf in search.leaves()]
+    return {
+        "rollout/success_rate": sum(bool(leaf.data.get("success")) for leaf in leaves) / n,
+        "rollout/return": sum(leaf.path_return() for leaf in leaves) / n,
+        "rollout/episode_steps": sum(leaf.depth for leaf in leaves) / n,
+        "rollout/invalid_ratio": sum(t.invalid for t in turns) / max(1, len(turns)),
+        "rollout/response_tokens": sum(len(t.response_ids) for t in turns) / max(1, len(turns)),
+        "rollout/prompt_tokens": sum(len(t.prompt_ids) for t in turns) / max(1, len(turns)),
+        "rollout/zero_adv_groups": _zero_signal_share(groups),
+    }
+
+
+def _advantage_metrics(train: list[Sample]) -> dict[str, float]:
+    if not train:
+        return {}
+    adv = torch.tensor([s.advantage for s in train])
+    out = {"adv/mean": float(adv.mean()), "adv/std": float(adv.std()) if len(train) > 1 else 0.0,
+           "adv/abs_max": float(adv.abs().max())}
+    if "returns" in train[0].extras:
+        out["critic/returns_mean"] = float(torch.stack([s.extras["returns"][0] for s in train]).mean())
+        out["critic/values_mean"] = float(torch.stack([s.extras["values"][0] for s in train]).mean())
+    if "kl" in train[0].extras:
+        out["rollout/kl_in_reward"] = float(torch.cat([s.extras["kl"] for s in train]).mean())
+    return out
