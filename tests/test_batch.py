@@ -1,7 +1,6 @@
 """Token batching and the GRPO update's wiring: left-padded batches give the same response
 log-probs as unpadded sequences, and micro-batching gives the same gradient as one batch."""
 
-import copy
 
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from agentgen.config import ConfigError, validate
 from agentgen.cluster.plan import make_plan
+from agentgen.config import ConfigError, validate
 from agentgen.preflight import compose_job
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -32,7 +32,7 @@ def test_smoke_run_writes_complete_summary(smoke_run):
     assert s["status"] == "completed" and s["error"] is None
     assert s["train_env"] == "sokoban" and s["variant"]["sft"] == "warmup" and s["variant"]["think"] is True
     assert set(s["eval"]) == {"sokoban", "webshop"}
-    for env, m in s["eval"].items():
+    for m in s["eval"].values():
         assert set(m) >= {"success_rate", "episodes", "avg_steps", "avg_return", "valid_action_ratio"}
         assert 0.0 <= m["success_rate"] <= 1.0 and m["episodes"] == 2
     assert [h["step"] for h in s["eval_history"]] == [1, 2]  # every step (smoke), final at 2

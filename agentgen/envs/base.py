@@ -99,7 +99,7 @@ class TextEnv(ABC):
         actually computed (e.g. the solver's plan). Used as the <think> text of SFT data when think=true."""
         return None
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook: most envs hold nothing to release
         """Release engine resources (JVMs, servers)."""
 
     # ----------------------------------------------------------------- for subclasses

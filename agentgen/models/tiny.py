@@ -20,7 +20,7 @@ CHAT_TEMPLATE = (
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<pad>"]
 # Whole tokens for the answer format, so a tiny model emits each tag in one step.
 FORMAT_TOKENS = ["<think>", "</think>", "<action>", "</action>"]
-BUILD_VERSION = "tiny-v1"  # bump when the corpus or the architecture code changes
+BUILD_VERSION = "tiny-v3"  # bump when the corpus or the architecture code changes
 
 
 def build_key(params: dict[str, Any]) -> str:
@@ -41,7 +41,7 @@ def corpus(num_episodes: int = 300, seed: int = 0) -> Iterator[str]:
         env = make("sokoban", split="train", max_steps=15, render=render)
         for think in (True, False):
             builder = PromptBuilder(think=think, history_k=2)
-            for ep in range(num_episodes // 4):
+            for _ in range(num_episodes // 4):
                 obs, info = env.reset(rng.randrange(10**6))
                 history: list[tuple[str, str]] = []
                 done = False
@@ -55,12 +55,16 @@ def corpus(num_episodes: int = 300, seed: int = 0) -> Iterator[str]:
 
 
 def build_tokenizer(vocab_size: int, seed: int = 0):
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE(unk_token=None))
-    # No regex pre-split: merges may cross spaces, so frequent phrases ("Wall at (") become single tokens.
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    # A coordinate pair "(r, c)" is one unit and punctuation splits text; within a piece, merges may
+    # cross spaces, so frequent phrases ("Wall at ") become one token but layouts never do.
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(r"\(\d+, \d+\)|[\n,.:;!?()<>\[\]\"]"), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
