@@ -51,6 +51,8 @@ class AlfWorldEnv(TextEnv):
         num_generated_games: games per split when generating, {"train": n, "test": m}.
         generator_seed, generator_workers, cache_dir: generation seed, processes, cache root
             (default ``$AGENTGEN_CACHE`` or ``~/.cache/agentgen``).
+        generator_max_expert_steps: a generated game is kept only if the expert solves it within this
+            many commands (default 50, the study's step limit).
     """
 
     name = "alfworld"
@@ -58,7 +60,8 @@ class AlfWorldEnv(TextEnv):
     def __init__(self, split: str = "train", max_steps: int = 50, reward=None, *, source: str = "auto",
                  data_dir: str | None = None, test_split: str = "valid_unseen", task_types=None,
                  num_generated_games: dict | None = None, generator_seed: int = 0,
-                 generator_workers: int = 1, cache_dir: str | None = None, progress: bool = True):
+                 generator_workers: int = 1, cache_dir: str | None = None,
+                 generator_max_expert_steps: int = 50, progress: bool = True):
         super().__init__(split=split, max_steps=max_steps, reward=reward)
         if source not in SOURCES:
             raise ValueError(f"alfworld source must be one of {SOURCES}, got {source!r}")
@@ -73,9 +76,12 @@ class AlfWorldEnv(TextEnv):
             raise ValueError(f"alfworld num_generated_games must map 'train' and 'test' to positive "
                              f"counts, got {num_generated_games!r}")
 
+        if int(generator_max_expert_steps) < 1:
+            raise ValueError(f"alfworld generator_max_expert_steps must be >= 1, got {generator_max_expert_steps}")
         self.data_split = "train" if split == "train" else test_split
         self.game_files, self.source = self._find_games(
-            source, data_dir, counts[split], generator_seed, generator_workers, cache_dir, progress
+            source, data_dir, counts[split], generator_seed, generator_workers, cache_dir,
+            int(generator_max_expert_steps), progress,
         )
         self._order = list(range(len(self.game_files)))
         random.Random(f"alfworld:{self.data_split}").shuffle(self._order)
@@ -89,7 +95,7 @@ class AlfWorldEnv(TextEnv):
         self._expert_pending: list[tuple[Any, str]] = []  # steps the expert has not seen yet
 
     # ------------------------------------------------------------------ games
-    def _find_games(self, source, data_dir, num_games, seed, workers, cache_dir, progress):
+    def _find_games(self, source, data_dir, num_games, seed, workers, cache_dir, expert_steps, progress):
         data_dir = os.path.expanduser(data_dir) if data_dir else default_data_dir()
         split_dir = os.path.join(data_dir, DATA_VERSION_DIR, self.data_split)
         if source in ("auto", "data"):
@@ -101,7 +107,7 @@ class AlfWorldEnv(TextEnv):
                     f"no ALFWorld games of task types {list(self.task_types)} under {split_dir}; set "
                     f"data_dir (or $ALFWORLD_DATA) to the folder holding {DATA_VERSION_DIR}/, or use "
                     f"source=generated (or auto) to play generated games")
-        split_dir = generated_split_dir(self.data_split, num_games, seed, self.task_types, self.max_steps,
+        split_dir = generated_split_dir(self.data_split, num_games, seed, self.task_types, expert_steps,
                                         cache_dir, workers, progress)
         games = collect_games(split_dir, self.task_types)
         if len(games) != num_games:

@@ -12,6 +12,8 @@ for the planner), and ``reset`` does both again: 1-3 s of CPU in a kitchen for f
 translations. Translations are cached per (domain, problem) for the most recent games, so a reset
 (and every episode of a group played on the same game) skips them. ``pddl2sas`` also overwrites
 ``sys.argv`` and module-level options, so calls are serialised and ``sys.argv`` is restored.
+
+Set ``AGENTGEN_ALFWORLD_NO_SPEEDUPS=1`` to run the engine unmodified (for comparisons).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import contextlib
 import contextvars
 import copy
 import functools
+import os
 import sys
 import threading
 
@@ -77,7 +80,7 @@ def install(translation_cache_games: int = 16) -> None:
     """Replace the parse helpers of TextWorld's grammar (textgen) and logic modules and fast-downward's
     PDDL->SAS translation with cached versions; idempotent."""
     global _installed
-    if _installed:
+    if _installed or os.environ.get("AGENTGEN_ALFWORLD_NO_SPEEDUPS", "") not in ("", "0"):
         return
     import fast_downward
     from textworld import logic
