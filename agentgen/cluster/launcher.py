@@ -6,8 +6,10 @@ On top of submitting the sweep as one Slurm job array, it
   (re)submits unfinished work, and every job keeps its number and output dir;
 - records each submission in the sweep's manifest (``agentgen.cluster.manifest``) for ``status``;
 - with ``cluster.wait=false`` returns right after submission instead of waiting for the jobs.
-Requeue on timeout / preemption is submitit's (``cluster.max_requeues`` -> ``max_num_timeout``): the
-requeued job runs again in the same output dir and resumes from its own checkpoints.
+On a time limit or preemption the job checkpoints at its next RL step boundary and is requeued
+(``agentgen.cluster.preemption``; ``__call__`` installs it in the job process, ``cluster.signal_delay_s``
+gives the warning time, ``cluster.max_requeues`` -> submitit's ``max_num_timeout`` caps time-limit
+requeues): the requeued job runs again in the same output dir and resumes from that checkpoint.
 
 Hydra accepts launchers only from the ``hydra_plugins`` namespace; ``hydra_plugins/agentgen_cluster``
 subclasses this one there (see ``agentgen.cluster.plugins``).
@@ -69,6 +71,20 @@ class AgentgenSlurmLauncher(SlurmLauncher):
             }
         )
         return executor
+
+    def __call__(self, *args: Any, **kwargs: Any) -> JobReturn:
+        """The job itself, on the node: Slurm's warning signals become a request that the RL loop honours at
+        its next step boundary (checkpoint, then requeue) instead of submitit's exit mid-update."""
+        from agentgen.cluster import preemption
+
+        preemption.install(signal_delay_s=self.params.get("signal_delay_s"))
+        try:
+            return super().__call__(*args, **kwargs)
+        except preemption.JobInterrupted:
+            preemption.requeue_if_requested()  # last: scontrol requeue kills this job's processes
+            raise
+        finally:
+            preemption.stand_down()
 
     def _pickle_shim_by_value(self) -> None:
         """The job unpickles this launcher; let it do so without importing the hydra_plugins shim module

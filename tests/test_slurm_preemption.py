@@ -1,0 +1,209 @@
+"""agentgen.cluster.preemption: Slurm's warning signals become a request honoured at a step boundary.
+
+In-process tests send real signals to this process (the handlers are put back afterwards); the Slurm test
+runs a real submitit job on the one-node cluster, interrupts it the way submitit simulates a preemption
+(SIGTERM then USR2) and checks it checkpoints at a step boundary, is requeued and finishes every step
+exactly once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from slurm_cluster import slurm_cluster as _slurm_cluster  # noqa: F401  (fixture)
+
+from agentgen.cluster import preemption
+
+
+class FakeSubmititHandler:
+    """Stands in for submitit's SignalHandler.checkpoint_and_try_requeue: records calls, exits like it."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def __call__(self, signum, frame) -> None:
+        self.calls.append(signum)
+        sys.exit(-1)
+
+
+@pytest.fixture
+def handler():
+    fake = FakeSubmititHandler()
+    sig = preemption.preemption_signal()
+    before = {s: signal.getsignal(s) for s in (sig, signal.SIGTERM)}
+    signal.signal(sig, fake)
+    yield fake
+    preemption.reset()
+    for s, h in before.items():
+        signal.signal(s, h)
+
+
+def _raise(sig: int) -> None:
+    os.kill(os.getpid(), sig)
+    time.sleep(0.05)  # the handler runs in the main thread at the next bytecode boundary
+
+
+def test_nothing_requested_without_a_signal(handler):
+    preemption.install(signal_delay_s=60)
+    assert not preemption.requested() and preemption.reason() is None
+    assert handler.calls == []
+
+
+def test_usr2_is_recorded_then_requeued_at_the_boundary(handler):
+    preemption.install(signal_delay_s=60)
+    _raise(signal.SIGUSR2)
+    assert handler.calls == []  # nothing happens inside the signal handler
+    assert preemption.requested() and preemption.reason() == "SIGUSR2"
+    with pytest.raises(preemption.JobInterrupted, match="stopped on SIGUSR2 at RL step 7 .* to requeue") as err:
+        preemption.exit_for_requeue(7)
+    assert isinstance(err.value, SystemExit) and not isinstance(err.value, Exception)
+    assert handler.calls == []  # the job unwinds (summary, wandb) before anything kills it
+    assert preemption.requeue_if_requested()
+    assert handler.calls == [signal.SIGUSR2]  # submitit's requeue ran once, after the boundary
+    assert preemption.requeue_if_requested() and handler.calls == [signal.SIGUSR2]
+    _raise(signal.SIGTERM)  # Slurm's SIGTERM that follows scontrol requeue: ignored
+    assert handler.calls == [signal.SIGUSR2]
+
+
+def test_sigterm_alone_stops_without_requeue(handler):
+    preemption.install(signal_delay_s=60)
+    _raise(signal.SIGTERM)
+    assert preemption.requested() and preemption.reason() == "SIGTERM"
+    with pytest.raises(preemption.JobInterrupted, match="not requeued by agentgen"):
+        preemption.exit_for_requeue(3)
+    assert not preemption.requeue_if_requested()
+    assert handler.calls == []
+
+
+def test_sigterm_then_usr2_is_a_requeue(handler):
+    preemption.install(signal_delay_s=60)
+    _raise(signal.SIGTERM)
+    _raise(signal.SIGUSR2)
+    assert preemption.requested() and preemption.reason() == "SIGTERM"
+    with pytest.raises(preemption.JobInterrupted, match="to requeue"):
+        preemption.exit_for_requeue(1)
+    assert preemption.requeue_if_requested() and handler.calls == [signal.SIGUSR2]
+
+
+def test_watchdog_requeues_when_no_boundary_comes(handler):
+    preemption.install(grace_s=0.2)
+    _raise(signal.SIGUSR2)
+    deadline = time.monotonic() + 5
+    while not handler.calls and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert handler.calls == [signal.SIGUSR2]  # requeued from the watchdog thread
+    assert preemption.requested()  # a late boundary still saves and exits, without a second requeue
+    with pytest.raises(preemption.JobInterrupted):
+        preemption.exit_for_requeue(2)
+    assert preemption.requeue_if_requested()
+    assert handler.calls == [signal.SIGUSR2]
+
+
+def test_watchdog_stands_down_once_the_loop_saw_the_request(handler):
+    preemption.install(grace_s=0.2)
+    _raise(signal.SIGUSR2)
+    assert preemption.requested()
+    time.sleep(0.5)
+    assert handler.calls == []  # the loop is saving: no requeue under its feet
+    with pytest.raises(preemption.JobInterrupted):
+        preemption.exit_for_requeue(4)
+    assert preemption.requeue_if_requested() and handler.calls == [signal.SIGUSR2]
+
+
+def test_a_job_that_finishes_stands_the_watchdog_down(handler):
+    preemption.install(grace_s=0.2)
+    _raise(signal.SIGUSR2)
+    preemption.stand_down()  # the job returned on its own before any step boundary
+    time.sleep(0.5)
+    assert handler.calls == []
+
+
+def test_outside_submitit_the_job_stops_and_says_how_to_resume():
+    before = {s: signal.getsignal(s) for s in (signal.SIGUSR2, signal.SIGTERM)}
+    signal.signal(signal.SIGUSR2, signal.SIG_DFL)
+    try:
+        preemption.install(signal_delay_s=10)
+        _raise(signal.SIGUSR2)
+        assert preemption.requested()
+        with pytest.raises(preemption.JobInterrupted, match="not a submitit job"):
+            preemption.exit_for_requeue(5)
+    finally:
+        preemption.reset()
+        for s, h in before.items():
+            signal.signal(s, h)
+
+
+def test_bad_preemption_signal_name_is_named(monkeypatch):
+    monkeypatch.setenv("SUBMITIT_PREEMPT_SIGNAL", "USR9")
+    with pytest.raises(ValueError, match="'USR9' names no signal"):
+        preemption.preemption_signal()
+
+
+# ------------------------------------------------------------------------------------------- real Slurm
+class CountingJob:
+    """A checkpointable submitit job: N steps, each recorded in <dir>/steps.jsonl with the Slurm restart
+    count; a checkpoint (the next step) is written only at a step boundary, after ``requested()``."""
+
+    def __init__(self, out: str, steps: int, step_seconds: float) -> None:
+        self.out, self.steps, self.step_seconds = out, steps, step_seconds
+
+    def __call__(self) -> dict:
+        from agentgen.cluster import preemption as pre
+
+        pre.install(signal_delay_s=30)
+        out = Path(self.out)
+        ckpt = out / "ckpt.json"
+        start = json.loads(ckpt.read_text())["next"] if ckpt.exists() else 0
+        (out / "ready").write_text(str(start))
+        for step in range(start, self.steps):
+            time.sleep(self.step_seconds)  # "the update": never interrupted by the signal
+            with (out / "steps.jsonl").open("a") as f:
+                f.write(json.dumps({"step": step, "restart": int(os.environ.get("SLURM_RESTART_COUNT", 0))}) + "\n")
+            if pre.requested():
+                tmp = out / "ckpt.tmp"
+                tmp.write_text(json.dumps({"next": step + 1}))
+                os.replace(tmp, ckpt)
+                try:
+                    pre.exit_for_requeue(step + 1)
+                except pre.JobInterrupted:
+                    pre.requeue_if_requested()  # what agentgen's Slurm launcher does once the job unwound
+                    raise
+        return {"steps": self.steps, "restarts": int(os.environ.get("SLURM_RESTART_COUNT", 0))}
+
+    def checkpoint(self):
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self)
+
+
+@pytest.mark.slurm
+def test_preempted_submitit_job_checkpoints_requeues_and_loses_no_step(slurm_cluster, tmp_path):
+    import cloudpickle
+    import submitit
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the node cannot import this test module
+    executor = submitit.AutoExecutor(folder=tmp_path / "submitit", cluster="slurm", slurm_max_num_timeout=2)
+    executor.update_parameters(timeout_min=10, cpus_per_task=1, slurm_signal_delay_s=30)
+    job = executor.submit(CountingJob(str(tmp_path), steps=12, step_seconds=0.5))
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "ready").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert (tmp_path / "ready").exists(), job.stderr()
+    time.sleep(1.5)  # a few steps in
+    with slurm_cluster.releasing_requeued_jobs() as released:
+        job._interrupt(timeout=False)  # what a preemption looks like to the job: SIGTERM, then USR2
+        result = job.result()
+    assert released == [str(job.job_id)]  # requeued once, by Slurm
+    rows = [json.loads(x) for x in (tmp_path / "steps.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(12)), rows  # every step once: none lost, none repeated
+    assert rows[0]["restart"] == 0 and rows[-1]["restart"] == 1 and result["restarts"] == 1
+    first_run = [r["step"] for r in rows if r["restart"] == 0]
+    assert 0 < len(first_run) < 12
+    log = job.stderr() or ""
+    assert "stopped on SIGTERM at RL step" in log and "for Slurm to requeue the job" in log, log[-3000:]
+    assert "Requeued job" in (job.stdout() or "")  # submitit's scontrol requeue
