@@ -274,6 +274,7 @@ class Job:
         """RL steps [start_step, end_step) on ``self.current_envs``; evaluates and checkpoints on schedule."""
         from tqdm.auto import tqdm
 
+        from agentgen.cluster import preemption
         from agentgen.trainer.rl import RLTrainer
 
         cfg = self.cfg
@@ -302,8 +303,11 @@ class Job:
                             ret=f"{metrics.get('rollout/return', 0):.2f}")
             if done == end_step or (cfg.eval.every and done % cfg.eval.every == 0):
                 self.evaluate(done)  # before the checkpoint, so a resumed job keeps this evaluation
-            if (cfg.trainer.save_every and done % cfg.trainer.save_every == 0) or done == end_step:
+            stop = preemption.requested()  # Slurm's time-limit / preemption warning, honoured at this boundary
+            if stop or (cfg.trainer.save_every and done % cfg.trainer.save_every == 0) or done == end_step:
                 self.save_state(done, trainer.optimizer, metrics, sft_metrics)
+            if stop:
+                preemption.exit_for_requeue(done)  # requeue (USR2) and exit; the requeued job resumes here
         return metrics
 
     def stage_start_checkpoint(self, step: int) -> str | None:
