@@ -135,17 +135,20 @@ def test_turn_limit_counts_the_replayed_prefix(pool, tiny):
         assert c.success or c.truncated
 
 
-def test_a_prefix_that_ends_the_episode_aborts_only_its_own_continuation(pool, tiny):
+def test_a_replay_that_cannot_restore_the_prefix_aborts_only_its_own_continuation(pool, tiny):
     _, tokenizer = tiny
     runner = make_runner(pool, RandomAdmissiblePolicy(tokenizer, deterministic=False, seed=5), tokenizer, max_turns=6)
     chains = runner.run([EpisodeSpec("sokoban", s, s) for s in range(40, 52)], 1.0)
     finished = next(e for e in chains if e.success or e.steps == 6)  # success or the env's step limit
-    ok = next(e for e in chains if e.steps >= 2 and e is not finished)
-    bad_spec = continuation(finished, finished.steps, 0)  # the whole episode: nothing left to continue
-    conts = runner.run([bad_spec, continuation(ok, 1, 1)], 1.0)
+    ok = next(e for e in chains if e.steps >= 3 and e is not finished)
+    ended = continuation(finished, finished.steps, 0)  # the whole episode: nothing left to continue
+    elsewhere = dataclasses.replace(continuation(ok, 2, 1), seed=ok.spec.seed + 1000)  # another puzzle
+    conts = runner.run([ended, elsewhere, continuation(ok, 1, 2)], 1.0)
     by_index = {c.spec.meta["expansion"]: c for c in conts}
     assert by_index[0].aborted and by_index[0].turns == [] and by_index[0].final_info["replay_done_early"]
-    assert not by_index[1].aborted and by_index[1].steps >= 1
+    assert by_index[1].aborted and by_index[1].turns == [] and by_index[1].replay_mismatches == 1
+    assert by_index[1].final_info["replay_mismatch"] and runner.num_replay_mismatches == 1
+    assert not by_index[2].aborted and by_index[2].steps >= 1
 
 
 @pytest.mark.parametrize("M,N,L", [(2, 2, 1), (2, 1, 3)])

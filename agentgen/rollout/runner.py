@@ -61,7 +61,7 @@ class Episode:
     truncated: bool = False
     final_info: dict[str, Any] = field(default_factory=dict)
     prefix_steps: int = 0
-    replay_mismatches: int = 0  # replayed steps whose observation/reward differed from the stored turn
+    replay_mismatches: int = 0  # 1 when the replay did not reproduce the prefix (the episode is aborted)
 
     @property
     def ret(self) -> float:
@@ -96,7 +96,7 @@ class EpisodeRunner:
         self.max_turns = max_turns
         self.num_prompt_truncations = 0
         self.num_replayed_steps = 0  # env steps spent restoring continuation prefixes
-        self.num_replay_mismatches = 0  # replayed steps that did not reproduce the stored turn
+        self.num_replay_mismatches = 0  # continuations aborted because the replay differed from the prefix
 
     def encode_prompt(self, state: _Active) -> list[int]:
         """Chat-template the prompt; drop history, oldest first, until it fits the token budget."""
@@ -184,12 +184,14 @@ class EpisodeRunner:
 
     def _replay(self, prefixes: dict[int, list[Turn]], states: dict[int, _Active]) -> list[int]:
         """Step each slot through its prefix's actions (one batched pool step per depth) and rebuild the
-        agent's history from the stored turns. Returns the slots whose replay failed (env ended early or
-        its worker was lost): those episodes are marked aborted.
+        agent's history from the stored turns. Returns the slots whose replay failed; those episodes are
+        marked aborted.
 
-        The env is deterministic per (split, seed), so the replay reproduces the stored trajectory; a
-        step whose observation or reward differs is counted in ``replay_mismatches`` (and logged), as it
-        means the continuation starts from a state the prefix's samples never saw."""
+        The env is deterministic per (split, seed), so the replay must reproduce the stored trajectory:
+        the same reward at every step and, after every step but the last, the observation the next
+        stored turn saw. A replay that differs (a nondeterministic env, a prefix from another env), ends
+        the episode early, or loses its worker fails: the continuation would start from a state the
+        prefix never reached, and its return would be credited to the wrong steps."""
         failed: list[int] = []
         live = dict(prefixes)
         depth = 0
@@ -200,32 +202,29 @@ class EpisodeRunner:
             for slot in list(live):
                 prefix, st = live[slot], states[slot]
                 obs, reward, done, info = steps[slot]
-                stored = prefix[depth]
                 last = depth == len(prefix) - 1
                 expected_obs = None if last else prefix[depth + 1].observation
-                if abs(float(reward) - stored.reward) > 1e-6 or (expected_obs is not None and obs != expected_obs):
-                    st.episode.replay_mismatches += 1
-                    self.num_replay_mismatches += 1
-                if info.get("aborted") or done:
+                mismatch = abs(float(reward) - prefix[depth].reward) > 1e-6 or (
+                    expected_obs is not None and obs != expected_obs)
+                if mismatch or done or info.get("aborted"):
+                    reason = ("worker lost" if info.get("aborted") else "the episode ended" if done
+                              else "the env did not reproduce the stored turn")
                     st.episode.aborted = True
-                    st.episode.final_info = {"replay_failed_at": depth, "aborted": bool(info.get("aborted")),
-                                             "replay_done_early": bool(done)}
-                    log.warning("replaying a %d-step prefix (seed %d) ended at step %d (%s)", len(prefix),
-                                st.episode.spec.seed, depth + 1, "worker lost" if info.get("aborted") else
-                                "episode over: is the env deterministic per seed?")
+                    st.episode.replay_mismatches += int(mismatch)
+                    self.num_replay_mismatches += int(mismatch)
+                    st.episode.final_info = {"replay_failed_at": depth + 1, "replay_mismatch": mismatch,
+                                             "replay_done_early": bool(done), "aborted": bool(info.get("aborted"))}
+                    log.warning("replaying a %d-step prefix (seed %d) failed at step %d: %s", len(prefix),
+                                st.episode.spec.seed, depth + 1, reason)
                     failed.append(slot)
                     del live[slot]
-                    continue
-                if last:
+                elif last:
                     st.history = [(t.observation, t.action if t.action is not None else t.response.strip()[:200])
                                   for t in prefix]
                     st.observation, st.admissible = obs, info.get("admissible_actions")
                     st.episode.prefix_steps = len(prefix)
                     del live[slot]
             depth += 1
-        mismatched = sum(states[s].episode.replay_mismatches for s in prefixes)
-        if mismatched:
-            log.warning("%d replayed step(s) did not reproduce their stored turn", mismatched)
         return failed
 
 

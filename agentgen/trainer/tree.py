@@ -28,10 +28,12 @@ RolloutFn = Callable[[list[EpisodeSpec], int], list[Episode]]
 def nodes_from_episode(episode: Episode) -> list[TreeNode]:
     """The episode's generated turns as a chain of unattached tree nodes; the last one ends the episode.
 
-    ``node.data``: ``turn`` (the runner's Turn: prompt/response ids, reward, action) and, on the last
-    node, ``success``. ``node.observation`` is what the agent saw when it acted at that node."""
+    ``node.data``: ``turn`` (the runner's Turn: prompt/response ids, reward, action), ``env`` (the
+    environment it ran in) and, on the last node, ``success``. ``node.observation`` is what the agent saw
+    when it acted at that node."""
     nodes = [TreeNode(action=t.action, observation=t.observation, reward=t.reward,
-                      generated_tokens=len(t.response_ids), data={"turn": t}) for t in episode.turns]
+                      generated_tokens=len(t.response_ids), data={"turn": t, "env": episode.spec.env})
+             for t in episode.turns]
     if nodes:
         nodes[-1].done = True
         nodes[-1].data["success"] = bool(episode.success)
@@ -123,7 +125,9 @@ class TreeRollout:
             specs = []
             for g, search in forest.live():
                 for node in search.pick_expansion_nodes():
-                    specs.append(EpisodeSpec(env="", seed=seeds[g], group=g, meta={
+                    # the env the tree ran in (a mixture's rollout must not move a continuation elsewhere)
+                    env = (node if not node.is_root else node.children[0]).data.get("env", "")
+                    specs.append(EpisodeSpec(env=env, seed=seeds[g], group=g, meta={
                         "expansion": len(picks), "prefix": [n.data["turn"] for n in node.path()]}))
                     picks.append((search, node))
             attached = 0
