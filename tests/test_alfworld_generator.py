@@ -143,6 +143,28 @@ def test_goal_is_false_at_start_and_walkthrough_wins(two_games):
         close_engine(engine)
 
 
+def test_a_goal_true_at_the_start_is_detected(tmp_path):
+    """The engine check behind the generator's rejection: a target already in place wins at reset."""
+    from agentgen.envs.alfworld.engine import close_engine, open_engine
+
+    rng = random.Random(2)
+    spec = P.sample_game("pick_and_place_simple", S.load_scene(301), rng)
+    target = next(o for o in spec.objects if o.otype == spec.object_target)
+    target.receptacle = spec.scene.receptacles_of(spec.parent_target)[0]
+    domain, grammar = G._logic_files()
+    trial = tmp_path / "trial_0"
+    trial.mkdir()
+    game = {"pddl_domain": domain, "grammar": grammar.replace("UNKNOWN GOAL", spec.task_sentence),
+            "pddl_problem": P.problem_pddl(spec, "p"), "solvable": None, "walkthrough": None}
+    (trial / "game.tw-pddl").write_text(json.dumps(game))
+    (trial / "traj_data.json").write_text(json.dumps(P.traj_data(spec, "t", 0)))
+    engine = open_engine()
+    try:
+        assert G._expert_solves(engine, str(trial / "game.tw-pddl"), 50) == (True, None)
+    finally:
+        close_engine(engine)
+
+
 def test_generation_is_deterministic_per_game_index(two_games, tmp_path):
     out, _ = two_games
     # game 1 alone (task type 2 of the cycle) must come out byte-identical

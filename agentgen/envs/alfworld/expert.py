@@ -194,6 +194,10 @@ class AlfWorldExpert:
         if verb == "go" or (verb == "examine" and action[len("examine "):] in p.receptacles
                             and action[len("examine "):] != here):
             target = action.split(" ", 2)[-1] if verb == "go" else action[len("examine "):]
+            if sub_action == "find" and sub_param in p.RECEPTACLES:
+                if p.inventory:
+                    return f"{step}: I hold {holding}, which goes in a {sub_param}; I take it to {target}."
+                return f"{step}: I need a {sub_param}; I go to {target}."
             if sub_action == "find":
                 if p.obj_cls_to_receptacle_map.get(sub_param) == target:
                     return f"{step}: I saw a {sub_param} at {target} earlier, so I go there."
@@ -206,7 +210,7 @@ class AlfWorldExpert:
         if verb == "open":
             return f"{step}: {here} is closed; I open it to see inside."
         if verb == "close":
-            return f"{step}: nothing I need is in {here}; I close it and move on."
+            return f"{step}: I am done with {here}; I close it before moving on."
         if verb == "take":
             return f"{step}: there is a {sub_param} at {here}; I take it."
         if verb == "move":

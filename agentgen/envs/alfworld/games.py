@@ -13,6 +13,7 @@ renames it into place when complete; the others wait for the lock and then read 
 
 from __future__ import annotations
 
+import functools
 import glob
 import hashlib
 import json
@@ -35,8 +36,14 @@ def default_cache_dir() -> str:
 
 
 def collect_games(split_dir: str, task_types=TASK_TYPES) -> list[str]:
-    """Solvable game files under ``split_dir`` of the given task types, sorted by path."""
-    task_types = set(task_types)
+    """Solvable game files under ``split_dir`` of the given task types, sorted by path. Cached per
+    process (many env instances read the same folder; the released train split has 3,553 games)."""
+    mtime = os.stat(split_dir).st_mtime_ns if os.path.isdir(split_dir) else None
+    return list(_collect_games(os.path.abspath(split_dir), mtime, tuple(sorted(set(task_types)))))
+
+
+@functools.lru_cache(maxsize=64)
+def _collect_games(split_dir: str, mtime, task_types: tuple[str, ...]) -> tuple[str, ...]:
     games = []
     for traj_path in glob.glob(os.path.join(split_dir, "**", "traj_data.json"), recursive=True):
         root = os.path.dirname(traj_path)
@@ -50,7 +57,7 @@ def collect_games(split_dir: str, task_types=TASK_TYPES) -> list[str]:
             if not json.load(f).get("solvable"):
                 continue
         games.append(game_file)
-    return sorted(games)
+    return tuple(sorted(games))
 
 
 def generator_key(split: str, num_games: int, seed: int, task_types, max_expert_steps: int) -> str:
