@@ -177,6 +177,7 @@ class AgentgenConfig:
     cluster: Dict[str, Any] = field(default_factory=dict)
     agent: AgentConfig = field(default_factory=AgentConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
+    profile: Dict[str, Any] = field(default_factory=dict)  # task=profile: episodes, tmax, policy, split
     debug: Optional[Dict[str, Any]] = None
     output_dir: Optional[str] = None  # defaults to Hydra's job output dir
     init_from: Optional[str] = None  # start from another job's output dir (its final checkpoint)
@@ -274,6 +275,20 @@ def validate(cfg: DictConfig) -> None:
               f"init_from={cfg.init_from} does not exist; build the starting checkpoint first (e.g. "
               f"`python launch.py +experiment=ckpt_v1` builds {cfg.starts_dir}/ckpt_v1) or give an existing job "
               f"output dir or model directory.")
+    from agentgen.algos.registry import validate_algo_config
+    from agentgen.augment.settings import validate_augment
+
+    try:
+        validate_augment(cfg.augment)
+        validate_algo_config(cfg.algo)
+        if cfg.task == "profile":
+            from agentgen.profile import profile_config
+
+            profile_config(cfg)
+    except ConfigError:
+        raise
+    except ValueError as err:  # the group's own checks speak in one paragraph too
+        raise ConfigError(str(err)) from None
     _validate_resources(cfg)
 
 

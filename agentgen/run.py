@@ -241,6 +241,9 @@ class Job:
 
         cfg = self.cfg
         tag = "" if source == "expert" else "." + Path(str(source)).name
+        aug = cfg.augment.get("name", "none")
+        if aug != "none" and cfg.augment.get("apply_to", "train") in ("train", "both"):
+            tag += f".aug-{aug}"  # augmented observations: never mixed with plain data in the cache
         fname = f"{name}{'' if cfg.think else '.nothink'}{tag}.jsonl"
         for d in ([Path(cfg.sft.data_dir)] if cfg.sft.data_dir else []) + [self.out / "sft_data"]:
             if (d / fname).exists():
@@ -462,6 +465,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         return prior
     validate(cfg)
     seed_everything(int(cfg.seed))
+    if cfg.task == "profile":  # writes profile.json (not a training summary)
+        from agentgen.profile import run_profile
+
+        return run_profile(cfg, out)
     job = Job(cfg, out)
     t0 = time.time()
     try:
