@@ -271,10 +271,11 @@ def validate(cfg: DictConfig) -> None:
         _need(src == "expert" or Path(str(src)).exists(),
               f"sft.sources.{name}={src!r} is neither 'expert' nor an existing checkpoint or job directory.")
     if cfg.get("init_from") and cfg.task != "plan":
+        name = Path(str(cfg.init_from)).name
+        how = (f"`python launch.py +experiment={name}` builds it" if (CONF_DIR / "experiment" / f"{name}.yaml").exists()
+               else "give an existing job output dir or model directory")
         _need(Path(str(cfg.init_from)).exists(),
-              f"init_from={cfg.init_from} does not exist; build the starting checkpoint first (e.g. "
-              f"`python launch.py +experiment=ckpt_v1` builds {cfg.starts_dir}/ckpt_v1) or give an existing job "
-              f"output dir or model directory.")
+              f"init_from={cfg.init_from} does not exist; build the starting checkpoint first ({how}).")
     from agentgen.algos.registry import validate_algo_config
     from agentgen.augment.settings import validate_augment
 
