@@ -69,8 +69,9 @@ def test_completed_job_is_skipped_and_longer_run_resumes(smoke_run):
     s = json.loads((smoke_run / "summary.json").read_text())
     assert s["status"] == "completed" and s["train"]["steps"] == 3
     assert [h["step"] for h in s["eval_history"]] == [1, 2, 3]  # history kept from the checkpoint
-    assert "resuming from" in r.stderr and "step_2" in r.stderr
-    assert "sft:" not in r.stderr  # SFT was not redone
+    output = r.stdout + r.stderr
+    assert "resuming from" in output and "step_2" in output
+    assert "sft:" not in output  # SFT was not redone
 
 
 @pytest.mark.slow
