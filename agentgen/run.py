@@ -293,6 +293,7 @@ class Job:
         trainer = RLTrainer(self.model, ref, self.tokenizer, cfg, self.rollout, log_fn=self.tracker.log)
         if resume_from is not None and resume_from.name != "sft":
             ckpt.restore_training(resume_from, trainer.optimizer)
+            trainer.load_state(resume_from, start_step)  # what the policy checkpoint does not hold (PPO's critic)
         metrics: dict[str, float] = {}
         bar = tqdm(range(start_step, end_step), desc=f"rl {'+'.join(self.current_envs)}", initial=start_step,
                    total=end_step)
@@ -309,6 +310,7 @@ class Job:
             stop = preemption.requested()  # Slurm's time-limit / preemption warning, honoured at this boundary
             if stop or (cfg.trainer.save_every and done % cfg.trainer.save_every == 0) or done == end_step:
                 self.save_state(done, trainer.optimizer, metrics, sft_metrics)
+                trainer.save_state(ckpt.ckpt_root(self.out) / f"step_{done}", done)
             if stop:
                 preemption.exit_for_requeue(done)  # requeue (USR2) and exit; the requeued job resumes here
         return metrics
@@ -334,8 +336,9 @@ class Job:
         out: list[Episode] = []
         for name in names:
             subset = instance_subset(self.env_cfg(name, "train"), "train")
+            # a spec that names its env (a Tree-GRPO continuation) stays in it
             mine = [EpisodeSpec(env=name, seed=subset[s.seed % len(subset)] if subset else s.seed, group=s.group,
-                                meta=s.meta) for s in specs if owner[s.group] == name]
+                                meta=s.meta) for s in specs if (s.env or owner[s.group]) == name]
             if not mine:
                 continue
             runner = self.runner(name, "train", len(mine), _turn_limit(self.cfg, step, self.env_cfg(name, "train")))
