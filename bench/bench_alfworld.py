@@ -95,6 +95,50 @@ def bench_env(env, steps, seed):
     return first, again, stepping, n, expert, expert_steps, solved
 
 
+def bench_experts(game_files, max_steps=50, seed=0):
+    """Games solved within ``max_steps`` by alfworld's own handcoded expert (through its AlfredExpert
+    wrapper, which answers "look" when the expert's command is not possible) and by ours (repaired,
+    without the planner fallback)."""
+    import textworld
+    from alfworld.agents.environment.alfred_tw_env import AlfredDemangler, AlfredExpert, AlfredInfos
+    from textworld.envs import PddlEnv
+
+    from agentgen.envs.alfworld.engine import close_engine, open_engine
+    from agentgen.envs.alfworld.expert import AlfWorldExpert
+
+    random.seed(seed)  # alfworld's expert draws from the global generator
+    infos = textworld.EnvInfos(won=True, admissible_commands=True, facts=True, extras=["expert_plan"])
+    original = AlfredExpert(AlfredInfos(AlfredDemangler(PddlEnv(infos))), expert_type="handcoded")
+    ours = open_engine()
+    solved = {"alfworld": 0, "agentgen": 0}
+    for game in game_files:
+        original.load(game)
+        state = original.reset()
+        try:
+            for _ in range(max_steps):
+                state, _, _ = original.step(state["extra.expert_plan"][0])
+                if state["won"]:
+                    solved["alfworld"] += 1
+                    break
+        except Exception:  # its step budget ("Timeout") or a crash counts as unsolved
+            pass
+        ours.load(game)
+        state = ours.reset()
+        expert = AlfWorldExpert(game, ours, seed=seed, fallback=False)
+        expert.start(state)
+        for _ in range(max_steps):
+            command = expert.action()
+            if command is None:
+                break
+            state, _, _ = ours.step(command)
+            if state["won"]:
+                solved["agentgen"] += 1
+                break
+            expert.advance(state, command)
+    close_engine(ours)
+    return solved
+
+
 def _summary(first, again, stepping, n):
     mean = lambda clocks, attr: statistics.mean(getattr(c, attr) for c in clocks)  # noqa: E731
     return {"first_wall": mean(first, "wall"), "first_cpu": mean(first, "cpu"),
@@ -125,6 +169,8 @@ def main():
     parser.add_argument("--split", default="train", choices=["train", "test"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache-dir", default=None, help="generated-games cache (default: the env's)")
+    parser.add_argument("--compare-experts", type=int, default=0, metavar="N",
+                        help="also play N generated games with alfworld's handcoded expert and ours")
     parser.add_argument("--raw-worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -160,7 +206,52 @@ def main():
     _row("AlfWorldEnv", _summary(first, again, stepping, n))
     print(f"AlfWorldEnv following the expert: {expert_steps / expert.wall:.1f} steps/s wall, "
           f"{expert_steps / expert.cpu:.1f} cpu; solved {solved}/{len(games)} in {expert_steps} steps")
+    if args.compare_experts:
+        games = _unchecked_games(args.compare_experts, args.seed)
+        solved = bench_experts(games, 50, args.seed)
+        print(f"handcoded expert within 50 steps on {len(games)} freshly sampled, unchecked games: "
+              f"alfworld 0.4.2 {solved['alfworld']}, agentgen (repaired) {solved['agentgen']}")
 
+
+def _unchecked_games(n, seed):
+    """``n`` games sampled like the generator's (cycling through the six task types, training rooms)
+    but not filtered by the expert check, so neither expert is favoured."""
+    import tempfile
+
+    from agentgen.envs.alfworld import generate as G
+    from agentgen.envs.alfworld.problem import (
+        TASK_FAMILIES,
+        TASK_TYPES,
+        TaskUnavailable,
+        problem_pddl,
+        sample_game,
+        traj_data,
+    )
+    from agentgen.envs.alfworld.scenes import TRAIN_SCENES, load_scene
+
+    domain, grammar = G._logic_files()
+    out = tempfile.mkdtemp(prefix="alfworld-bench-")
+    games = []
+    for k in range(n):
+        task_type = TASK_TYPES[k % len(TASK_TYPES)]
+        rng = random.Random(f"bench:{seed}:{k}")
+        hosts = [s for s in map(load_scene, TRAIN_SCENES) if s.family in TASK_FAMILIES[task_type]]
+        while True:
+            try:
+                spec = sample_game(task_type, rng.choice(hosts), rng)
+                break
+            except TaskUnavailable:
+                continue
+        trial = os.path.join(out, spec.folder_name, f"trial_{k:05d}")
+        os.makedirs(trial)
+        game = {"pddl_domain": domain, "grammar": grammar.replace("UNKNOWN GOAL", spec.task_sentence),
+                "pddl_problem": problem_pddl(spec, f"bench_{k}"), "solvable": True, "walkthrough": None}
+        with open(os.path.join(trial, "game.tw-pddl"), "w") as f:
+            json.dump(game, f)
+        with open(os.path.join(trial, "traj_data.json"), "w") as f:
+            json.dump(traj_data(spec, f"bench-{k}", seed), f)
+        games.append(os.path.join(trial, "game.tw-pddl"))
+    return games
 
 if __name__ == "__main__":
     main()

@@ -2,18 +2,23 @@
 
 alfworld 0.4.2's ``HandCodedTWAgent`` explores the room the way a player would (it knows the room's
 receptacles and what it has seen, not where objects are) and follows a list of sub-goals per task type.
-Three things are changed here, in our package rather than in site-packages:
+Changed here, in our package rather than in site-packages:
 
 * the "move"/"put" defect: its state tracking recognises a put-down by the word "put" in the last
   command, but the grammar now says "move X to Y", so it never notices that it let go of an object and
   two-object tasks loop. A put-down is recognised from "move" as well;
+* stale "close X": after opening X it queues "close X" and may suggest it after walking away, where it
+  is impossible (alfworld's wrapper then answers "look" and, next, a random command). The queue is
+  dropped when it leaves X;
+* receptacles sharing one standing spot (stacked drawers, burner pairs): "go to X" is not admissible
+  where one already stands, and it used to stall; it now examines X instead, which counts as a visit;
 * randomness: it draws with the module-level ``random`` (which object to take when several are in
   sight, a random admissible command when it would repeat itself). Each expert draws from its own
   seeded generator instead, so an episode's expert actions are reproducible;
 * thoughts: ``thought()`` states the sub-goal being pursued and why the next command serves it, taken
   from the policy's own state (sub-goal index, places still to search, what it holds).
 
-When the handcoded policy gives up (all sub-goals done without success, or its step budget used), the
+When the handcoded policy has no admissible suggestion (it gave up, or its step budget is used), the
 expert falls back to a plan computed by the engine's planner from the current state.
 """
 
@@ -47,11 +52,17 @@ if not isinstance(_hc.random, _RandomProxy):
 class _Repaired:
     """State-tracking repairs: "move X to Y" is the put-down the policy looks for; the pending
     "close X" commands (queued when it opens X) are dropped once it walks away from X, where they
-    are no longer possible (it used to suggest them anyway, and stall); and "examine X" of another
+    are no longer possible (it used to suggest them anyway, and stall); "examine X" of another
     receptacle at the same spot (drawers stacked in one cabinet, burner pairs) counts as going there,
-    since "go to X" is not possible where one already stands (see FixedHandCodedTWAgent.act)."""
+    since "go to X" is not possible where one already stands (see FixedHandCodedTWAgent.act); and
+    the objects to take or use are read from the admissible commands when its own record of what is
+    in sight has none (it matches kinds by substring, "pen" in "pencil 1", and then picked from an
+    empty list)."""
+
+    _game_state = None
 
     def update_state_tracking(self, game_state, last_action):
+        self._game_state = game_state
         if last_action.startswith("examine "):
             target = last_action[len("examine "):]
             if target in self.receptacles and target != self.curr_recep:
@@ -61,6 +72,17 @@ class _Repaired:
         elif last_action.startswith("go to "):
             self.action_backlog = []
         return super().update_state_tracking(game_state, last_action)
+
+    def get_next_subgoal(self):
+        sub_action, sub_param, objs_of_interest = super().get_next_subgoal()
+        if not objs_of_interest and sub_action in ("take", "use") and self._game_state is not None:
+            prefix = "take " if sub_action == "take" else "use "
+            for command in self._game_state["admissible_commands"]:
+                if command.startswith(prefix):
+                    obj = command[len(prefix):].split(" from ")[0]
+                    if self.object_id_to_cls(obj) == sub_param and obj not in objs_of_interest:
+                        objs_of_interest.append(obj)
+        return sub_action, sub_param, objs_of_interest
 
 
 _POLICIES = {
@@ -168,7 +190,8 @@ class AlfWorldExpert:
         token = _CURRENT_RNG.set(self.rng)
         try:
             action = self.agent.act(state, 0, state["won"], last_action)
-        except (HandCodedAgentFailed, HandCodedAgentTimeout):
+        except (HandCodedAgentFailed, HandCodedAgentTimeout, IndexError, KeyError):
+            # out of sub-goals or steps, or its bookkeeping broke (e.g. nothing left to choose from)
             self.gave_up = True
             return
         finally:

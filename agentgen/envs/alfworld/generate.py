@@ -12,10 +12,15 @@ training rooms, ``valid_unseen`` the held-out rooms (scenes 1-6 of each room fam
 random stream is derived from (seed, split, index), so splits never share a game and a run is
 reproducible.
 
-    python -m agentgen.envs.alfworld.generate --out DIR --num-games 60 --seed 0 \
+    python -m agentgen.envs.alfworld.generate --out DIR --num-games 60 --seed 0 [--workers 4] \
         [--splits train valid_seen valid_unseen] [--task-types pick_and_place_simple ...]
 
-DIR can then be used as ``data_dir`` (or ``$ALFWORLD_DATA``).
+DIR can then be used as ``data_dir`` (or ``$ALFWORLD_DATA``). About 1-2 s of CPU per game (a kitchen
+costs most), spread over ``--workers`` processes.
+
+Rooms follow ALFRED's scene setup: every object kind the floor plan has appears 1-3 times in
+receptacles that can hold it (``constants.VAL_RECEPTACLE_OBJECTS``), lamps stand on furniture, and the
+agent starts in the middle of the room. Task parameters follow ALFRED's filters (``problem.py``).
 """
 
 from __future__ import annotations
