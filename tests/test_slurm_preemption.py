@@ -32,7 +32,8 @@ class FakeSubmititHandler:
 
 
 @pytest.fixture
-def handler():
+def handler(monkeypatch):
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)  # the watchdog's deadline: signal_delay_s - margin_s
     fake = FakeSubmititHandler()
     sig = preemption.preemption_signal()
     before = {s: signal.getsignal(s) for s in (sig, signal.SIGTERM)}
@@ -90,13 +91,17 @@ def test_sigterm_then_usr2_is_a_requeue(handler):
     assert preemption.requeue_if_requested() and handler.calls == [signal.SIGUSR2]
 
 
-def test_watchdog_requeues_when_no_boundary_comes(handler):
-    preemption.install(grace_s=0.2)
-    _raise(signal.SIGUSR2)
-    deadline = time.monotonic() + 5
-    while not handler.calls and time.monotonic() < deadline:
+def _wait_for(cond, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond() and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert handler.calls == [signal.SIGUSR2]  # requeued from the watchdog thread
+
+
+def test_watchdog_requeues_when_no_boundary_comes(handler):
+    preemption.install(signal_delay_s=0.4, margin_s=0.2)  # requeue 0.2 s before the (nominal) end
+    _raise(signal.SIGUSR2)
+    _wait_for(lambda: handler.calls)
+    assert handler.calls == [signal.SIGUSR2] and preemption.was_requeued()  # from the watchdog thread
     assert preemption.requested()  # a late boundary still saves and exits, without a second requeue
     with pytest.raises(preemption.JobInterrupted):
         preemption.exit_for_requeue(2)
@@ -104,23 +109,32 @@ def test_watchdog_requeues_when_no_boundary_comes(handler):
     assert handler.calls == [signal.SIGUSR2]
 
 
-def test_watchdog_stands_down_once_the_loop_saw_the_request(handler):
-    preemption.install(grace_s=0.2)
+def test_watchdog_stays_armed_while_the_checkpoint_is_written(handler):
+    preemption.install(signal_delay_s=0.4, margin_s=0.2)
+    _raise(signal.SIGUSR2)
+    assert preemption.requested()  # the loop saves now ... and takes longer than the job has left
+    _wait_for(lambda: handler.calls)
+    assert handler.calls == [signal.SIGUSR2]  # requeued anyway: resumes from the previous checkpoint
+
+
+def test_job_that_requeues_itself_in_time_leaves_the_watchdog_nothing_to_do(handler):
+    preemption.install(signal_delay_s=0.6, margin_s=0.2)
     _raise(signal.SIGUSR2)
     assert preemption.requested()
-    time.sleep(0.5)
-    assert handler.calls == []  # the loop is saving: no requeue under its feet
     with pytest.raises(preemption.JobInterrupted):
         preemption.exit_for_requeue(4)
     assert preemption.requeue_if_requested() and handler.calls == [signal.SIGUSR2]
+    preemption.stand_down()
+    time.sleep(0.6)
+    assert handler.calls == [signal.SIGUSR2]
 
 
 def test_a_job_that_finishes_stands_the_watchdog_down(handler):
-    preemption.install(grace_s=0.2)
+    preemption.install(signal_delay_s=0.4, margin_s=0.2)
     _raise(signal.SIGUSR2)
     preemption.stand_down()  # the job returned on its own before any step boundary
     time.sleep(0.5)
-    assert handler.calls == []
+    assert handler.calls == [] and not preemption.was_requeued()
 
 
 def test_outside_submitit_the_job_stops_and_says_how_to_resume():
@@ -173,7 +187,11 @@ class CountingJob:
                 except pre.JobInterrupted:
                     pre.requeue_if_requested()  # what agentgen's Slurm launcher does once the job unwound
                     raise
-        return {"steps": self.steps, "restarts": int(os.environ.get("SLURM_RESTART_COUNT", 0))}
+        return {
+            "steps": self.steps,
+            "restarts": int(os.environ.get("SLURM_RESTART_COUNT", 0)),
+            "seconds_left": pre.slurm_seconds_left(),
+        }
 
     def checkpoint(self):
         import submitit
@@ -202,6 +220,7 @@ def test_preempted_submitit_job_checkpoints_requeues_and_loses_no_step(slurm_clu
     rows = [json.loads(x) for x in (tmp_path / "steps.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(12)), rows  # every step once: none lost, none repeated
     assert rows[0]["restart"] == 0 and rows[-1]["restart"] == 1 and result["restarts"] == 1
+    assert 0 < result["seconds_left"] <= 600  # the job's EndTime, read from squeue (the watchdog's deadline)
     first_run = [r["step"] for r in rows if r["restart"] == 0]
     assert 0 < len(first_run) < 12
     log = job.stderr() or ""

@@ -300,3 +300,26 @@ def test_plan_keeps_per_job_columns_aligned_when_a_job_does_not_compose():
     assert plan.configs[0] is not None and plan.configs[1] is None
     assert len(plan.errors) == 1 and "nosuchenv" in plan.errors[0][1]
     assert "1 job config(s) are invalid" in format_plan(plan)
+
+
+def test_status_tells_an_interrupted_job_from_a_failed_one(tmp_path):
+    """A job that stopped after its checkpoint on Slurm's warning (agentgen.cluster.preemption) is
+    "interrupted" (resumable: requeued, or re-run the sweep), not "failed"."""
+    from agentgen import summary
+    from agentgen.cluster.sweep import summary_status
+
+    sweep = tmp_path / "sweep"
+    errors = {
+        "0": "JobInterrupted: stopped on SIGTERM at RL step 3 after writing a checkpoint; not requeued by agentgen",
+        "1": "RuntimeError: CUDA out of memory",
+    }
+    for name, error in errors.items():
+        (sweep / name / ".hydra").mkdir(parents=True)
+        (sweep / name / ".hydra" / "overrides.yaml").write_text(f"- seed={name}\n")
+        (sweep / name / ".hydra" / "hydra.yaml").write_text(f"hydra:\n  job:\n    num: {name}\n")
+        summary.write(sweep / name, {"status": "failed", "error": error})
+    assert summary_status(sweep / "0") == "interrupted" and summary_status(sweep / "1") == "failed"
+    states = sweep_status(sweep)
+    assert [(s.num, s.state) for s in states] == [(0, "interrupted"), (1, "failed")]
+    text = format_status(sweep, states)
+    assert "Re-run the sweep's command to resume unfinished jobs" in text

@@ -79,12 +79,15 @@ class AgentgenSlurmLauncher(SlurmLauncher):
 
         preemption.install(signal_delay_s=self.params.get("signal_delay_s"))
         try:
-            return super().__call__(*args, **kwargs)
+            result = super().__call__(*args, **kwargs)
         except preemption.JobInterrupted:
             preemption.requeue_if_requested()  # last: scontrol requeue kills this job's processes
             raise
         finally:
             preemption.stand_down()
+        if preemption.was_requeued():  # by the watchdog, as this run ended: the requeued run gives the result
+            raise preemption.JobInterrupted("requeued by the preemption watchdog before this run returned")
+        return result
 
     def _pickle_shim_by_value(self) -> None:
         """The job unpickles this launcher; let it do so without importing the hydra_plugins shim module

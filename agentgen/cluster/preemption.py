@@ -15,9 +15,11 @@ optimizer step, a checkpoint write), so nothing consistent can be saved there. a
    which hands over to submitit's handler: the launcher's ``checkpoint()`` resubmits the same job (same
    overrides, same output dir) and ``scontrol requeue`` puts it back in the queue. The requeued job resumes
    from that checkpoint: no step is lost or repeated.
-3. A watchdog covers a step boundary that does not come in time (a step, SFT or the final evaluation longer
-   than the signal delay): ``grace_s`` after USR2 it requeues the job without a new checkpoint, so the job
-   still comes back (from its last periodic checkpoint) instead of ending as TIMEOUT.
+3. A watchdog covers a job that does not get there in time (a step, SFT, the final evaluation or the
+   checkpoint write longer than the time left): shortly before the job's end (Slurm's EndTime) it requeues
+   the job itself, which then resumes from its last complete checkpoint instead of ending as TIMEOUT
+   (checkpoints are written atomically, so a write cut short leaves the previous one). The launcher then
+   gives no result for this run (``was_requeued()``): the requeued run gives it.
 
 SIGTERM alone (no USR2): checkpoint at the next step boundary and exit *without* requeueing. Slurm requeues
 a preempted job itself (PreemptMode=REQUEUE), a cancelled job must stay cancelled, and re-running the sweep
@@ -26,9 +28,12 @@ resumes it from the checkpoint. SIGTERM then USR2 (submitit's preemption) is a r
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
+import shutil
 import signal
+import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
@@ -44,17 +49,17 @@ class JobInterrupted(SystemExit):
 
 @dataclass
 class _State:
-    installed: bool = False
     requeue_signal: int | None = None  # the preemption signal submitit listens to (USR2)
-    submitit_handler: Any = None  # submitit's checkpoint_and_try_requeue, called at the step boundary
-    grace_s: float = 0.0
-    requested_by: str | None = None  # "USR2" | "SIGTERM" | ... (the first signal that asked)
+    submitit_handler: Any = None  # submitit's checkpoint_and_try_requeue: pickles the job, scontrol requeue
+    signal_delay_s: float = 0.0  # how long before the time limit USR2 is meant to come
+    margin_s: float = 0.0  # the watchdog requeues this long before the job's end
+    requested_by: str | None = None  # "SIGUSR2" | "SIGTERM" (the first signal that asked)
     requeue: bool = False  # a requeue was asked for (USR2), not only a stop (SIGTERM)
-    requested_at: float | None = None
-    acknowledged: bool = False  # the loop saw the request: it saves and exits, the watchdog stands down
-    requeued: bool = False  # scontrol requeue was done (by the loop or the watchdog)
+    acknowledged: bool = False  # the loop saw the request: it is saving and will exit
+    requeued: bool = False  # scontrol requeue was done (by the job or the watchdog)
+    finished: threading.Event = field(default_factory=threading.Event)  # stand_down(): the watchdog ends
     lock: threading.Lock = field(default_factory=threading.Lock)
-    watchdog: threading.Timer | None = None
+    watchdog: threading.Thread | None = None
     previous: dict[int, Any] = field(default_factory=dict)
 
 
@@ -72,12 +77,12 @@ def preemption_signal() -> int:
     return sig
 
 
-def install(signal_delay_s: float | None = None, grace_s: float | None = None) -> None:
+def install(signal_delay_s: float | None = None, margin_s: float | None = None) -> None:
     """Record Slurm's warning signals instead of acting on them inside the handler (main thread only).
 
-    ``grace_s``: how long after USR2 to wait for a step boundary before the watchdog requeues the job
-    without a new checkpoint; default half of ``signal_delay_s`` (the other half is left for writing the
-    checkpoint), at least 5 s. 0 disables the watchdog.
+    ``signal_delay_s``: the launcher's ``cluster.signal_delay_s``, the watchdog's fallback when Slurm
+    does not tell the job's end time. ``margin_s``: the watchdog requeues this long before the job's end
+    (default a quarter of the delay, 3-15 s), time enough for ``scontrol requeue``.
     """
     if threading.current_thread() is not threading.main_thread():
         raise RuntimeError("preemption.install() must run in the main thread (Python delivers signals there)")
@@ -86,25 +91,21 @@ def install(signal_delay_s: float | None = None, grace_s: float | None = None) -
     current = signal.getsignal(sig)
     _state.submitit_handler = current if callable(current) else None
     _state.requeue_signal = sig
-    if grace_s is None:
-        grace_s = max(5.0, float(signal_delay_s or 0) / 2)
-    _state.grace_s = float(grace_s)
+    _state.signal_delay_s = float(signal_delay_s or 0.0)
+    _state.margin_s = float(margin_s) if margin_s is not None else min(15.0, max(3.0, _state.signal_delay_s / 4))
     for s in (sig, signal.SIGTERM):
         _state.previous[s] = signal.getsignal(s)
         signal.signal(s, _on_signal)
-    _state.installed = True
     log.info(
-        "preemption: %s and SIGTERM are handled at the next RL step boundary (watchdog after %.0f s)",
+        "preemption: %s and SIGTERM are honoured at the next RL step boundary (checkpoint, then requeue)",
         signal.Signals(sig).name,
-        _state.grace_s,
     )
 
 
 def reset() -> None:
     """Forget any request and put back the handlers ``install`` replaced (tests; a second install)."""
     global _state
-    if _state.watchdog is not None:
-        _state.watchdog.cancel()
+    _state.finished.set()
     if threading.current_thread() is threading.main_thread():
         for s, h in _state.previous.items():
             signal.signal(s, h if h is not None else signal.SIG_DFL)
@@ -119,13 +120,49 @@ def _on_signal(signum: int, frame) -> None:
     log.warning("preemption: caught %s; the job checkpoints at the next RL step boundary", name)
     if _state.requested_by is None:
         _state.requested_by = name
-        _state.requested_at = time.monotonic()
     if signum == _state.requeue_signal and not _state.requeue:
         _state.requeue = True
-        if _state.grace_s > 0 and not _state.acknowledged:
-            _state.watchdog = threading.Timer(_state.grace_s, _watchdog_requeue)
-            _state.watchdog.daemon = True
+        if _state.submitit_handler is not None and not _state.finished.is_set():
+            _state.watchdog = threading.Thread(target=_watchdog, name="preemption-watchdog", daemon=True)
             _state.watchdog.start()
+
+
+def slurm_seconds_left() -> float | None:
+    """Seconds until this Slurm job's end (its EndTime from squeue), or None outside Slurm / on failure."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if not job or shutil.which("squeue") is None:
+        return None
+    try:
+        out = subprocess.run(
+            ["squeue", "-h", "-j", job, "-o", "%e"], capture_output=True, text=True, timeout=20, check=False
+        ).stdout.strip()
+        end = dt.datetime.strptime(out.splitlines()[0].strip(), "%Y-%m-%dT%H:%M:%S")
+    except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
+        return None
+    return end.timestamp() - time.time()
+
+
+def _watchdog() -> None:
+    """Requeue the job ``margin_s`` before its end if it has not requeued itself by then (no step boundary
+    in time, or a checkpoint write too slow): it then resumes from its last complete checkpoint instead of
+    ending as TIMEOUT. USR2 may come well before ``signal_delay_s`` (Slurm checks limits periodically), so
+    the deadline is the job's real end time when Slurm tells it."""
+    left = slurm_seconds_left()
+    if left is None:
+        left = _state.signal_delay_s
+    wait = max(0.0, left - _state.margin_s)
+    if _state.finished.wait(wait) or _state.requeued:
+        return
+    log.warning(
+        "preemption: the job did not requeue itself within %.0f s of %s (no RL step boundary, or a slow "
+        "checkpoint): requeueing it now; it resumes from its last complete checkpoint",
+        wait,
+        _state.requested_by,
+    )
+    try:
+        _requeue_once("watchdog")
+    except Exception:  # noqa: BLE001 - e.g. submitit refusing (too many timeouts): Slurm ends the job
+        log.exception("preemption: the watchdog could not requeue the job")
 
 
 def _world() -> tuple[int, int]:
@@ -156,9 +193,7 @@ def requested() -> bool:
             _state.requested_by = "another rank"
         _state.requeue = _state.requeue or bool(flags[1])
     if local:
-        _state.acknowledged = True
-        if _state.watchdog is not None:
-            _state.watchdog.cancel()
+        _state.acknowledged = True  # the watchdog stays armed: it still requeues if saving outlasts the job
     return local
 
 
@@ -183,21 +218,6 @@ def _requeue_once(why: str) -> bool:
             pass  # submitit exits once it has requeued; the caller decides how this process ends
         _state.requeued = True
         return True
-
-
-def _watchdog_requeue() -> None:
-    if _state.acknowledged or _state.requeued:
-        return
-    log.warning(
-        "preemption: no RL step boundary within %.0f s of %s: requeueing without a new checkpoint "
-        "(the job resumes from its last periodic one)",
-        _state.grace_s,
-        _state.requested_by,
-    )
-    try:
-        _requeue_once("watchdog")
-    except Exception:  # noqa: BLE001 - e.g. submitit refusing (too many timeouts): Slurm ends the job
-        log.exception("preemption: the watchdog could not requeue the job")
 
 
 def exit_for_requeue(step: int | None = None) -> NoReturn:
@@ -228,7 +248,6 @@ def requeue_if_requested() -> bool:
     after the job has unwound. Returns whether the job is requeued. When submitit refuses
     (``cluster.max_requeues`` used up) its ``UncompletedJobError`` propagates: the job fails for good, and
     re-running the sweep resumes it from its checkpoint."""
-    stand_down()
     if not _state.requeue:
         return False
     rank, _ = _world()
@@ -238,10 +257,13 @@ def requeue_if_requested() -> bool:
 
 
 def stand_down() -> None:
-    """Cancel the watchdog: the job is finishing on its own (completed, or unwinding to be requeued)."""
-    _state.acknowledged = True
-    if _state.watchdog is not None:
-        _state.watchdog.cancel()
+    """End the watchdog: the job function has returned or unwound (after its own requeue, if any)."""
+    _state.finished.set()
+
+
+def was_requeued() -> bool:
+    """Whether this job was requeued (by itself or the watchdog): its result then comes from the requeued run."""
+    return _state.requeued
 
 
 __all__ = [
@@ -253,5 +275,7 @@ __all__ = [
     "requested",
     "requeue_if_requested",
     "reset",
+    "slurm_seconds_left",
     "stand_down",
+    "was_requeued",
 ]

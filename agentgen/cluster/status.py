@@ -63,8 +63,8 @@ def _state(summary: str | None, queue: str | None, acct: str | None, submitted: 
         return "failed"
     if acct and acct != "COMPLETED":
         return acct.lower()
-    if summary == "running":
-        return "interrupted"  # started, wrote progress, no longer running: re-run the sweep to resume it
+    if summary in ("running", "interrupted"):
+        return "interrupted"  # stopped (or died) before completing, no longer queued: re-run the sweep to resume it
     if submitted:
         return "ended without summary" if acct == "COMPLETED" else "unknown"
     return "not started"

@@ -185,14 +185,21 @@ def job_output_dir(job_cfg: DictConfig, num: int) -> Path:
 
 
 def summary_status(out_dir: str | Path) -> str | None:
-    """The ``status`` of a job's summary.json ("completed", "failed", "running"), or None if it has none."""
+    """The ``status`` of a job's summary.json ("completed", "failed", "running"), or None if it has none;
+    "interrupted" for a job that stopped after its checkpoint on Slurm's time-limit / preemption signal
+    (``agentgen.cluster.preemption.JobInterrupted``): it resumes when requeued or when the sweep is re-run."""
     from agentgen import summary
 
     try:
         data = summary.read(out_dir)
     except (OSError, ValueError):
         return "unreadable"
-    return None if data is None else str(data.get("status", "unknown"))
+    if data is None:
+        return None
+    status = str(data.get("status", "unknown"))
+    if status == "failed" and str(data.get("error") or "").startswith("JobInterrupted"):
+        return "interrupted"
+    return status
 
 
 def checkpoint_step(out_dir: str | Path) -> int | None:
