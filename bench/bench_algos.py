@@ -40,9 +40,9 @@ def sft_checkpoint(out: Path, overrides: list[str]) -> Path:
     if (ckpt / "state.json").exists():
         return ckpt
     t0 = time.time()
-    r = subprocess.run([sys.executable, str(ROOT / "launch.py"), "trainer.steps=0", "eval.envs=[sokoban]",
-                        "eval.episodes_per_env={sokoban: 2}", "logger=none", *overrides, f"hydra.run.dir={job}"],
-                       capture_output=True, text=True, cwd=out, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    cmd = [sys.executable, str(ROOT / "launch.py"), "trainer.steps=0", "eval.envs=[sokoban]", "eval.episodes=2",
+           "eval.before_training=false", "logger=none", *overrides, f"hydra.run.dir={job}"]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=out, env={**os.environ, "OMP_NUM_THREADS": "1"})
     if r.returncode != 0:
         sys.exit(f"the SFT job failed:\n{r.stderr[-3000:]}")
     print(f"SFT warm-up: {time.time() - t0:.0f} s -> {ckpt}", flush=True)

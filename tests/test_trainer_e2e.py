@@ -23,16 +23,21 @@ CASES = {
 }
 
 
+def launch(out: Path, *overrides: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # a tiny model only loses time to thread contention
+    r = subprocess.run([sys.executable, str(ROOT / "launch.py"), "debug=smoke", "eval.envs=[sokoban]", "logger=none",
+                        *overrides, f"hydra.run.dir={out}"], capture_output=True, text=True, timeout=900,
+                       cwd=out.parent, env=env)
+    assert r.returncode == 0, r.stderr[-4000:]
+    return r
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("algo", list(CASES))
 def test_algorithm_runs_end_to_end(algo, tmp_path):
     extra, expected_metrics = CASES[algo]
     out = tmp_path / "run"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # a tiny model only loses time to thread contention
-    r = subprocess.run([sys.executable, str(ROOT / "launch.py"), f"algo={algo}", "debug=smoke", "eval.envs=[sokoban]",
-                        "logger=none", *extra, f"hydra.run.dir={out}"], capture_output=True, text=True, timeout=900,
-                       cwd=tmp_path, env=env)
-    assert r.returncode == 0, r.stderr[-4000:]
+    launch(out, f"algo={algo}", *extra)
     s = json.loads((out / "summary.json").read_text())
     assert s["status"] == "completed" and s["variant"]["algo"] == algo
     final = s["train"]["final"]
@@ -42,3 +47,16 @@ def test_algorithm_runs_end_to_end(algo, tmp_path):
         assert final["tree/leaves_per_prompt"] == 2 * (1 * 1 + 1)
         assert final["tree/replay_mismatches"] == 0
     assert (out / "checkpoints" / "latest").read_text() == "step_2"
+
+
+@pytest.mark.slow
+def test_ppo_critic_is_checkpointed_and_restored_on_resume(tmp_path):
+    out = tmp_path / "run"
+    launch(out, "algo=ppo", "trainer.steps=1", "eval.every=0")
+    critic = out / "checkpoints" / "step_1" / "critic"
+    assert {p.name for p in critic.iterdir()} == {"model.safetensors", "optimizer.pt", "state.json"}
+    assert json.loads((critic / "state.json").read_text())["step"] == 1
+    r = launch(out, "algo=ppo", "trainer.steps=2", "eval.every=0", "resume=always")
+    logs = r.stderr + (out / "launch.log").read_text()  # the job's log file (Hydra's) holds the INFO lines
+    assert "resuming from" in logs and "critic restored from" in logs and "holds no critic" not in logs
+    assert json.loads((out / "checkpoints" / "step_2" / "critic" / "state.json").read_text())["step"] == 2

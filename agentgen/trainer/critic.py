@@ -144,6 +144,7 @@ class ValueModel:
         saved = json.loads((path / "state.json").read_text()).get("step") if (path / "state.json").exists() else None
         if expected_step is not None and saved is not None and int(saved) != int(expected_step):
             log.warning("critic in %s is from step %s, the policy from step %s", checkpoint_dir, saved, expected_step)
+        log.info("critic restored from %s (step %s)", path, saved)
         return True
 
 
