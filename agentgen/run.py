@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from agentgen import summary as summary_io
 from agentgen.agent.prompt import PromptBuilder
@@ -54,7 +54,10 @@ def env_config(cfg: DictConfig, name: str, for_eval: bool = False) -> DictConfig
         if node.difficulty not in node.difficulties:
             raise ValueError(f"env.{name}.difficulty={node.difficulty!r} is invalid; valid: all, "
                              f"{', '.join(node.difficulties)}")
-        node.params = OmegaConf.merge(node.params, node.difficulties[node.difficulty])
+        merged = {**OmegaConf.to_container(node.params, resolve=True),
+                  **OmegaConf.to_container(node.difficulties[node.difficulty], resolve=True)}
+        with open_dict(node):
+            node.params = merged
     dbg = cfg.get("debug") or {}
     if dbg.get("max_steps"):
         node.max_steps = min(node.max_steps, int(dbg.max_steps))

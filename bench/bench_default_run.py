@@ -31,11 +31,14 @@ def launch(out: Path, *overrides: str) -> tuple[dict, float]:
 def main() -> None:
     extra = sys.argv[1:]
     tmp = Path(tempfile.mkdtemp(prefix="agentgen-bench-"))
-    base, t_base = launch(tmp / "base", "task=eval", "sft=none", "eval.envs=[sokoban]", "logger=none", *extra)
+    # The untrained model never emits a stop token: cap its answers (64 tokens hold any valid answer).
+    base, t_base = launch(tmp / "base", "task=eval", "sft=none", "eval.envs=[sokoban]", "logger=none",
+                          "env.sokoban.max_response_tokens=64", *extra)
     run, t_run = launch(tmp / "default", *extra)
     hist = run["eval_history"]
     after_sft, after_rl = hist[0]["eval"], run["eval"]
     print(f"output: {tmp}")
+    print("base model: random init, answers capped at 64 tokens")
     print(f"{'':24}{'success':>9}{'episodes':>10}{'avg steps':>11}{'valid':>8}")
     rows = [("sokoban base model", base["eval"]["sokoban"]), ("sokoban after SFT", after_sft["sokoban"]),
             ("sokoban after RL", after_rl["sokoban"])]

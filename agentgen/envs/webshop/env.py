@@ -69,8 +69,12 @@ class WebShopEnv(TextEnv):
         reviews_file: str | None = None,
         show_instruction: bool = True,
         noun_tagger: str = "heuristic",
+        min_goal_requirements: int = 0,
+        max_goal_requirements: int | None = None,
     ):
         super().__init__(split=split, max_steps=max_steps, reward=reward)
+        # Difficulty by the number of things the goal asks for (attributes + options): 1-5 here.
+        self.goal_requirements = (int(min_goal_requirements), max_goal_requirements)
         config = ShopConfig(
             catalog=catalog,
             num_products=num_products,
@@ -98,7 +102,12 @@ class WebShopEnv(TextEnv):
         """Connect to this process's shop for ``config`` (built on first use)."""
         self.config = config
         self.shop: Shop = get_shop(config)
-        self.goals = self.shop.splits[self.split]
+        lo, hi = getattr(self, "goal_requirements", (0, None))
+        self.goals = [g for g in self.shop.splits[self.split]
+                      if lo <= goal_requirements(g) <= (hi if hi is not None else 10**9)]
+        if not self.goals:
+            raise ValueError(f"no {self.split} goal asks for {lo}..{hi} attributes + options; "
+                             f"loosen min_goal_requirements / max_goal_requirements")
         self.tagger = make_noun_tagger(self.noun_tagger)
         self.expert = WebShopExpert(self.shop.products, self.shop.catalog.prices, self.tagger)
 
@@ -237,3 +246,8 @@ class WebShopEnv(TextEnv):
         if not solved:
             info["failed"] = True
         return self._render(), solved, False, info
+
+
+def goal_requirements(goal: dict[str, Any]) -> int:
+    """How many things a goal asks for: its attributes plus its options (the difficulty axis of papers.md B)."""
+    return len(goal.get("attributes") or []) + len(goal.get("goal_options") or [])
