@@ -75,9 +75,25 @@ def test_completed_job_is_skipped_and_longer_run_resumes(smoke_run):
 
 
 @pytest.mark.slow
-def test_think_sweep_leaves_two_summaries(tmp_path):
-    launch("-m", "env=sokoban", "think=true,false", "debug=smoke", "eval.envs=[sokoban]",
+def test_sweep_env_by_think_evaluates_every_env(tmp_path):
+    """`python launch.py -m env=sokoban,sciworld think=true,false debug=smoke`: four completed summaries,
+    each evaluated on every env of eval.envs (default: all four, in-domain and out-of-domain)."""
+    launch("-m", "env=sokoban,sciworld", "think=true,false", "debug=smoke", "eval.every=0",
            f"hydra.sweep.dir={tmp_path}/sweep", cwd=tmp_path)
     summaries = [json.loads(p.read_text()) for p in sorted((tmp_path / "sweep").rglob("summary.json"))]
-    assert len(summaries) == 2 and all(s["status"] == "completed" for s in summaries)
-    assert {s["config"]["think"] for s in summaries} == {True, False}
+    assert len(summaries) == 4 and all(s["status"] == "completed" for s in summaries)
+    assert {(s["train_env"], s["config"]["think"]) for s in summaries} == {
+        ("sokoban", True), ("sokoban", False), ("sciworld", True), ("sciworld", False)}
+    for s in summaries:
+        assert set(s["eval"]) == {"sokoban", "alfworld", "sciworld", "webshop"}
+
+
+@pytest.mark.slow
+def test_alfworld_smoke_on_generated_games(tmp_path):
+    """`python launch.py env=alfworld debug=smoke` completes with no data downloaded."""
+    out = tmp_path / "alf"
+    launch("env=alfworld", "debug=smoke", "eval.envs=[alfworld]", f"hydra.run.dir={out}", cwd=tmp_path)
+    s = json.loads((out / "summary.json").read_text())
+    assert s["status"] == "completed" and s["eval"]["alfworld"]["episodes"] == 2
+    records = (out / "sft_data" / "alfworld.jsonl").read_text().splitlines()
+    assert records and "Admissible actions:" in json.loads(records[0])["messages"][1]["content"]
