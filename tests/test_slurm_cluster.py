@@ -35,9 +35,16 @@ from agentgen import summary
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg):
     time.sleep(cfg.sleep)
+    out = HydraConfig.get().runtime.output_dir
+    counter = os.path.join(out, "attempts")
+    attempt = int(open(counter).read()) + 1 if os.path.exists(counter) else 1
+    open(counter, "w").write(str(attempt))
+    if cfg.x == cfg.fail_first_attempt_of and attempt == 1:
+        summary.write(out, {"status": "failed", "error": "RuntimeError: first attempt fails"})
+        raise RuntimeError("first attempt fails")
     result = {"status": "completed", "x": cfg.x, "array_task": os.environ.get("SLURM_ARRAY_TASK_ID"),
-              "cluster": cfg.cluster.name, "gpus_per_node": cfg.cluster.gpus_per_node}
-    summary.write(HydraConfig.get().runtime.output_dir, result)
+              "cluster": cfg.cluster.name, "gpus_per_node": cfg.cluster.gpus_per_node, "attempt": attempt}
+    summary.write(out, result)
     return result
 
 
@@ -58,12 +65,13 @@ def tiny_app(tmp_path: Path, agentgen_plugins_path: Path, slurm_cluster):
           - _self_
         x: 0
         sleep: 0
+        fail_first_attempt_of: null
         resume: skip_completed
         model: {{name: stand_in, resources: {{gpus: 0}}}}
         hydra:
           searchpath: [file://{REPO / "conf"}]
           sweep: {{dir: {tmp_path / "sweep"}, subdir: '${{hydra:job.override_dirname}}'}}
-          job: {{config: {{override_dirname: {{exclude_keys: [cluster, cluster.wait, sleep]}}}}}}
+          job: {{config: {{override_dirname: {{exclude_keys: [cluster, cluster.wait, sleep, fail_first_attempt_of]}}}}}}
         """)
     )
     env = {**slurm_cluster.env, "PYTHONPATH": os.pathsep.join([str(agentgen_plugins_path), str(REPO)])}
@@ -141,6 +149,24 @@ def test_launcher_runs_sweep_as_array_then_skips_completed_jobs(tiny_app):
     assert again.returncode == 0, again.stdout + again.stderr
     assert (again.stdout + again.stderr).count("already completed, skipped") == 2
     assert (sweep / manifest.FILENAME).read_text() == lines_before  # nothing resubmitted
+
+
+def test_rerunning_a_sweep_resubmits_only_its_unfinished_jobs(tiny_app):
+    first = tiny_app("x=1,2", "fail_first_attempt_of=2", "cluster=slurm")
+    assert first.returncode != 0 and "first attempt fails" in first.stdout + first.stderr
+    sweep = tiny_app.sweep_dir
+    assert [(s.num, s.state) for s in sweep_status(sweep)] == [(0, "completed"), (1, "failed")]
+    before = manifest.load(sweep)
+
+    again = tiny_app("x=1,2", "fail_first_attempt_of=2", "cluster=slurm")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert (again.stdout + again.stderr).count("already completed, skipped") == 1
+    after = manifest.load(sweep)
+    x1, x2 = str(sweep / "x=1"), str(sweep / "x=2")
+    assert after[x1] == before[x1] and after[x2].slurm_job_id != before[x2].slurm_job_id  # only x=2 resubmitted
+    result = json.loads((sweep / "x=2" / "summary.json").read_text())
+    assert result["status"] == "completed" and result["attempt"] == 2  # same output dir, second attempt
+    assert [(s.num, s.state) for s in sweep_status(sweep)] == [(0, "completed"), (1, "completed")]
 
 
 def test_launcher_without_wait_returns_at_submission(tiny_app):
