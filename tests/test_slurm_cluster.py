@@ -169,6 +169,32 @@ def test_rerunning_a_sweep_resubmits_only_its_unfinished_jobs(tiny_app):
     assert [(s.num, s.state) for s in sweep_status(sweep)] == [(0, "completed"), (1, "completed")]
 
 
+def test_launcher_fails_a_job_that_ended_without_a_result_instead_of_waiting_forever(tiny_app, slurm_cluster):
+    """Without Slurm accounting submitit cannot tell that a job ended without a result (cancelled, killed
+    at its time limit, out of memory): agentgen's launcher watches the queue and fails it with its state."""
+    import threading
+
+    def cancel_when_running() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            records = manifest.load(tiny_app.sweep_dir) if tiny_app.sweep_dir.exists() else {}
+            ids = [r.slurm_job_id for r in records.values()]
+            if ids and slurm_cluster.run("squeue", "-h", "-r", "-j", ids[0], "-o", "%T").stdout.strip() == "RUNNING":
+                slurm_cluster.run("scancel", ids[0])
+                return
+            time.sleep(0.5)
+
+    canceller = threading.Thread(target=cancel_when_running, daemon=True)
+    canceller.start()
+    t0 = time.monotonic()
+    proc = tiny_app("x=3", "sleep=300", "cluster=slurm", timeout=150)
+    canceller.join(timeout=5)
+    assert proc.returncode != 0
+    assert "ended (CANCELLED) without a result" in proc.stderr, proc.stderr[-3000:]
+    assert "Re-running the sweep resumes it" in proc.stderr
+    assert time.monotonic() - t0 < 120  # reported, not waited on for the job's 300 s (or forever)
+
+
 def test_launcher_without_wait_returns_at_submission(tiny_app):
     t0 = time.monotonic()
     proc = tiny_app("x=7", "sleep=12", "cluster=slurm", "cluster.wait=false")

@@ -226,3 +226,35 @@ def test_preempted_submitit_job_checkpoints_requeues_and_loses_no_step(slurm_clu
     log = job.stderr() or ""
     assert "stopped on SIGTERM at RL step" in log and "for Slurm to requeue the job" in log, log[-3000:]
     assert "Requeued job" in (job.stdout() or "")  # submitit's scontrol requeue
+
+
+@pytest.mark.slurm
+def test_sigterm_alone_checkpoints_and_stops_and_resubmitting_resumes(slurm_cluster, tmp_path):
+    """Preempted without USR2 (or cancelled): the job checkpoints at its next step boundary and ends without
+    requeueing itself and without a result; submitting it again (re-running the sweep) resumes it."""
+    import cloudpickle
+    import submitit
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    executor = submitit.AutoExecutor(folder=tmp_path / "submitit", cluster="slurm")
+    executor.update_parameters(timeout_min=10, cpus_per_task=1)
+    job = executor.submit(CountingJob(str(tmp_path), steps=12, step_seconds=0.5))
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "ready").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert (tmp_path / "ready").exists(), job.stderr()
+    time.sleep(1.5)
+    slurm_cluster.run("scancel", "--signal=TERM", str(job.job_id))
+    deadline = time.monotonic() + 60
+    while slurm_cluster.run("squeue", "-h", "-j", str(job.job_id)).stdout.strip() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not job.paths.result_pickle.exists()  # no result: the job stopped, it did not finish
+    assert "stopped on SIGTERM at RL step" in (job.stderr() or "")
+    assert "Requeued job" not in (job.stdout() or "")
+    done = json.loads((tmp_path / "ckpt.json").read_text())["next"]
+    assert 0 < done < 12
+
+    again = executor.submit(CountingJob(str(tmp_path), steps=12, step_seconds=0.1))
+    assert again.result()["steps"] == 12
+    rows = [json.loads(x) for x in (tmp_path / "steps.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(12))  # resumed at the checkpoint: none lost or repeated

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ from agentgen.cluster import manifest, slurm
 from agentgen.cluster.sweep import job_output_dir, summary_status
 
 log = logging.getLogger(__name__)
+
+NO_RESULT_GRACE_S = 15.0  # a job out of the queue this long with no result file has ended without one
 
 
 def gpu_shortfall(job_cfg) -> str | None:
@@ -182,8 +185,7 @@ class AgentgenSlurmLauncher(SlurmLauncher):
         )
 
         if wait:
-            for (num, _, _), job in zip(to_submit, jobs):
-                returns[num] = job.results()[0]
+            returns.update(self._wait_for({num: (overrides, job) for (num, overrides, _), job in zip(to_submit, jobs)}))
         else:
             print(
                 f"Submitted {len(jobs)} job(s) as Slurm array {array_id} (cluster.wait=false: not waiting).\n"
@@ -197,6 +199,46 @@ class AgentgenSlurmLauncher(SlurmLauncher):
                     {"status": "submitted", "slurm_job_id": str(job.job_id), "output_dir": str(out)},
                 )
         return [returns[initial_job_idx + i] for i in range(len(job_overrides))]
+
+    def _wait_for(self, submitted: dict[int, tuple[list[str], Any]]) -> dict[int, JobReturn]:
+        """Each submitted job's JobReturn once it has ended (requeues included).
+
+        submitit learns that a job ended from its result file or from ``sacct``. Without Slurm accounting
+        (sacct fails, as on the one-node test cluster) a job that ended *without* a result (killed by its
+        time limit when it could not be requeued, cancelled, out of memory) would be waited for forever, so
+        the queue is watched too: a job that has left it for ``NO_RESULT_GRACE_S`` with no result fails,
+        naming its final state and log."""
+        returns: dict[int, JobReturn] = {}
+        pending = dict(submitted)
+        gone_since: dict[int, float] = {}
+        t0 = time.monotonic()
+        while pending:
+            queue = slurm.queue_snapshot(str(job.job_id) for _, job in pending.values())
+            for num, (overrides, job) in list(pending.items()):
+                if job.paths.result_pickle.exists():
+                    returns[num] = job.results()[0]
+                    del pending[num]
+                elif queue is None or queue.get(str(job.job_id)) in slurm.ACTIVE_STATES:
+                    gone_since.pop(num, None)  # still queued / running / requeued (or squeue did not answer)
+                elif time.monotonic() - gone_since.setdefault(num, time.monotonic()) >= NO_RESULT_GRACE_S:
+                    returns[num] = self._ended_without_result(num, overrides, job)
+                    del pending[num]
+            if pending:
+                time.sleep(min(30.0, 2.0 + 0.02 * (time.monotonic() - t0)))
+        return returns
+
+    def _ended_without_result(self, num: int, overrides: Sequence[str], job) -> JobReturn:
+        jid = str(job.job_id)
+        state = (slurm.queue_snapshot([jid], all_states=True) or {}).get(jid) or "unknown: it left the queue"
+        tail = "\n".join((job.stderr() or "").strip().splitlines()[-12:])
+        err = RuntimeError(
+            f"Slurm job {jid} (#{num}: {' '.join(filter_overrides(overrides))}) ended ({state}) without a result; "
+            f"its log: {job.paths.stderr}. Re-running the sweep resumes it from its last checkpoint."
+            + (f"\nEnd of its log:\n{tail}" if tail else "")
+        )
+        ret = JobReturn(overrides=list(overrides), status=JobStatus.FAILED)
+        ret.return_value = err
+        return ret
 
     def _skipped(self, overrides: Sequence[str], out: Path, value: dict[str, Any]) -> JobReturn:
         """A JobReturn for a job this launcher did not run now (completed, queued, or submitted without waiting)."""

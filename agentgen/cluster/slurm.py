@@ -42,9 +42,17 @@ def _run(cmd: list[str], timeout: float = 30.0) -> str | None:
 def queue_states(job_ids: Iterable[str] | None = None) -> dict[str, str]:
     """Job id ("123" or array task "123_4") -> squeue state, for this user's jobs in the queue.
     Array tasks are listed one per line (``-r``), so every id is a single task."""
-    out = _run(["squeue", "-h", "-r", "-u", getpass.getuser(), "-o", "%i|%T"])
+    return queue_snapshot(job_ids) or {}
+
+
+def queue_snapshot(job_ids: Iterable[str] | None = None, all_states: bool = False) -> dict[str, str] | None:
+    """Like ``queue_states``, but None when squeue could not be asked (so "not in the queue" is never
+    mistaken for "squeue failed"). ``all_states``: also jobs that ended in the last MinJobAge seconds
+    (COMPLETED, FAILED, TIMEOUT, CANCELLED, ...)."""
+    cmd = ["squeue", "-h", "-r", "-u", getpass.getuser(), "-o", "%i|%T"] + (["-t", "all"] if all_states else [])
+    out = _run(cmd)
     if out is None:
-        return {}
+        return None
     states = {}
     for line in out.splitlines():
         if "|" in line:
