@@ -113,12 +113,8 @@ def _offline_runs(out: Path):
     return [read_offline_run(p) for p in find_offline_runs(out)]
 
 
-def test_job_killed_by_its_time_limit_is_requeued_and_resumes_without_lost_steps(slurm_cluster, tmp_path):
-    # Slurm checks time limits periodically and sends USR2 up to 30 s early: 20-50 s into a 1-minute job
-    # with signal_delay_s=10. Enough steps that the first run cannot finish by then on a fast machine; each
-    # run then adds the steps it has time for (fewer on a loaded machine: more requeues).
-    steps = int(os.environ.get("AGENTGEN_TEST_REQUEUE_STEPS", "30"))
-    sweep = tmp_path / "sweep"
+def _time_limited_job(cluster, tmp_path: Path, steps: int) -> tuple[Path, subprocess.CompletedProcess, list, float]:
+    sweep = tmp_path / f"sweep-{steps}"
     args = (
         "env=sokoban",
         "debug=smoke",
@@ -133,9 +129,22 @@ def test_job_killed_by_its_time_limit_is_requeued_and_resumes_without_lost_steps
         f"hydra.sweep.dir={sweep}",
     )
     t0 = time.monotonic()
-    with slurm_cluster.releasing_requeued_jobs() as released:
-        proc = launch(slurm_cluster, tmp_path, *args)
-    wall = time.monotonic() - t0
+    with cluster.releasing_requeued_jobs() as released:
+        proc = launch(cluster, tmp_path, *args)
+    return sweep, proc, released, time.monotonic() - t0
+
+
+def test_job_killed_by_its_time_limit_is_requeued_and_resumes_without_lost_steps(slurm_cluster, tmp_path):
+    # Slurm checks time limits periodically and sends USR2 up to 30 s early: 20-50 s into a 1-minute job
+    # with signal_delay_s=10. Enough steps that the first run cannot finish by then (on a machine so fast
+    # that it did, the job runs again with 3x the steps); each run adds the steps it has time for (fewer
+    # on a loaded machine: more requeues).
+    steps = int(os.environ.get("AGENTGEN_TEST_REQUEUE_STEPS", "30"))
+    sweep, proc, released, wall = _time_limited_job(slurm_cluster, tmp_path, steps)
+    if proc.returncode == 0 and not released:
+        print(f"\n{steps} steps finished within the first minute ({wall:.0f} s): again with {3 * steps}")
+        steps *= 3
+        sweep, proc, released, wall = _time_limited_job(slurm_cluster, tmp_path, steps)
     logs = job_logs(sweep)
     assert proc.returncode == 0, proc.stderr[-6000:] + logs[-6000:]
     (out,) = [p.parent for p in sweep.glob("*/summary.json")]

@@ -152,6 +152,45 @@ def test_outside_submitit_the_job_stops_and_says_how_to_resume():
             signal.signal(s, h)
 
 
+RANKS_SCRIPT = """
+import os, signal, sys, time
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+def rank_main(rank, store):
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    from agentgen.cluster import preemption
+    preemption.install(signal_delay_s=600)
+    first = preemption.requested()  # nobody was signalled yet
+    if rank == 1:
+        os.kill(os.getpid(), signal.SIGUSR2)
+        time.sleep(0.1)
+    dist.barrier()
+    second = preemption.requested()
+    print(f"rank{rank} {first} {second} {preemption.reason()}", flush=True)
+    preemption.reset()
+    dist.destroy_process_group()
+
+if __name__ == "__main__":
+    mp.spawn(rank_main, args=(sys.argv[1],), nprocs=2)
+"""
+
+
+def test_ranks_agree_to_stop_when_one_of_them_was_signalled(tmp_path):
+    """With torch.distributed every rank must stop at the same step boundary (else the others hang in the
+    next collective): ``requested()`` is all-reduced."""
+    import subprocess
+
+    script = tmp_path / "ranks.py"
+    script.write_text(RANKS_SCRIPT)
+    proc = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "store")], capture_output=True, text=True, timeout=180
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = sorted(line for line in proc.stdout.splitlines() if line.startswith("rank"))
+    assert lines == ["rank0 False True another rank", "rank1 False True SIGUSR2"], proc.stdout
+
+
 def test_bad_preemption_signal_name_is_named(monkeypatch):
     monkeypatch.setenv("SUBMITIT_PREEMPT_SIGNAL", "USR9")
     with pytest.raises(ValueError, match="'USR9' names no signal"):

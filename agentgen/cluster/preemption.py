@@ -186,7 +186,8 @@ def requested() -> bool:
         import torch
         import torch.distributed as dist
 
-        flags = torch.tensor([int(local), int(_state.requeue)])
+        device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+        flags = torch.tensor([int(local), int(_state.requeue)], device=device)
         dist.all_reduce(flags, op=dist.ReduceOp.MAX)
         local = bool(flags[0])
         if local and _state.requested_by is None:
