@@ -241,8 +241,9 @@ class _ExportUnit:
         return base + self.lora_layer.get_delta_weight("default").to(base.dtype)
 
 
-def export_units(module) -> list[_ExportUnit]:
-    """The plain model's tensors in parameter order: HF names, tied weights once, LoRA layers merged."""
+def export_units(module, merge_lora: bool = True) -> list[_ExportUnit]:
+    """The plain model's tensors in parameter order: HF names, tied weights once, LoRA layers merged (or,
+    with ``merge_lora=False``, the frozen base weights alone)."""
     if not is_peft(module):
         return [_ExportUnit(n, [p]) for n, p in module.named_parameters()]
     from peft.tuners.lora import LoraLayer
@@ -257,7 +258,7 @@ def export_units(module) -> list[_ExportUnit]:
         if ".base_layer." in name:
             owner, leaf = name.split(".base_layer.")
             layer = layers[owner]
-            if leaf == "weight" and "default" in getattr(layer, "lora_A", {}):
+            if merge_lora and leaf == "weight" and "default" in getattr(layer, "lora_A", {}):
                 extra = [layer.lora_A["default"].weight, layer.lora_B["default"].weight]
                 units.append(_ExportUnit(f"{owner}.weight", [p, *extra], layer))
             else:
@@ -269,6 +270,35 @@ def export_units(module) -> list[_ExportUnit]:
 
 def _numel(p: torch.nn.Parameter) -> int:
     return int(getattr(p, "ds_numel", p.numel()))
+
+
+def iter_buckets(units: list[_ExportUnit], bucket_mb: int,
+                 gathered=lambda params: contextlib.nullcontext()) -> Iterator[list[tuple[str, torch.Tensor]]]:
+    """``units`` materialised in buckets of about ``bucket_mb``, each inside ``gathered(its params)``."""
+    limit = bucket_mb * 2**20
+    bucket: list[_ExportUnit] = []
+    size = 0
+    for unit in units:
+        bucket.append(unit)
+        size += _numel(unit.params[0]) * unit.params[0].element_size()
+        if size >= limit:
+            yield from _materialise(bucket, gathered)
+            bucket, size = [], 0
+    if bucket:
+        yield from _materialise(bucket, gathered)
+
+
+def _materialise(bucket: list[_ExportUnit], gathered) -> Iterator[list[tuple[str, torch.Tensor]]]:
+    with torch.no_grad(), gathered([p for u in bucket for p in u.params]):
+        yield [(u.name, u.tensor()) for u in bucket]
+
+
+def iter_plain_buckets(module, bucket_mb: int, merge_lora: bool = True) -> Iterator[list[tuple[str, torch.Tensor]]]:
+    """Bucketed plain tensors of a model no engine shards (before a training engine exists)."""
+    if any(hasattr(p, "ds_numel") for p in module.parameters()):
+        raise RuntimeError("the model's parameters are partitioned by DeepSpeed ZeRO-3: read them through the "
+                           "training engine (generator.attach(engine)), which gathers them")
+    yield from iter_buckets(export_units(module, merge_lora), bucket_mb)
 
 
 # --------------------------------------------------------------------------- engines
@@ -374,26 +404,14 @@ class TrainEngine:
         """Context for generating with ``self.module`` itself (rollout=hf): full weights on every rank."""
         return contextlib.nullcontext()
 
-    def named_full_params(self, bucket_mb: int | None = None) -> Iterator[list[tuple[str, torch.Tensor]]]:
+    def named_full_params(self, bucket_mb: int | None = None,
+                          merge_lora: bool = True) -> Iterator[list[tuple[str, torch.Tensor]]]:
         """The current policy as plain HF-named tensors (LoRA merged), in buckets of about ``bucket_mb``.
 
         A collective under ZeRO-3: every rank must iterate to the end in step. A bucket's tensors are
         valid until the next bucket is requested (consumers copy them, e.g. vLLM's ``load_weights``)."""
-        limit = (bucket_mb or self.opts.weight_sync_bucket_mb) * 2**20
-        bucket: list[_ExportUnit] = []
-        size = 0
-        for unit in export_units(self.module):
-            bucket.append(unit)
-            size += _numel(unit.params[0]) * unit.params[0].element_size()
-            if size >= limit:
-                yield from self._materialise(bucket)
-                bucket, size = [], 0
-        if bucket:
-            yield from self._materialise(bucket)
-
-    def _materialise(self, bucket: list[_ExportUnit]) -> Iterator[list[tuple[str, torch.Tensor]]]:
-        with torch.no_grad(), self._gathered([p for u in bucket for p in u.params]):
-            yield [(u.name, u.tensor()) for u in bucket]
+        yield from iter_buckets(export_units(self.module, merge_lora), bucket_mb or self.opts.weight_sync_bucket_mb,
+                                self._gathered)
 
     def full_state_dict(self) -> dict[str, torch.Tensor] | None:
         """The merged, HF-named full state dict on rank 0 (copies); None on other ranks."""
@@ -700,4 +718,4 @@ def model_loading(cfg):
 
 __all__ = ["EngineOptions", "LoraOptions", "TrainEngine", "SingleEngine", "DeepSpeedEngine", "make_engine",
            "parse_options", "deepspeed_config", "reference_deepspeed_config", "resume_model_path", "model_loading",
-           "apply_lora", "export_units", "STRATEGIES"]
+           "apply_lora", "export_units", "iter_plain_buckets", "STRATEGIES"]

