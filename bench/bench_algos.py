@@ -10,6 +10,7 @@
    per prompt), and chain GRPO with 8 chains (the tree's formula budget, 4 + 4*1*2/2 = 8).
 
     .venv/bin/python bench/bench_algos.py [--budget 180] [--eval-episodes 32] [--algos grpo,ppo] [--out DIR]
+        [--max-response-tokens 64] [overrides...]
 
 Keep the machine otherwise idle for comparable figures; the load average is printed with the results.
 """
@@ -117,7 +118,8 @@ def train_for(algo: str, start: Path, budget: float, eval_episodes: int, overrid
                 "tokens_per_traj": mean("rollout/generated_tokens_per_trajectory"),
                 "tokens_per_sample": mean("rollout/generated_tokens_per_sample"),
                 "env_steps_per_sample": mean("rollout/env_steps_per_sample"),
-                "samples_per_step": mean("rollout/samples"), "s_per_step": train_s / max(1, step)}
+                "samples_per_step": mean("rollout/samples"), "s_per_step": train_s / max(1, step),
+                "rollout_s": mean("time/rollout_s"), "update_s": mean("time/update_s")}
     finally:
         setup.close()
 
@@ -158,10 +160,15 @@ def main() -> None:
     ap.add_argument("--eval-episodes", type=int, default=32)
     ap.add_argument("--algos", default=",".join(ALGOS))
     ap.add_argument("--cost-prompts", type=int, default=4, help="prompts of the equal-trajectory token cost rollout")
+    ap.add_argument("--max-response-tokens", type=int, default=64, help="generation budget per turn")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for the tiny model)")
     ap.add_argument("--out", type=Path, default=None, help="work dir (reuses its SFT checkpoint)")
     ap.add_argument("overrides", nargs="*", help="config overrides for every run, e.g. trainer.prompts_per_step=2")
     args = ap.parse_args()
+    # Expert answers are at most ~45 tokens; batched HF generation waits for the longest answer, so the
+    # env's 512-token budget would make every turn as slow as the longest ramble of an untrained policy.
+    if not any(o.startswith("env.sokoban.max_response_tokens=") for o in args.overrides):
+        args.overrides.append(f"env.sokoban.max_response_tokens={args.max_response_tokens}")
     import torch
 
     torch.set_num_threads(args.threads)
@@ -187,12 +194,12 @@ def main() -> None:
 
     print(f"\nSokoban, model=tiny, {args.budget:.0f} s of RL per algorithm from the same SFT checkpoint; "
           f"success on {args.eval_episodes} test episodes (T={0.4}); after SFT only: {base_success:.3f}")
-    print(f"{'algo':14}{'steps':>6}{'s/step':>8}{'success':>9}{'rollout succ':>13}{'tok/traj':>10}"
-          f"{'tok/sample':>11}{'env/sample':>11}{'samples/step':>13}")
+    print(f"{'algo':14}{'steps':>6}{'s/step':>8}{'rollout s':>10}{'update s':>9}{'success':>9}{'rollout succ':>13}"
+          f"{'tok/traj':>10}{'tok/sample':>11}{'env/sample':>11}{'samples/step':>13}")
     for r in results:
-        print(f"{r['algo']:14}{r['steps']:>6}{r['s_per_step']:>8.1f}{r['success']:>9.3f}{r['rollout_success']:>13.3f}"
-              f"{r['tokens_per_traj']:>10.1f}{r['tokens_per_sample']:>11.1f}{r['env_steps_per_sample']:>11.2f}"
-              f"{r['samples_per_step']:>13.1f}")
+        print(f"{r['algo']:14}{r['steps']:>6}{r['s_per_step']:>8.1f}{r['rollout_s']:>10.1f}{r['update_s']:>9.1f}"
+              f"{r['success']:>9.3f}{r['rollout_success']:>13.3f}{r['tokens_per_traj']:>10.1f}"
+              f"{r['tokens_per_sample']:>11.1f}{r['env_steps_per_sample']:>11.2f}{r['samples_per_step']:>13.1f}")
     print(f"\nGenerated-token cost from the same policy on {args.cost_prompts} prompts:")
     print(f"{'setting':24}{'traj/prompt':>12}{'tokens/prompt':>14}{'tokens/traj':>12}{'env steps/prompt':>17}"
           f"{'seconds':>9}")
