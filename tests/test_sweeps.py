@@ -210,7 +210,7 @@ def _missing_options(path: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("path", SWEEP_FILES, ids=[p.stem for p in SWEEP_FILES])
-def test_sweep_file_is_documented_and_every_job_composes(path: Path):
+def test_sweep_file_is_documented_and_every_job_composes(path: Path, tmp_path: Path):
     text = path.read_text()
     name = path.stem
     assert text.startswith("# @package _global_\n")
@@ -218,7 +218,11 @@ def test_sweep_file_is_documented_and_every_job_composes(path: Path):
     assert any(f"python launch.py -m +sweeps={name} " in ln for ln in header), (
         "header must give the exact command"
     )
-    assert any(f"python -m agentgen.cluster.plan -m +sweeps={name}" in ln for ln in header)
+    assert any(  # the dry run: launch.py --plan, or the plan module itself
+        f"python -m agentgen.cluster.plan -m +sweeps={name}" in ln
+        or (f"python launch.py -m +sweeps={name} " in ln and ln.rstrip().endswith("--plan"))
+        for ln in header
+    ), "header must give the dry-run command"
     assert any(f"python -m agentgen.cluster.status multirun/{name}" in ln for ln in header)
     raw = OmegaConf.load(path)
     assert list(raw.defaults) == ["_common"] and raw.hydra.sweep.dir == f"multirun/{name}"
@@ -228,7 +232,12 @@ def test_sweep_file_is_documented_and_every_job_composes(path: Path):
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail(msg)
         pytest.xfail(msg)
-    plan = make_plan([f"+sweeps={name}", "debug=smoke"], validate=validate)
+    extra = []
+    if OmegaConf.select(raw, "hydra.sweeper.params.start"):
+        for start in ("ckpt_v1", "ckpt_v2"):  # the named starts exist once built (+experiment=ckpt_v1/v2)
+            (tmp_path / start).mkdir()
+        extra = [f"starts_dir={tmp_path}"]
+    plan = make_plan([f"+sweeps={name}", "debug=smoke", *extra], validate=validate)
     assert not plan.errors, plan.errors[:3]
     assert plan.jobs and all(p.parent == plan.sweep_dir for p in plan.output_dirs)
     assert len({str(p) for p in plan.output_dirs}) == len(plan.jobs)  # one dir per job
