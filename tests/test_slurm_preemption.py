@@ -297,3 +297,61 @@ def test_sigterm_alone_checkpoints_and_stops_and_resubmitting_resumes(slurm_clus
     assert again.result()["steps"] == 12
     rows = [json.loads(x) for x in (tmp_path / "steps.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(12))  # resumed at the checkpoint: none lost or repeated
+
+
+class ChildrenJob:
+    """Starts an env-worker-like forkserver process and a JVM (py4j's gateway, as ScienceWorld's engine
+    runs) after ``install()``, waits for Slurm's USR2 and reports whether they survived it."""
+
+    def __init__(self, out: str) -> None:
+        self.out = out
+
+    def __call__(self) -> dict:
+        import glob
+        import multiprocessing as mp
+        import subprocess
+
+        from agentgen.cluster import preemption as pre
+
+        pre.install(signal_delay_s=600)
+        worker = mp.get_context("forkserver").Process(target=time.sleep, args=(60,))
+        worker.start()
+        jar = glob.glob(os.path.join(sys.prefix, "share", "py4j", "py4j*.jar"))[0]
+        jvm = subprocess.Popen(["java", "-cp", jar, "py4j.GatewayServer", "0"], stdout=subprocess.DEVNULL)
+        time.sleep(2)
+        (Path(self.out) / "ready").write_text("1")
+        deadline = time.monotonic() + 60
+        while not pre.requested() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(2)  # time to die, had the signal reached them
+        alive = {"worker": worker.is_alive(), "jvm": jvm.poll() is None, "reason": pre.reason()}
+        worker.kill()
+        jvm.kill()
+        pre.stand_down()
+        return alive
+
+
+@pytest.mark.slurm
+@pytest.mark.jvm
+def test_slurms_warning_does_not_kill_env_workers_or_the_jvm(slurm_cluster, tmp_path):
+    """Slurm signals every process of the job step, and USR2 kills a child process (the JVM aborts on
+    it); install() keeps the signal from children started after it, and the job still gets it."""
+    import shutil
+
+    import cloudpickle
+    import submitit
+
+    if shutil.which("java") is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("Java is required in CI (CI=true) but is not available")
+        pytest.skip("Java not available")
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    executor = submitit.AutoExecutor(folder=tmp_path / "submitit", cluster="slurm")
+    executor.update_parameters(timeout_min=5, cpus_per_task=1)
+    job = executor.submit(ChildrenJob(str(tmp_path)))
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "ready").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert (tmp_path / "ready").exists(), job.stderr()
+    slurm_cluster.run("scancel", "--signal=USR2", str(job.job_id))  # what the time-limit warning does
+    assert job.result() == {"worker": True, "jvm": True, "reason": "SIGUSR2"}

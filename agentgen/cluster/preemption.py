@@ -60,7 +60,9 @@ class _State:
     finished: threading.Event = field(default_factory=threading.Event)  # stand_down(): the watchdog ends
     lock: threading.Lock = field(default_factory=threading.Lock)
     watchdog: threading.Thread | None = None
-    previous: dict[int, Any] = field(default_factory=dict)
+    previous: dict[int, Any] = field(default_factory=dict)  # handlers install() replaced
+    previous_mask: set[int] | None = None  # the main thread's signal mask before install()
+    watcher: threading.Thread | None = None  # takes the blocked warning signal with sigwait
 
 
 _state = _State()
@@ -96,6 +98,14 @@ def install(signal_delay_s: float | None = None, margin_s: float | None = None) 
     for s in (sig, signal.SIGTERM):
         _state.previous[s] = signal.getsignal(s)
         signal.signal(s, _on_signal)
+    # Slurm sends its warning to every process of the job step, and USR2 kills child processes: env
+    # workers, and the ScienceWorld JVM (which aborts on it). Children inherit the signal mask of the thread
+    # that starts them, so the warning is blocked in this thread (and in every thread and process started
+    # from it from now on) and a watcher thread takes it with sigwait. SIGTERM stays deliverable to
+    # children: Slurm means them to end then, and libraries stop their workers with it.
+    _state.previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {sig})
+    _state.watcher = threading.Thread(target=_watch, args=(sig, _state), name="preemption-signal", daemon=True)
+    _state.watcher.start()
     log.info(
         "preemption: %s and SIGTERM are honoured at the next RL step boundary (checkpoint, then requeue)",
         signal.Signals(sig).name,
@@ -103,13 +113,27 @@ def install(signal_delay_s: float | None = None, margin_s: float | None = None) 
 
 
 def reset() -> None:
-    """Forget any request and put back the handlers ``install`` replaced (tests; a second install)."""
+    """Forget any request and put back the handlers and signal mask ``install`` replaced (tests; a second
+    install)."""
     global _state
-    _state.finished.set()
+    old, _state = _state, _State()
+    old.finished.set()
     if threading.current_thread() is threading.main_thread():
-        for s, h in _state.previous.items():
+        for s, h in old.previous.items():
             signal.signal(s, h if h is not None else signal.SIG_DFL)
-    _state = _State()
+        if old.previous_mask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old.previous_mask)
+    if old.watcher is not None and old.watcher.is_alive() and old.requeue_signal is not None:
+        signal.pthread_kill(old.watcher.ident, old.requeue_signal)  # wakes it: it sees it is stale and ends
+
+
+def _watch(sig: int, state: _State) -> None:
+    """The blocked warning signal, taken synchronously (see ``install``)."""
+    while True:
+        got = signal.sigwait({sig})
+        if state is not _state:
+            return
+        _on_signal(got, None)
 
 
 def _on_signal(signum: int, frame) -> None:
