@@ -204,6 +204,8 @@ def requested() -> bool:
     """Whether Slurm asked this job to stop; call it once per RL step boundary. When it returns True the
     caller must write its checkpoint and then call ``exit_for_requeue()``. With torch.distributed every
     rank must call it at the same boundary: the answer is agreed across ranks (all-reduce), so all stop."""
+    if _state.requeue_signal is None:
+        return False  # not installed (not a Slurm job of agentgen's launcher): nothing to agree on
     local = _state.requested_by is not None
     rank, world = _world()
     if world > 1:
