@@ -480,14 +480,17 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     try:
         result = job.run()
     except BaseException as exc:  # the summary records failures too, then the error propagates
-        result = {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(),
+        from agentgen.cluster.preemption import JobInterrupted
+
+        interrupted = isinstance(exc, JobInterrupted)  # checkpointed and stopping for requeue: not a failure
+        result = {"status": "interrupted" if interrupted else "failed", "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(),
                   "train_env": job.train_env_label(), "train_envs": job.train_envs, "variant": variant(cfg),
                   "config": OmegaConf.to_container(cfg, resolve=True), "eval": {},
                   "eval_history": job.eval_history, "train": {}, "wall_seconds": time.time() - t0,
                   "output_dir": str(out)}
         summary_io.write(out, result)
         if job.tracker:
-            job.tracker.finish(failed=True)
+            job.tracker.finish(failed=not interrupted)
         job.close()
         raise
     path = summary_io.write(out, result)
