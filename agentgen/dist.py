@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _OBJECT_GROUP = None  # gloo group for pickled-object collectives (the default group may be NCCL)
+_LAUNCHER: str | None = None  # who started the ranks, as seen by init (submitit's export sets RANK too)
 
 
 @dataclass(frozen=True)
@@ -70,8 +71,9 @@ def init(backend: str | None = None, timeout_minutes: float = 60.0, single_group
 
     A single process gets no group unless ``single_group`` (DeepSpeed needs one even for one GPU):
     then a one-rank group on a free localhost port."""
-    global _OBJECT_GROUP
-    how = launcher()
+    global _OBJECT_GROUP, _LAUNCHER
+    how = _LAUNCHER or launcher()
+    _LAUNCHER = how
     if how == "single":
         if single_group and not td.is_initialized():
             backend = backend or default_backend()
@@ -102,7 +104,7 @@ def free_port() -> int:
 
 
 def info() -> RankInfo:
-    how = launcher()
+    how = _LAUNCHER or launcher()
     if td.is_available() and td.is_initialized():
         rank, world = td.get_rank(), td.get_world_size()
     else:
@@ -185,7 +187,8 @@ def gather_split(local: list[T], group_size: int = 1) -> list[T]:
 
 
 def destroy() -> None:
-    global _OBJECT_GROUP
+    global _OBJECT_GROUP, _LAUNCHER
     if td.is_available() and td.is_initialized():
         td.destroy_process_group()
     _OBJECT_GROUP = None
+    _LAUNCHER = None

@@ -60,6 +60,7 @@ class LoraOptions:
     dropout: float = 0.0
     target_modules: Any = "all-linear"  # peft's keyword: "all-linear" or a list of module names
     sync: str = "merged"  # rollout engine gets merged weights, or the adapter itself (vLLM LoRA)
+    init_seed: int = 0  # the adapter's initialisation: the same on every rank and in every run
 
     @property
     def enabled(self) -> bool:
@@ -215,7 +216,9 @@ def apply_lora(model, lora: LoraOptions):
                         target_modules=_plain(lora.target_modules), bias="none", task_type="CAUSAL_LM")
     if getattr(model, "is_gradient_checkpointing", False):
         model.enable_input_require_grads()  # checkpointed blocks need an input that requires grad
-    return get_peft_model(model, config)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(lora.init_seed))
+        return get_peft_model(model, config)
 
 
 def is_peft(module) -> bool:
@@ -293,12 +296,34 @@ def _materialise(bucket: list[_ExportUnit], gathered) -> Iterator[list[tuple[str
         yield [(u.name, u.tensor()) for u in bucket]
 
 
+def is_partitioned(module) -> bool:
+    """Whether DeepSpeed ZeRO-3 holds only a shard of ``module``'s parameters on this rank."""
+    return any(hasattr(p, "ds_id") for p in module.parameters())
+
+
+def zero3_gathered(params: list[torch.nn.Parameter]):
+    """Context in which ZeRO-3-partitioned ``params`` hold their full values (a collective: every rank
+    enters it); a no-op for ordinary parameters."""
+    if not any(hasattr(p, "ds_id") for p in params):
+        return contextlib.nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.GatheredParameters(params, modifier_rank=None)
+
+
 def iter_plain_buckets(module, bucket_mb: int, merge_lora: bool = True) -> Iterator[list[tuple[str, torch.Tensor]]]:
-    """Bucketed plain tensors of a model no engine shards (before a training engine exists)."""
-    if any(hasattr(p, "ds_numel") for p in module.parameters()):
-        raise RuntimeError("the model's parameters are partitioned by DeepSpeed ZeRO-3: read them through the "
-                           "training engine (generator.attach(engine)), which gathers them")
-    yield from iter_buckets(export_units(module, merge_lora), bucket_mb)
+    """Bucketed plain tensors of a model no training engine wraps yet (gathered if ZeRO-3 loaded it sharded)."""
+    yield from iter_buckets(export_units(module, merge_lora), bucket_mb, zero3_gathered)
+
+
+def generation_context(model, engine: TrainEngine | None = None):
+    """Context for generating with ``model`` itself (rollout=hf): under ZeRO-3 every rank holds the full
+    weights meanwhile (through the engine when one wraps the model); otherwise nothing to do."""
+    if engine is not None:
+        return engine.rollout_context()
+    if is_partitioned(model):
+        return zero3_gathered(list(model.parameters()))
+    return contextlib.nullcontext()
 
 
 # --------------------------------------------------------------------------- engines
@@ -354,17 +379,18 @@ class TrainEngine:
             for i, extras in part.items():
                 samples[i].extras.update(extras)
 
-    def reduce_metrics(self, sums: Mapping[str, float], count: int) -> dict[str, float]:
-        """Means over every rank's real micro-batches of metrics summed per micro-batch."""
-        if self.world_size == 1:
-            return {k: v / max(count, 1) for k, v in sums.items()}
-        parts = dist.all_gather_objects((dict(sums), int(count)))
+    def reduce_metrics(self, sums: Mapping[str, float], counts: int | Mapping[str, int]) -> dict[str, float]:
+        """Means over every rank of metrics summed per micro-batch (or per step): ``sums[k] / counts[k]``
+        with both summed over ranks; ``counts`` is one number when every key was added equally often."""
+        per_key = {k: int(counts if isinstance(counts, int) else counts[k]) for k in sums}
+        parts = dist.all_gather_objects((dict(sums), per_key)) if self.world_size > 1 else [(dict(sums), per_key)]
         total: dict[str, float] = {}
-        for s, _ in parts:
+        n: dict[str, int] = {}
+        for s, c in parts:
             for k, v in s.items():
                 total[k] = total.get(k, 0.0) + float(v)
-        n = sum(c for _, c in parts)
-        return {k: v / max(n, 1) for k, v in total.items()}
+                n[k] = n.get(k, 0) + c[k]
+        return {k: v / max(n[k], 1) for k, v in total.items()}
 
     # ---------------------------------------------------------------- training
     def backward(self, loss: torch.Tensor) -> None:
@@ -449,14 +475,16 @@ class TrainEngine:
         return False
 
     # ---------------------------------------------------------------- checkpoints
-    def save(self, path: str | Path, tokenizer=None) -> None:
-        """Model (HF-loadable, see ``export_hf``) plus everything needed to resume training exactly."""
+    def save(self, path: str | Path, tokenizer=None, training_state: bool = True) -> None:
+        """Model (HF-loadable, see ``export_hf``) plus, with ``training_state``, everything needed to resume
+        training exactly (optimizer, schedule, DeepSpeed's partitioned state). All ranks call it."""
         path = Path(path)
         if self.is_rank0:
             path.mkdir(parents=True, exist_ok=True)
         self.barrier()
         self.export_hf(path, tokenizer)
-        self._save_training_state(path)
+        if training_state:
+            self._save_training_state(path)
         if self.is_rank0:
             (path / STATE_FILE).write_text(json.dumps({"strategy": self.strategy, "world_size": self.world_size,
                                                       "lora": self.lora.enabled, "lora_base": self.lora_base}))
@@ -532,6 +560,17 @@ def _prepare_deepspeed_import() -> None:
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
 
 
+def _join_deepspeed() -> None:
+    """Our process group (one rank per device; a one-rank group for a single process) and DeepSpeed's
+    communication layer on top of it: ZeRO-3's sharded model loading needs it before any engine exists."""
+    _prepare_deepspeed_import()
+    dist.init(single_group=True)
+    import deepspeed
+    import torch.distributed as td
+
+    deepspeed.init_distributed(dist_backend=td.get_backend(), auto_mpi_discovery=False, verbose=False)
+
+
 class DeepSpeedEngine(TrainEngine):
     """DeepSpeed ZeRO stage 0-3 with optional optimizer/parameter offload and bf16/fp16, one process per
     device; the generated JSON is in ``self.config``."""
@@ -542,8 +581,7 @@ class DeepSpeedEngine(TrainEngine):
 
     def __init__(self, model, opts: EngineOptions, *, lr: float, weight_decay: float, grad_clip: float,
                  micro_batch: int, precision: str, schedule: tuple[str, int, int] | None = None):
-        _prepare_deepspeed_import()
-        dist.init(single_group=True)
+        _join_deepspeed()
         super().__init__(opts)
         import deepspeed
 
@@ -595,11 +633,7 @@ class DeepSpeedEngine(TrainEngine):
         return engine
 
     def _gathered(self, params: list[torch.nn.Parameter]):
-        if self.zero_stage != 3 or not params:
-            return contextlib.nullcontext()
-        import deepspeed
-
-        return deepspeed.zero.GatheredParameters(params, modifier_rank=None)
+        return zero3_gathered(params)
 
     @contextlib.contextmanager
     def rollout_context(self):
@@ -666,11 +700,12 @@ def make_engine(cfg, model, *, lr: float | None = None, weight_decay: float | No
     trainer's (``cfg.trainer``); SFT passes its own and a schedule ``(name, total_steps, warmup_steps)``.
     ``lora_base``: where the base weights were loaded from, recorded for resuming a LoRA run."""
     t = cfg.trainer
-    opts = parse_options(t.strategy, t.get("params"))
+    strategy = t.get("strategy", "single")
+    opts = parse_options(strategy, t.get("params"))
     kwargs = dict(lr=float(t.lr if lr is None else lr),
-                  weight_decay=float(t.weight_decay if weight_decay is None else weight_decay),
+                  weight_decay=float(t.get("weight_decay", 0.0) if weight_decay is None else weight_decay),
                   grad_clip=float(t.grad_clip if grad_clip is None else grad_clip), schedule=schedule)
-    if t.strategy == "single":
+    if strategy == "single":
         engine: TrainEngine = SingleEngine(model, opts, **kwargs)
     else:
         engine = DeepSpeedEngine(model, opts, micro_batch=int(micro_batch or t.micro_batch_states),
@@ -696,12 +731,11 @@ def model_loading(cfg):
     """Wrap ``from_pretrained`` with this: under ZeRO-3 each rank then loads only its parameter shard
     (transformers' ``HfDeepSpeedConfig``), so a model larger than one device's memory can be trained."""
     t = cfg.trainer
-    opts = parse_options(t.strategy, t.get("params"))
-    if t.strategy != "deepspeed" or opts.zero_stage != 3 or opts.lora.enabled:
+    opts = parse_options(t.get("strategy", "single"), t.get("params"))
+    if t.get("strategy", "single") != "deepspeed" or opts.zero_stage != 3 or opts.lora.enabled:
         yield
         return
-    _prepare_deepspeed_import()
-    dist.init(single_group=True)
+    _join_deepspeed()
     from transformers.integrations.deepspeed import HfDeepSpeedConfig, unset_hf_deepspeed_config
 
     config = deepspeed_config(opts, lr=float(t.lr), weight_decay=float(t.weight_decay), grad_clip=float(t.grad_clip),
@@ -718,4 +752,5 @@ def model_loading(cfg):
 
 __all__ = ["EngineOptions", "LoraOptions", "TrainEngine", "SingleEngine", "DeepSpeedEngine", "make_engine",
            "parse_options", "deepspeed_config", "reference_deepspeed_config", "resume_model_path", "model_loading",
-           "apply_lora", "export_units", "iter_plain_buckets", "STRATEGIES"]
+           "apply_lora", "export_units", "iter_plain_buckets", "generation_context", "zero3_gathered",
+           "is_partitioned", "STRATEGIES"]
