@@ -80,7 +80,7 @@ def test_sweep_env_by_think_evaluates_every_env(tmp_path):
     each evaluated on every env of eval.envs (default: all four, in-domain and out-of-domain)."""
     launch("-m", "env=sokoban,sciworld", "think=true,false", "debug=smoke", "eval.every=0",
            f"hydra.sweep.dir={tmp_path}/sweep", cwd=tmp_path)
-    summaries = [json.loads(p.read_text()) for p in sorted((tmp_path / "sweep").rglob("summary.json"))]
+    summaries = [json.loads(p.read_text()) for p in sorted((tmp_path / "sweep").glob("*/summary.json"))]
     assert len(summaries) == 4 and all(s["status"] == "completed" for s in summaries)
     assert {(s["train_env"], s["config"]["think"]) for s in summaries} == {
         ("sokoban", True), ("sokoban", False), ("sciworld", True), ("sciworld", False)}
