@@ -302,10 +302,11 @@ class VLLMGenerator:
         sync), then push them. Call once the engine exists (it may wrap the model in a LoRA adapter)."""
         self.engine = engine
         lora = self._lora_options()
-        if lora is not None and lora.sync == "adapter" and not self.llm.llm_engine.vllm_config.lora_config:
-            self.close()  # restart with LoRA enabled
-            self.llm = self._start()
-            self._push_full(merge_lora=False)
+        if lora is not None and lora.sync == "adapter":
+            if not self.llm.llm_engine.vllm_config.lora_config:
+                self.close()  # restart with LoRA enabled
+                self.llm = self._start()
+            self._push_full(merge_lora=False)  # the frozen base the adapter applies to
         self.sync_weights()
 
     # ---------------------------------------------------------------- generation
@@ -365,6 +366,7 @@ class VLLMGenerator:
             finally:
                 path.unlink(missing_ok=True)
         self.llm.collective_rpc("agentgen_end_update")
+        self._drop_adapter()  # full weights (merged ones included) replace any adapter
         self.llm.reset_prefix_cache()  # cached KV came from the old weights
         if woke:
             self.llm.wake_up(tags=["kv_cache"])
@@ -389,12 +391,16 @@ class VLLMGenerator:
         path = self._lora_dir / f"v{self.version + 1}"
         self.engine.save_adapter(path)
         dist.barrier()
-        old = self._lora_request
+        self._drop_adapter()
         self._lora_request = LoRARequest(f"policy-v{self.version + 1}", self.version + 1, str(path))
+        self.llm.reset_prefix_cache()
+
+    def _drop_adapter(self) -> None:
+        old, self._lora_request = self._lora_request, None
         if old is not None:
             self.llm.llm_engine.remove_lora(old.lora_int_id)
-            shutil.rmtree(old.lora_path, ignore_errors=True)
-        self.llm.reset_prefix_cache()
+            if dist.is_rank0():
+                shutil.rmtree(old.lora_path, ignore_errors=True)
 
     def engine_param_sums(self) -> dict[str, float]:
         """Fingerprint of the weights inside the engine (first worker)."""

