@@ -25,6 +25,7 @@ import os
 import shutil
 import tempfile
 import time
+import weakref
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -263,6 +264,7 @@ class VLLMGenerator:
         base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
         if self._config_dir is None:
             self._config_dir = Path(tempfile.mkdtemp(prefix="agentgen-vllm-config-"))
+            weakref.finalize(self, shutil.rmtree, str(self._config_dir), True)
             config = copy.deepcopy(base.config)
             if hasattr(config, "quantization_config"):
                 del config.quantization_config
@@ -378,6 +380,7 @@ class VLLMGenerator:
             shm = Path("/dev/shm")
             self._shm_dir = Path(tempfile.mkdtemp(prefix="agentgen-weights-",
                                                   dir=shm if shm.is_dir() and os.access(shm, os.W_OK) else None))
+            weakref.finalize(self, shutil.rmtree, str(self._shm_dir), True)  # also when close() is never called
         return self._shm_dir
 
     def _push_adapter(self) -> None:
