@@ -23,6 +23,8 @@ overrides any key of it; nothing is kept by hand.
 
 from __future__ import annotations
 
+import abc
+
 import contextlib
 import copy
 import json
@@ -327,7 +329,7 @@ def generation_context(model, engine: TrainEngine | None = None):
 
 
 # --------------------------------------------------------------------------- engines
-class TrainEngine:
+class TrainEngine(abc.ABC):
     """What every engine shares: batch sharding across ranks, metric reduction, weight export."""
 
     strategy = "base"
@@ -393,12 +395,14 @@ class TrainEngine:
         return {k: v / max(n[k], 1) for k, v in total.items()}
 
     # ---------------------------------------------------------------- training
+    @abc.abstractmethod
     def backward(self, loss: torch.Tensor) -> None:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def step(self) -> float:
         """Clip, optimiser step (and LR schedule), zero grads; returns the pre-clip global grad norm."""
-        raise NotImplementedError
+        ...
 
     @property
     def lr(self) -> float:
@@ -506,11 +510,13 @@ class TrainEngine:
         with self._gathered([p for n, p in self.module.named_parameters() if ".lora_" in n]):
             set_peft_model_state_dict(self.module, state)
 
+    @abc.abstractmethod
     def _save_training_state(self, path: Path) -> None:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def _load_training_state(self, path: Path) -> None:
-        raise NotImplementedError
+        ...
 
     def close(self) -> None:
         """Release the engine's resources (DeepSpeed's hooks and buffers)."""
