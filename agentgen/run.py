@@ -4,6 +4,7 @@ dir (a requeued Slurm job), and skips itself when its summary already says compl
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from agentgen import dist
 from agentgen import summary as summary_io
 from agentgen.agent.prompt import PromptBuilder
 from agentgen.config import CONF_DIR, EnvConfig, validate
@@ -101,6 +103,8 @@ class Job:
         self.pools: dict[tuple[str, str], Any] = {}
         self.env_cfgs: dict[tuple[str, str], DictConfig] = {}
         self.tracker = None
+        self.engine = None  # the training engine of the current phase (SFT or an RL stage)
+        self.model_source: str | None = None  # where the policy's current weights were loaded from
         self.eval_history: list[dict[str, Any]] = []
         self.stage_results: list[dict[str, Any]] = []
         self._rollout_metrics: dict[str, float] = {}
@@ -137,10 +141,65 @@ class Job:
         for p in self.pools.values():
             p.close()
         self.pools.clear()
+        if self.engine is not None:
+            self.engine.close()
+            self.engine = None
+        if hasattr(getattr(self, "generator", None), "close"):
+            self.generator.close()
+
+    # ------------------------------------------------------------------ policy and training engines
+    def load_policy(self, path: str | None):
+        """(model, tokenizer, source dir) from ``path`` (None: the preset); under ZeRO-3 each rank loads only
+        its shard; a single-process LoRA checkpoint resumes from the base its adapter applies to."""
+        from agentgen.models.loader import load_policy
+        from agentgen.trainer.engine import model_loading, resume_model_path
+
+        with model_loading(self.cfg):
+            return load_policy(self.cfg.model, path=resume_model_path(path) if path else None)
+
+    def start_phase(self, phase_start: str | None) -> None:
+        """Before a phase (SFT, an RL stage) builds its engine: close the previous phase's. A DeepSpeed
+        engine shards the module it wraps and LoRA wraps it in an adapter, so after such a phase the policy
+        is reloaded from the checkpoint the phase ended with (``phase_start``)."""
+        if self.engine is None:
+            return
+        reload = self.engine.strategy == "deepspeed" or self.engine.lora.enabled
+        self.engine.close()
+        self.engine = None
+        if reload:
+            self.model, _, self.model_source = self.load_policy(phase_start)
+            self.generator.model = self.model
+
+    def new_engine(self, **optimiser):
+        """The phase's training engine around ``self.model``; the rollout engine then takes its weights."""
+        from agentgen.trainer.engine import make_engine
+
+        self.engine = make_engine(self.cfg, self.model, lora_base=self.model_source, **optimiser)
+        if hasattr(self.generator, "attach"):
+            self.generator.attach(self.engine)
+        return self.engine
+
+    def generation(self):
+        """Context for rollouts and evaluation: with rollout=hf under ZeRO-3 every rank holds the full
+        weights while it generates."""
+        from agentgen.rollout.hf import HFGenerator
+        from agentgen.trainer.engine import generation_context
+
+        if not isinstance(self.generator, HFGenerator):
+            return contextlib.nullcontext()
+        return generation_context(self.model, self.engine)
+
+    def run_split(self, runner: EpisodeRunner, specs: list[EpisodeSpec], *args, **kwargs) -> list[Episode]:
+        """Run ``specs`` split across the ranks (groups of ranks that generate together, e.g. a vLLM
+        tensor-parallel group, share one part) and return every episode, in order, on every rank."""
+        group = int(getattr(self.generator, "group_size", 1))
+        mine = dist.split(specs, dist.world_size() // group, dist.rank() // group)
+        with self.generation():
+            eps = runner.run(mine, *args, **kwargs) if mine else []
+        return dist.gather_split(eps, group)
 
     # ------------------------------------------------------------------ phases
     def run(self) -> dict[str, Any]:
-        from agentgen.models.loader import load_policy
         from agentgen.rollout import make_generator
         from agentgen.tracking import Tracker
 
@@ -149,12 +208,13 @@ class Job:
         state = ckpt.load_state(resume_from) if resume_from else {}
         self.eval_history = state.get("eval_history", [])
         self.stage_results = state.get("stages", [])
-        self.tracker = Tracker(cfg.logger, self.out, {**OmegaConf.to_container(cfg, resolve=True),
+        logger = cfg.logger if dist.is_rank0() else OmegaConf.create({"name": "none"})  # rank 0 logs
+        self.tracker = Tracker(logger, self.out, {**OmegaConf.to_container(cfg, resolve=True),
                                                       "train_env": self.train_env_label(),
                                                       "train_envs": self.train_envs, "variant": variant(cfg)},
                                name=self.out.name, tags=[f"env:{e}" for e in self.train_envs])
         start = str(resume_from) if resume_from else _init_checkpoint(cfg)
-        self.model, self.tokenizer, _ = load_policy(cfg.model, path=start)
+        self.model, self.tokenizer, self.model_source = self.load_policy(start)
         self.generator = make_generator(cfg.rollout, self.model, self.tokenizer)
         if resume_from:
             log.info("resuming from %s (step %s)", resume_from, state.get("step"))
@@ -165,7 +225,7 @@ class Job:
         if cfg.task == "train" and cfg.sft.name != "none" and not state.get("sft_done"):
             sft_metrics = self.sft()
             state = {"sft_done": True, "step": 0, "sft_metrics": sft_metrics, "eval_history": [], "stages": []}
-            ckpt.save(self.out, "sft", self.model, self.tokenizer, None, state)
+            ckpt.save(self.out, "sft", self.model, self.tokenizer, None, state, engine=self.engine)
 
         train_metrics: dict[str, float] = state.get("train_metrics", {})
         step = int(state.get("step", 0))
@@ -216,13 +276,15 @@ class Job:
             else "+".join(self.train_envs)
 
     def save_state(self, step: int, optimizer, train_metrics: dict, sft_metrics: dict) -> None:
+        """All ranks call it; with ``optimizer=None`` the engine writes the model alone."""
         ckpt.save(self.out, f"step_{step}", self.model, self.tokenizer, optimizer,
                   {"sft_done": True, "step": step, "eval_history": self.eval_history, "stages": self.stage_results,
-                   "train_metrics": train_metrics, "sft_metrics": sft_metrics}, keep=self.cfg.trainer.keep_checkpoints)
+                   "train_metrics": train_metrics, "sft_metrics": sft_metrics}, keep=self.cfg.trainer.keep_checkpoints,
+                  engine=self.engine)
 
     def sft(self) -> dict[str, float]:
         """Collect (or reuse) trajectories for each env of the SFT mixture, then supervised warm-up."""
-        from agentgen.trainer.sft import train_sft
+        from agentgen.trainer.sft import sft_schedule, train_sft
 
         cfg = self.cfg
         mixture = dict(cfg.sft.mixture) or {n: 1.0 for n in self.train_envs}
@@ -230,8 +292,10 @@ class Job:
                    for name, weight in mixture.items()]
         mixed = _mix_by_state_action_pairs(records, random.Random(cfg.seed))
         ec = max((self.env_cfg(n, "train") for n in mixture), key=lambda e: e.max_prompt_tokens)
+        engine = self.new_engine(lr=cfg.sft.lr, weight_decay=cfg.sft.weight_decay, grad_clip=1.0,
+                                 micro_batch=cfg.sft.micro_batch_size, schedule=sft_schedule(cfg.sft))
         metrics = train_sft(self.model, self.tokenizer, mixed, cfg.sft, ec.max_prompt_tokens + ec.max_response_tokens,
-                            cfg.seed, log_fn=lambda m: self.tracker.log(m, 0))
+                            cfg.seed, log_fn=lambda m: self.tracker.log(m, 0), engine=engine)
         metrics.update({f"sft/pairs/{n}": sum(1 for r in mixed if r["env"] == n) for n in mixture})
         self.generator.sync_weights()
         log.info("SFT done: %s", {k: round(v, 4) for k, v in metrics.items()})
@@ -284,18 +348,23 @@ class Job:
         from agentgen.trainer.rl import RLTrainer
 
         cfg = self.cfg
+        stage_start = self.stage_start_checkpoint(start_step)
+        self.start_phase(stage_start)
         ref = None
-        if float(cfg.algo.get("kl_coef", 0.0)) > 0:
-            ref = copy.deepcopy(self.model)  # the policy this stage starts from
-            if resume_from is not None:  # resumed mid-stage: the reference is the stage's starting policy
-                from agentgen.models.loader import load_policy
-
-                ref_dir = self.stage_start_checkpoint(start_step)
-                ref, _, _ = load_policy(cfg.model, path=ref_dir)
+        lora = bool(((cfg.trainer.get("params") or {}).get("lora") or {}).get("rank", 0))
+        if float(cfg.algo.get("kl_coef", 0.0)) > 0 and not lora:  # LoRA: the policy without its adapter
+            if resume_from is not None or cfg.trainer.strategy == "deepspeed":
+                # resumed mid-stage, or a policy DeepSpeed will shard: the stage's starting policy from disk
+                ref, _, _ = self.load_policy(stage_start)
+            else:
+                ref = copy.deepcopy(self.model)  # the policy this stage starts from
             ref.eval().requires_grad_(False)
-        trainer = RLTrainer(self.model, ref, self.tokenizer, cfg, self.rollout, log_fn=self.tracker.log)
+        engine = self.new_engine()
+        trainer = RLTrainer(self.model, ref, self.tokenizer, cfg, self.rollout, log_fn=self.tracker.log,
+                            engine=engine)
         if resume_from is not None and resume_from.name != "sft":
-            ckpt.restore_training(resume_from, trainer.optimizer)
+            engine.load(resume_from)  # optimizer (and DeepSpeed's partitioned state, LoRA adapter)
+            ckpt.restore_training(resume_from, None)  # random generators
             trainer.load_state(resume_from, start_step)  # what the policy checkpoint does not hold (PPO's critic)
         metrics: dict[str, float] = {}
         bar = tqdm(range(start_step, end_step), desc=f"rl {'+'.join(self.current_envs)}", initial=start_step,
@@ -345,13 +414,16 @@ class Job:
             if not mine:
                 continue
             runner = self.runner(name, "train", len(mine), _turn_limit(self.cfg, step, self.env_cfg(name, "train")))
-            eps = runner.run(mine, self.cfg.rollout.temperature, self.cfg.rollout.top_p, self.cfg.rollout.top_k)
+            eps = self.run_split(runner, mine, self.cfg.rollout.temperature, self.cfg.rollout.top_p,
+                                 self.cfg.rollout.top_k)
             if len(names) > 1:  # per-env figures of a mixture run
                 m = episode_metrics(eps)
                 self._rollout_metrics.update({f"rollout/{name}/success_rate": m["success_rate"],
                                               f"rollout/{name}/return": m["avg_return"],
                                               f"rollout/{name}/episodes": m["episodes"]})
             out.extend(eps)
+        if hasattr(self.generator, "sleep"):
+            self.generator.sleep()  # a colocated vLLM engine frees its GPU memory for the update
         return out
 
     def evaluate(self, step: int) -> dict[str, dict[str, float]]:
@@ -362,8 +434,8 @@ class Job:
             subset = instance_subset(self.env_cfg(name, "test"), "test")
             seeds = [subset[i % len(subset)] for i in range(n)] if subset else list(range(n))
             runner = self.runner(name, "test", n)
-            eps = runner.run([EpisodeSpec(env=name, seed=s) for s in seeds], cfg.eval.temperature,
-                             desc=f"eval {name} @ step {step}")
+            eps = self.run_split(runner, [EpisodeSpec(env=name, seed=s) for s in seeds], cfg.eval.temperature,
+                                 desc=f"eval {name} @ step {step}")
             results[name] = episode_metrics(eps)
             self.tracker.log({f"eval/{name}/{k}": v for k, v in results[name].items()}, step)
             self.tracker.log_samples(f"samples/{name}", [_sample_row(e) for e in eps[:cfg.logger.get(
@@ -464,13 +536,14 @@ def _sample_row(ep: Episode) -> dict[str, Any]:
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Entry point of a job (called by launch.py under Hydra, locally or on a Slurm node)."""
-    out = output_dir(cfg)
+    dist.init()  # one process per GPU (torchrun, Slurm tasks): join the group; a no-op for one process
+    out = Path(dist.broadcast_object(str(output_dir(cfg))))  # rank 0's: ranks' Hydra timestamps may differ
     prior = summary_io.read(out)
     if prior and prior.get("status") == "completed" and cfg.resume == "skip_completed":
         log.info("%s already completed; skipping (resume=skip_completed)", out)
         return prior
     validate(cfg)
-    seed_everything(int(cfg.seed))
+    seed_everything(int(cfg.seed) + 7919 * dist.rank())  # ranks sample different rollouts
     if cfg.task == "profile":  # writes profile.json (not a training summary)
         from agentgen.profile import run_profile
 
@@ -488,12 +561,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                   "config": OmegaConf.to_container(cfg, resolve=True), "eval": {},
                   "eval_history": job.eval_history, "train": {}, "wall_seconds": time.time() - t0,
                   "output_dir": str(out)}
-        summary_io.write(out, result)
+        if dist.is_rank0():
+            summary_io.write(out, result)
         if job.tracker:
             job.tracker.finish(failed=not interrupted)
         job.close()
         raise
-    path = summary_io.write(out, result)
+    path = summary_io.write(out, result) if dist.is_rank0() else None
     if job.tracker.run:
         from agentgen.report.wandb_tables import log_summary_to_wandb
 

@@ -3,7 +3,9 @@
 
 Layout: ``<out>/checkpoints/<tag>/`` with the model (safetensors) and tokenizer, ``optimizer.pt``,
 ``rng.pt`` and ``state.json`` (step, eval history, metrics); ``<out>/checkpoints/latest`` names the tag
-to resume from.
+to resume from. With a training engine (``engine=``) the engine writes the model and its training state
+(a DeepSpeed job: every rank writes its shard of ``deepspeed/``, rank 0 the consolidated model); rank 0
+alone writes the rest and moves the finished directory into place.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from agentgen import dist
 
 
 def ckpt_root(out_dir: str | Path) -> Path:
@@ -33,17 +37,28 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
 
 
-def save(out_dir: str | Path, tag: str, model, tokenizer, optimizer, state: dict[str, Any], keep: int = 1) -> Path:
+def save(out_dir: str | Path, tag: str, model, tokenizer, optimizer, state: dict[str, Any], keep: int = 1,
+         engine=None) -> Path:
+    """All ranks call this when ``engine`` is given (a collective under DeepSpeed)."""
     root = ckpt_root(out_dir)
-    root.mkdir(parents=True, exist_ok=True)
     final = root / tag
-    tmp = root / f".tmp-{tag}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    if optimizer is not None:
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    tmp = root / f".tmp-{tag}-{dist.broadcast_object(os.getpid())}"  # rank 0's name on every rank
+    if dist.is_rank0():
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+    dist.barrier()
+    if engine is not None:
+        # the model (HF-loadable, consolidated); with an optimizer also the training state to resume from
+        engine.save(tmp, tokenizer, training_state=optimizer is not None)
+    else:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        if optimizer is not None:
+            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    if not dist.is_rank0():
+        dist.barrier()  # rank 0 finishes the checkpoint
+        return final
     torch.save(_rng_state(), tmp / "rng.pt")
     (tmp / "state.json").write_text(json.dumps(state, indent=1, default=float))
     if final.exists():
@@ -53,6 +68,7 @@ def save(out_dir: str | Path, tag: str, model, tokenizer, optimizer, state: dict
     latest_tmp.write_text(tag)
     os.replace(latest_tmp, root / "latest")
     _prune(root, keep, protect={tag, "sft"})
+    dist.barrier()
     return final
 
 

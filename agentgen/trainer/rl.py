@@ -42,7 +42,7 @@ from agentgen.algos.stepwise import step_advantages
 from agentgen.rollout.runner import Episode, EpisodeSpec, Turn
 from agentgen.trainer.batch import Sample, chunks, collate, response_logits, token_logprobs
 from agentgen.trainer.critic import ValueModel, _right_aligned
-from agentgen.trainer.optim import make_optimizer
+from agentgen.trainer.engine import make_engine
 from agentgen.trainer.tree import Forest, TreeRollout
 
 log = logging.getLogger(__name__)
@@ -88,32 +88,41 @@ class RLTrainer:
     """The five algorithms of agentgen.algos.registry over stepwise samples (see the module docstring)."""
 
     def __init__(self, model, ref_model, tokenizer, cfg, rollout_fn: Callable[[list[EpisodeSpec], int], list[Episode]],
-                 log_fn=None):
-        self.model = model
-        self.ref_model = ref_model
+                 log_fn=None, engine=None):
+        # the training engine (single process or DeepSpeed ZeRO, LoRA optional) owns the optimiser, the
+        # split of every batch over the ranks and the reference model's placement
+        self.spec = checked_algo(cfg.algo)
+        # PPO's critic is built from the full policy before an engine may shard it; its optimiser is its own
+        self.value_model = ValueModel.from_config(model, cfg.algo, cfg.trainer) if self.spec.needs_critic else None
+        self.engine = engine if engine is not None else make_engine(cfg, model)
+        if self.value_model is not None and self.engine.world_size > 1:
+            from agentgen.config import ConfigError
+
+            raise ConfigError(f"algo={cfg.algo.name}'s critic trains in one process only; run it with one rank "
+                              f"(this job has {self.engine.world_size}) or choose algo=grpo, rloo or reinforce_pp.")
+        self.model = self.engine.model
+        self.ref_model = self.engine.wrap_reference(ref_model)
         self.tokenizer = tokenizer
         self.cfg = cfg
         self.algo = cfg.algo
-        self.spec = checked_algo(cfg.algo)
         # what the advantage maths reads: the config, with the KL off when there is no reference model
         self.algo_dict = OmegaConf.to_container(cfg.algo, resolve=True) if isinstance(cfg.algo, DictConfig) \
             else dict(cfg.algo)
         self.rollout_fn = rollout_fn  # (specs, step) -> list[Episode]
         self.log_fn = log_fn or (lambda m, s: None)
-        self.optimizer = make_optimizer(model, cfg.trainer.lr, cfg.trainer.weight_decay)
+        self.optimizer = self.engine.optimizer
         self.temperature = float(cfg.rollout.temperature) or 1.0
         self.pad_id = tokenizer.pad_token_id
-        self.kl_coef = float(self.algo.kl_coef) if ref_model is not None else 0.0
+        self.kl_coef = float(self.algo.kl_coef) if self.ref_model is not None else 0.0
         self.kl_in = str(self.algo.kl_in)
         self.agg = str(self.algo.loss_agg)
         self.credit = str(self.algo.get("credit", "turn"))
-        self.value_model = ValueModel.from_config(model, self.algo, cfg.trainer) if self.spec.needs_critic else None
         self.critic_warmup = int((self.algo.get("critic") or {}).get("warmup_steps", 0)) if self.value_model else 0
         self.tree = TreeRollout(int(self.algo.M), int(self.algo.N), int(self.algo.L), rollout_fn,
                                 int(cfg.seed)) if self.spec.uses_tree else None
         self.turn_schedule = schedule_from_config(cfg.trainer.get("max_turns_schedule"))
         self.algo_dict["kl_coef"] = self.kl_coef
-        if float(self.algo.kl_coef) > 0 and ref_model is None:
+        if float(self.algo.kl_coef) > 0 and self.ref_model is None:
             log.warning("algo.kl_coef=%s but no reference model was given: training without the KL term",
                         self.algo.kl_coef)
 
@@ -219,7 +228,8 @@ class RLTrainer:
         need_old = not self._on_policy(n_train) or self._kl_in_reward
         need_ref = self.kl_coef > 0
         self.model.eval()
-        for micro in chunks(samples, int(self.cfg.trainer.micro_batch_states)):
+        # this rank's share; every rank ends up with every sample's rows (share_extras below)
+        for micro, _ in self.engine.micro_batches(samples, int(self.cfg.trainer.micro_batch_states)):
             tb = collate(micro, self.pad_id)
             rows: dict[str, torch.Tensor] = {}
             if need_old:
@@ -234,6 +244,7 @@ class RLTrainer:
                     s.extras[key] = row[b, row.shape[1] - n:].clone() if n else torch.zeros(1)
                 if self._kl_in_reward:
                     s.extras["kl"] = kl_divergence(s.extras["old"], s.extras["ref"], str(self.algo.kl_estimator))
+        self.engine.share_extras(samples, ("old", "ref", "values", "kl"))
 
     # ------------------------------------------------------------------ policy (and critic) update
     def update(self, samples: list[Sample], step: int) -> dict[str, float]:
@@ -260,25 +271,25 @@ class RLTrainer:
             order = samples[:]
             rng.shuffle(order)
             for mb in chunks(order, int(tc.mini_batch_states)):
-                for micro in chunks(mb, micro_size):
+                for micro, share in self.engine.micro_batches(mb, micro_size):
+                    # share 0: a padding pass that keeps the ranks' collectives in step (no loss, no metrics)
                     if train_actor:
-                        add(self._policy_micro_step(micro, _micro_weight(micro, mb, self.agg), on_policy))
+                        m = self._policy_micro_step(micro, _micro_weight(micro, mb, self.agg) * share, on_policy)
+                        if share:
+                            add(m)
                     if self.value_model is not None:
                         turn = self.credit == "turn"
                         w = len(micro) / len(mb) if turn else _micro_weight(micro, mb, self.agg)
                         add(self.value_model.micro_step(micro, self.pad_id, w, turn, self.agg))
                 if train_actor:
-                    grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
-                    self.optimizer.step()
-                    self.optimizer.zero_grad(set_to_none=True)
-                    add({"train/grad_norm": float(grad_norm)})
+                    add({"train/grad_norm": self.engine.step()})  # clip, optimiser step, zero grads
                 if self.value_model is not None:
                     add({"critic/grad_norm": self.value_model.optimizer_step()})
         self.model.eval()
         for s in samples:
             s.extras.clear()
-        out = {k: v / counts[k] for k, v in sums.items()}
-        out["train/lr"] = self.optimizer.param_groups[0]["lr"]
+        out = self.engine.reduce_metrics(sums, counts)  # means over every rank's micro-batches
+        out["train/lr"] = self.engine.lr
         out["train/actor_updated"] = float(train_actor)
         return out
 
@@ -312,7 +323,7 @@ class RLTrainer:
         else:
             with torch.no_grad():
                 metrics["train/entropy"] = float(entropy_from_logits(logits.detach(), mask, self.agg))
-        (loss * weight).backward()
+        self.engine.backward(loss * weight)
         metrics["train/loss"] = loss.item()
         return metrics
 

@@ -9,11 +9,11 @@ import math
 import random
 import time
 
-import torch
 from tqdm.auto import tqdm
 
-from agentgen.trainer.batch import Sample, chunks, collate, response_logits, token_logprobs
-from agentgen.trainer.optim import make_optimizer, make_scheduler
+from agentgen import dist
+from agentgen.trainer.batch import Sample, collate, response_logits, token_logprobs
+from agentgen.trainer.engine import EngineOptions, SingleEngine
 
 log = logging.getLogger(__name__)
 
@@ -33,16 +33,23 @@ def encode_record(record: dict, tokenizer, max_tokens: int) -> Sample:
     return Sample(prompt, response)
 
 
+def sft_schedule(cfg) -> tuple[str, int, int]:
+    """(scheduler, total steps, warm-up steps) of ``cfg`` (the sft group)."""
+    return str(cfg.scheduler), int(cfg.steps), int(math.ceil(cfg.warmup_ratio * cfg.steps))
+
+
 def train_sft(model, tokenizer, records: list[dict], cfg, max_tokens: int, seed: int,
-              log_fn=None) -> dict[str, float]:
-    """Run ``cfg.steps`` optimiser steps of ``cfg.batch_size`` state-action pairs; returns final metrics."""
+              log_fn=None, engine=None) -> dict[str, float]:
+    """Run ``cfg.steps`` optimiser steps of ``cfg.batch_size`` state-action pairs; returns final metrics.
+    ``engine``: a training engine built for SFT (DeepSpeed, LoRA); default one process, AdamW + schedule."""
     samples = [encode_record(r, tokenizer, max_tokens) for r in records]
     if not samples:
         raise ValueError("SFT has no training data: the expert produced no trajectories")
     rng = random.Random(seed)
-    opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
-    sched = make_scheduler(opt, cfg.scheduler, cfg.steps, int(math.ceil(cfg.warmup_ratio * cfg.steps)))
-    model.train()
+    if engine is None:
+        engine = SingleEngine(model, EngineOptions(), lr=cfg.lr, weight_decay=cfg.weight_decay, grad_clip=1.0,
+                              schedule=sft_schedule(cfg))
+    engine.model.train()
     order: list[int] = []
     metrics: dict[str, float] = {}
     t0 = time.time()
@@ -57,24 +64,23 @@ def train_sft(model, tokenizer, records: list[dict], cfg, max_tokens: int, seed:
         batch = [samples[i] for i in batch_idx]
         total_tokens = sum(len(s.response_ids) for s in batch)
         loss_sum, correct = 0.0, 0.0
-        for micro in chunks(batch, cfg.micro_batch_size):
+        for micro, share in engine.micro_batches(batch, cfg.micro_batch_size):  # this rank's share
             tb = collate(micro, tokenizer.pad_token_id)
-            logits = response_logits(model, tb)
+            logits = response_logits(engine.model, tb)
             mask = tb.response_mask.to(logits.device)
             nll = -(token_logprobs(logits, tb) * mask).sum()
-            (nll / total_tokens).backward()
-            loss_sum += nll.item()
-            correct += float(((logits.detach().argmax(-1) == tb.response_ids.to(logits.device)).float() * mask).sum())
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
+            engine.backward(nll / total_tokens * share)
+            loss_sum += nll.item() * share
+            correct += share * float(((logits.detach().argmax(-1) == tb.response_ids.to(logits.device)).float()
+                                      * mask).sum())
+        grad_norm = engine.step()
+        loss_sum, correct = dist.all_reduce_sum([loss_sum, correct])
         metrics = {"sft/loss": loss_sum / total_tokens, "sft/token_accuracy": correct / total_tokens,
-                   "sft/grad_norm": float(grad_norm), "sft/lr": sched.get_last_lr()[0], "sft/step": step + 1}
+                   "sft/grad_norm": grad_norm, "sft/lr": engine.lr, "sft/step": step + 1}
         bar.set_postfix(loss=f"{metrics['sft/loss']:.3f}", acc=f"{metrics['sft/token_accuracy']:.2f}")
         if log_fn:
             log_fn(metrics)
     metrics["sft/seconds"] = time.time() - t0
     metrics["sft/samples"] = len(samples)
-    model.eval()
+    engine.model.eval()
     return metrics
