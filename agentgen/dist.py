@@ -92,7 +92,17 @@ def init(backend: str | None = None, timeout_minutes: float = 60.0, single_group
         log.info("joined process group: rank %d of %d (%s, %s)", td.get_rank(), td.get_world_size(), backend, how)
     if _OBJECT_GROUP is None:
         _OBJECT_GROUP = td.new_group(backend="gloo") if td.get_backend() != "gloo" else td.group.WORLD
+    _share_cpu_threads()
     return info()
+
+
+def _share_cpu_threads() -> None:
+    """CPU ranks on one node split its cores: torch's default (every core per process) oversubscribes
+    them, and oversubscribed CPU kernels run several times slower. torchrun's own OMP_NUM_THREADS wins."""
+    if torch.cuda.is_available() or "OMP_NUM_THREADS" in os.environ:
+        return
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("SLURM_NTASKS_PER_NODE", "1")).split("(")[0] or 1)
+    torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // max(1, local)))
 
 
 def free_port() -> int:

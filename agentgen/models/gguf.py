@@ -30,7 +30,10 @@ def convert(package: str, filename: str, out_dir: Path) -> None:
     gguf = package_file(package, filename)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    fresh = type(loaded)(loaded.config)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):  # the GGUF's marker; the saved weights are plain fp32
+        del config.quantization_config
+    fresh = type(loaded)(config)
     fresh.load_state_dict(loaded.state_dict())
     fresh.generation_config = loaded.generation_config
     out_dir.mkdir(parents=True, exist_ok=True)
