@@ -556,7 +556,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         from agentgen.cluster.preemption import JobInterrupted
 
         interrupted = isinstance(exc, JobInterrupted)  # checkpointed and stopping for requeue: not a failure
-        result = {"status": "interrupted" if interrupted else "failed", "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(),
+        result = {"status": "interrupted" if interrupted else "failed", "error": f"{type(exc).__name__}: {exc}",
+                  "traceback": traceback.format_exc(),
                   "train_env": job.train_env_label(), "train_envs": job.train_envs, "variant": variant(cfg),
                   "config": OmegaConf.to_container(cfg, resolve=True), "eval": {},
                   "eval_history": job.eval_history, "train": {}, "wall_seconds": time.time() - t0,

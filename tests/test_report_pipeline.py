@@ -211,7 +211,8 @@ def test_cli_end_to_end(tmp_path):
     sweep = tmp_path / "sweep"
     shutil.copytree(DATA / "sweep", sweep)
     proc = subprocess.run([sys.executable, "-m", "agentgen.report", str(sweep), "--last-k", "2",
-                           "--baseline", "sft=warmup"], capture_output=True, text=True, check=False, cwd=ROOT, timeout=300)
+                           "--baseline", "sft=warmup"], capture_output=True, text=True, check=False, cwd=ROOT,
+                          timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "read 21 summaries (20 completed, 1 failed)" in proc.stdout
     out = sweep / "report"

@@ -65,7 +65,7 @@ def test_paging_through_fifty_results(env):
     obs, _, _, info = env.step("click[Next >]")
     assert "Page 2 (Total results: 50) [SEP] < Prev [SEP] Next > [SEP] " + results[10] in obs
     assert "click[< prev]" in info["admissible_actions"]
-    for page in (3, 4, 5):
+    for _page in (3, 4, 5):
         obs, _, _, info = env.step("click[next >]")
     assert f"Page 5 (Total results: 50) [SEP] < Prev [SEP] {results[40]}" in obs
     assert "click[next >]" not in info["admissible_actions"]
@@ -314,6 +314,6 @@ def test_runs_in_the_worker_pool():
         while not all(done.values()):
             live = [s for s in done if not done[s]]
             actions = pool.expert_actions(live)
-            for slot, (obs, r, d, info) in pool.step(actions).items():
+            for slot, (_obs, _r, d, info) in pool.step(actions).items():
                 done[slot], last[slot] = d, info
         assert all(last[s]["webshop_reward"] == 1.0 for s in last)

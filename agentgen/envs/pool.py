@@ -277,7 +277,7 @@ class EnvPool:
         worker, then EnvPoolError."""
         seeds = {self._check_slot(s): int(seed) for s, seed in seeds.items()}
         out: dict[int, tuple[str, dict]] = {}
-        for attempt in range(2):
+        for _attempt in range(2):
             failed = {}
             for slot, status, payload in self._dispatch("reset", seeds):
                 if status == _OK:

@@ -338,13 +338,15 @@ class SweepAggregate:
     def sequential_rows(self) -> list[SequentialRow]:
         rows = []
         metric, scale = self.settings.metric, self.settings.scale
-        for (choice, label), cell in sorted(self.cells.items(), key=lambda kv: (self.choices.index(kv[0][0]), kv[0][1])):
+        order = sorted(self.cells.items(), key=lambda kv: (self.choices.index(kv[0][0]), kv[0][1]))
+        for (choice, label), cell in order:
             if cell.kind != "sequential":
                 continue
             per_run = []
             for run in cell.runs:
                 if not run.stages:
-                    self.warnings.append(f"{run.source}: sequential run without 'stages'; skipped in forgetting/transfer")
+                    self.warnings.append(f"{run.source}: sequential run without 'stages'; "
+                                         "skipped in forgetting/transfer")
                     continue
                 evals = [{e: m[metric] * scale for e, m in st["eval"].items() if metric in m} for st in run.stages]
                 start = run.start_eval()
@@ -590,7 +592,8 @@ class SweepAggregate:
                         [self.choice_label(choice)] + [d.get(k, "") for k in self.variant_keys] + [
                             cell.train_label, cell.kind, env, "ID" if cell.is_id(env) else "OOD",
                             stat.mean if stat else None, stat.std if stat else None, stat.n if stat else 0,
-                            " ".join(f"{cell.per_seed[env][s]:.4f}" for s in cell.seeds if s in cell.per_seed.get(env, {})),
+                            " ".join(f"{cell.per_seed[env][s]:.4f}" for s in cell.seeds
+                                     if s in cell.per_seed.get(env, {})),
                             start.mean if start else None,
                         ])
         return Table(

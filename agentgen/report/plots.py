@@ -134,5 +134,6 @@ def learning_curves(agg: SweepAggregate, choice: Choice) -> Figure | None:
     label = agg.choice_label(choice)
     fig.suptitle(label, fontsize=10)
     return Figure(key=f"curves_{slug(label)}", title=f"Learning curves ({label})", png=_png(fig),
-                  caption="Mean over seeds at each checkpoint, band ± std; thick solid lines: in-domain (the panel's env was trained on), dashed: out-of-domain.")
+                  caption="Mean over seeds at each checkpoint, band ± std; thick solid lines: in-domain "
+                          "(the panel's env was trained on), dashed: out-of-domain.")
 

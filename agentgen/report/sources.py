@@ -180,7 +180,8 @@ def read_offline_run(run_dir: str | Path, timeout: float = 120.0) -> WandbRunRec
     except subprocess.TimeoutExpired as err:
         raise RuntimeError(f"'wandb leet inspect' did not finish within {timeout:.0f} s on {run_dir}") from err
     if proc.returncode != 0:
-        raise RuntimeError(f"'wandb leet inspect --json {run_dir}' failed ({proc.returncode}): {proc.stderr.strip()[:500]}")
+        raise RuntimeError(f"'wandb leet inspect --json {run_dir}' failed ({proc.returncode}): "
+                           f"{proc.stderr.strip()[:500]}")
     return record_from_log_lines(proc.stdout.splitlines(), run_dir)
 
 

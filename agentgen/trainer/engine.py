@@ -24,7 +24,6 @@ overrides any key of it; nothing is kept by hand.
 from __future__ import annotations
 
 import abc
-
 import contextlib
 import copy
 import json
@@ -518,7 +517,7 @@ class TrainEngine(abc.ABC):
     def _load_training_state(self, path: Path) -> None:
         ...
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook: only DeepSpeed has resources to release
         """Release the engine's resources (DeepSpeed's hooks and buffers)."""
 
 

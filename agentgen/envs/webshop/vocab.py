@@ -284,7 +284,8 @@ PRODUCT_TYPES: tuple[ProductType, ...] = (
     ProductType(
         "electronics",
         "wireless mouse",
-        "Electronics › Computers & Accessories › Computer Accessories & Peripherals › Keyboards, Mice & Accessories › Mice",
+        "Electronics › Computers & Accessories › Computer Accessories & Peripherals › "
+        "Keyboards, Mice & Accessories › Mice",
         "wireless mouse",
         False,
         ("Wireless Mouse", "Cordless Mouse"),
