@@ -48,7 +48,7 @@ PROFILE_FILE = "profile.json"
 EPISODES_FILE = "profile_episodes.jsonl"
 POLICIES = ("expert", "random", "model")
 QUERY_TEMPLATE = (
-    "<your query>"  # WebShop's search template placeholder (agentgen.envs.webshop.SEARCH_TEMPLATE)
+    "<your query>"  # the slot in WebShop's search template (agentgen.envs.webshop.SEARCH_TEMPLATE)
 )
 
 
