@@ -23,6 +23,11 @@ def package_file(package: str, filename: str) -> Path:
     return path
 
 
+# Bumped when the converted directory changes: older caches are then rebuilt rather than reused.
+# 2: the config no longer carries the GGUF quantization marker (vLLM would read the dense weights as quantized).
+FORMAT = 2
+
+
 def convert(package: str, filename: str, out_dir: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer

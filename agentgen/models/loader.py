@@ -50,7 +50,7 @@ def model_dir(model_cfg: Any) -> str:
     if src == "gguf":
         from agentgen.models import gguf
 
-        key = f"{model_cfg.gguf_package}-{Path(model_cfg.gguf_file).stem}".replace(".", "_")
+        key = f"{model_cfg.gguf_package}-{Path(model_cfg.gguf_file).stem}-{gguf.FORMAT}".replace(".", "_")
         return str(_materialise(model_cfg.name, key,
                                 lambda d: gguf.convert(model_cfg.gguf_package, model_cfg.gguf_file, d)))
     if not model_cfg.path:

