@@ -98,11 +98,12 @@ def init(backend: str | None = None, timeout_minutes: float = 60.0, single_group
 
 def _share_cpu_threads() -> None:
     """CPU ranks on one node split its cores: torch's default (every core per process) oversubscribes
-    them, and oversubscribed CPU kernels run several times slower. torchrun's own OMP_NUM_THREADS wins."""
+    them, and oversubscribed CPU kernels run several times slower. torchrun's own OMP_NUM_THREADS wins;
+    both launchers (torchrun, submitit's export) set LOCAL_WORLD_SIZE."""
     if torch.cuda.is_available() or "OMP_NUM_THREADS" in os.environ:
         return
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("SLURM_NTASKS_PER_NODE", "1")).split("(")[0] or 1)
-    torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // max(1, local)))
+    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
+    torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // local))
 
 
 def free_port() -> int:
