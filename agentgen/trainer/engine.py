@@ -322,9 +322,7 @@ def generation_context(model, engine: TrainEngine | None = None):
     weights meanwhile (through the engine when one wraps the model); otherwise nothing to do."""
     if engine is not None:
         return engine.rollout_context()
-    if is_partitioned(model):
-        return zero3_gathered(list(model.parameters()))
-    return contextlib.nullcontext()
+    return zero3_gathered(list(model.parameters()))  # a no-op unless ZeRO-3 loaded the model sharded
 
 
 # --------------------------------------------------------------------------- engines
