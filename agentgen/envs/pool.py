@@ -383,8 +383,11 @@ class EnvPool:
         self.close()
 
     def __del__(self):
-        with contextlib.suppress(Exception):
+        # try/except, not contextlib.suppress: at interpreter exit module globals may already be None
+        try:
             self.close()
+        except Exception:
+            pass
 
     @property
     def worker_pids(self) -> list[int | None]:
