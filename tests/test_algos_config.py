@@ -94,6 +94,11 @@ def test_validate_algo_config_names_bad_value_and_valid_ones():
     ppo = OmegaConf.to_container(OmegaConf.load(CONF / "ppo.yaml"))
     with pytest.raises(ValueError, match="credit"):
         validate_algo_config({**ppo, "credit": "episode"})
+    with pytest.raises(ValueError, match=r"step_weight='trajectory'.*step, episode"):
+        validate_algo_config({**cfg, "step_weight": "trajectory"})
+    tree = OmegaConf.to_container(OmegaConf.load(CONF / "tree_grpo.yaml"))
+    with pytest.raises(ValueError, match="step_advantage"):
+        validate_algo_config({**tree, "step_weight": "episode"})
 
 
 # --------------------------------------------------------------------------------------------- critic

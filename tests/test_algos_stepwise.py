@@ -27,6 +27,30 @@ def test_grpo_broadcasts_the_episode_advantage_to_every_step():
     assert out.returns is None
 
 
+def test_episode_step_weight_makes_every_episode_weigh_the_same():
+    # Dr. GRPO returns 10 (3 steps) and 0 (1 step): advantages +5 and -5 per step. Summed over samples
+    # that is 15 - 5 = +10; with step_weight episode the scale is mean_T / T_e = 2/3 and 2, so each
+    # episode's steps sum to +10 and -10 and the total sample weight (4) is unchanged.
+    algo = {**GRPO, "norm_adv_by_std": False, "step_weight": "episode"}
+    out = step_advantages(algo, [[0.0, 0.0, 10.0], [0.0]], [0, 0])
+    assert out.advantages == [pytest.approx([10 / 3] * 3), pytest.approx([-10.0])]
+    assert sum(out.advantages[0]) + sum(out.advantages[1]) == pytest.approx(0.0)
+    plain = step_advantages({**algo, "step_weight": "step"}, [[0.0, 0.0, 10.0], [0.0]], [0, 0])
+    assert plain.advantages == [pytest.approx([5.0] * 3), pytest.approx([-5.0])]
+
+
+def test_episode_step_weight_scales_token_advantages_but_not_the_critic_returns():
+    algo = {**PPO_TURN, "credit": "token", "step_weight": "episode"}
+    plain = step_advantages({**algo, "step_weight": "step"}, [[0.0, 1.0], [1.0]], [0, 1],
+                            values=[[torch.zeros(2), torch.zeros(1)], [torch.zeros(2)]], response_lengths=[[2, 1], [2]])
+    out = step_advantages(algo, [[0.0, 1.0], [1.0]], [0, 1],
+                          values=[[torch.zeros(2), torch.zeros(1)], [torch.zeros(2)]], response_lengths=[[2, 1], [2]])
+    # mean T = 1.5: episode 0 (2 steps) x 0.75, episode 1 (1 step) x 1.5
+    assert torch.allclose(out.advantages[0][0], plain.advantages[0][0] * 0.75)
+    assert torch.allclose(out.advantages[1][0], plain.advantages[1][0] * 1.5)
+    assert all(torch.equal(a, b) for a, b in zip(out.returns[0], plain.returns[0]))
+
+
 def test_rloo_with_kl_in_reward_uses_the_episode_kl_sum():
     algo = {"name": "rloo", "kl_coef": 0.5, "kl_in": "reward"}
     kl = [[torch.tensor([1.0, 1.0])], [torch.tensor([0.0])]]
@@ -75,5 +99,7 @@ def test_bad_inputs_fail_clearly():
         step_advantages({**PPO_TURN, "kl_coef": 0.1}, [[1.0]], [0], values=[[0.0]])
     with pytest.raises(ValueError, match="TreeSearch"):
         step_advantages({"name": "tree_grpo"}, [[1.0]], [0])
+    with pytest.raises(ValueError, match="step, episode"):
+        step_advantages({**GRPO, "step_weight": "trajectory"}, [[1.0]], [0])
     with pytest.raises(ValueError, match="turn, token"):
         step_advantages({**PPO_TURN, "credit": "episode"}, [[1.0]], [0], values=[[0.0]])

@@ -25,6 +25,7 @@ from agentgen.algos.advantages import (
     rloo_advantages,
 )
 from agentgen.algos.losses import KL_ESTIMATORS, LOSS_AGGREGATIONS
+from agentgen.algos.stepwise import STEP_WEIGHTS
 from agentgen.algos.tree import STEP_ADVANTAGE_MODES, TreeSearch
 
 KL_PLACEMENTS = ("loss", "reward")
@@ -156,6 +157,12 @@ def validate_algo_config(cfg: Mapping[str, Any]) -> AlgoSpec:
     for key in ("gamma", "lam"):
         if key in cfg and not (isinstance(cfg[key], (int, float)) and 0 <= cfg[key] <= 1):
             raise bad(key, "a number in [0, 1]")
+    if "step_weight" in cfg:  # optional: chain algorithms only (Tree-GRPO has step_advantage)
+        if spec.uses_tree:
+            raise ValueError(f"algo.step_weight is not a {spec.name!r} setting; its steps are weighted by "
+                             f"algo.step_advantage ({', '.join(STEP_ADVANTAGE_MODES)})")
+        if cfg["step_weight"] not in STEP_WEIGHTS:
+            raise bad("step_weight", ", ".join(STEP_WEIGHTS))
     if "credit" in cfg and cfg["credit"] not in CREDIT_LEVELS:
         raise bad("credit", ", ".join(CREDIT_LEVELS))
     if spec.uses_tree:

@@ -32,6 +32,9 @@ from agentgen.algos.advantages import (
 )
 
 EPISODE_LEVEL = ("grpo", "rloo")
+# How the steps of an episode weigh in the loss: ``step`` = every step is one sample of weight 1 (the
+# study's stepwise trainer); ``episode`` = each episode weighs the same, its steps sharing the weight.
+STEP_WEIGHTS = ("step", "episode")
 SEQUENCE_LEVEL = ("ppo", "reinforce_pp")
 
 
@@ -77,7 +80,7 @@ def step_advantages(
     response_lengths: Sequence[Sequence[int]] | None = None,
 ) -> StepAdvantages:
     """Per-step advantages for ``algo`` (an ``algo`` config: name, kl_coef, kl_in, and gamma / lam /
-    credit / whiten_advantages / norm_adv_by_std where the algorithm has them).
+    credit / whiten_advantages / norm_adv_by_std / step_weight where the algorithm has them).
 
     - ``step_rewards[e][k]``: environment reward of step k of episode e;
     - ``group_ids[e]``: the prompt (instance) episode e was rolled out from;
@@ -85,8 +88,14 @@ def step_advantages(
       response-aligned token values for token credit;
     - ``kl[e][k]``: [n_k] per-token KL of step k's response (only read when ``kl_in: reward``);
     - ``response_lengths[e][k]``: number of response tokens of step k (token credit).
+
+    ``step_weight: episode`` then scales the advantages (not the critic's returns) of episode e by
+    mean_T / T_e (T = steps), see ``episode_balanced``.
     """
     name = algo["name"]
+    weight = algo.get("step_weight", "step")
+    if weight not in STEP_WEIGHTS:
+        raise ValueError(f"algo.step_weight={weight!r} is invalid; valid values: {', '.join(STEP_WEIGHTS)}")
     if len(step_rewards) != len(group_ids):
         raise ValueError(f"step_rewards has {len(step_rewards)} episodes but group_ids {len(group_ids)}")
     if any(len(steps) == 0 for steps in step_rewards):
@@ -108,7 +117,7 @@ def step_advantages(
             adv = rloo_advantages(returns, groups)
         else:
             adv = grpo_advantages(returns, groups, norm_by_std=bool(algo.get("norm_adv_by_std", True)))
-        return StepAdvantages([[float(a)] * len(r) for a, r in zip(adv, step_rewards)], None)
+        return _weighted(weight, StepAdvantages([[float(a)] * len(r) for a, r in zip(adv, step_rewards)], None))
 
     if name not in SEQUENCE_LEVEL:
         raise ValueError(
@@ -162,6 +171,28 @@ def step_advantages(
             lam=float(algo.get("lam", 1.0)),
             whiten=bool(algo.get("whiten_advantages", True)),
         )
-        return StepAdvantages(_unpack(adv, lengths, as_float), _unpack(ret, lengths, as_float))
+        return _weighted(weight, StepAdvantages(_unpack(adv, lengths, as_float), _unpack(ret, lengths, as_float)))
     adv, _ = reinforce_pp_advantages(reward_rows, mask, gamma=float(algo.get("gamma", 1.0)))
-    return StepAdvantages(_unpack(adv, lengths, as_float), None)
+    return _weighted(weight, StepAdvantages(_unpack(adv, lengths, as_float), None))
+
+
+def _weighted(step_weight: str, out: StepAdvantages) -> StepAdvantages:
+    """Apply ``step_weight`` to the advantages (the critic's returns stay as they are)."""
+    if step_weight == "episode":
+        return StepAdvantages(episode_balanced(out.advantages), out.returns)
+    return out
+
+
+def episode_balanced(advantages: Sequence[Sequence[Any]]) -> list[list[Any]]:
+    """Scale every step's advantage of episode e by mean_T / T_e, T_e = its number of steps.
+
+    In the stepwise formulation an episode of T steps is T samples, so with a group-normalised return a
+    15-step failure pushes its tokens down 15 times while a 5-step success pushes its tokens up 5 times:
+    the advantages of a group sum to 0 over episodes but not over samples. Tokens every response shares
+    (the answer format, the end of turn) then drift down, and long failures outweigh short successes.
+    With this weight each episode counts once, as in trajectory-level GRPO, and the total weight of the
+    batch (the number of samples) is unchanged. The PPO-clip loss is linear in a positive scale of A,
+    so scaling the advantage is the same as weighting the sample's policy loss."""
+    lengths = [len(ep) for ep in advantages]
+    mean_t = sum(lengths) / max(1, len(lengths))
+    return [[a * (mean_t / n) for a in ep] for ep, n in zip(advantages, lengths)]
