@@ -94,6 +94,7 @@ class ModelConfig:
     lr: ModelLR = field(default_factory=ModelLR)
     resources: ModelResources = field(default_factory=ModelResources)
     params: Dict[str, Any] = field(default_factory=dict)  # builder parameters for source=tiny
+    max_response_tokens: Optional[int] = None  # this model's cap on one answer, on top of each env's own
 
 
 @dataclass
@@ -133,6 +134,7 @@ class EvalConfig:
     episodes_per_env: Dict[str, int] = field(default_factory=dict)  # env -> episodes, overriding `episodes`
     temperature: float = 0.4  # validation temperature (papers.md A)
     before_training: bool = True
+    before_training_envs: str = "all"  # the evaluation before RL covers: all (eval.envs) | train (the trained envs)
     every: int = 15  # evaluate every N RL steps (0: only at the end)
     last_k: int = 4  # report the mean over the last K evaluations (papers.md A)
     env_overrides: Dict[str, Any] = field(default_factory=dict)  # env -> config keys for eval-only envs
@@ -221,6 +223,11 @@ def validate(cfg: DictConfig) -> None:
         _need(name in ENV_NAMES, f"eval.envs contains {name!r}, which is not an environment; valid: "
               f"{', '.join(ENV_NAMES)}.")
     _positive(cfg.eval.episodes, "eval.episodes")
+    if cfg.model.max_response_tokens is not None:
+        _positive(cfg.model.max_response_tokens, "model.max_response_tokens")
+    _need(cfg.eval.before_training_envs in ("all", "train"), f"eval.before_training_envs="
+          f"{cfg.eval.before_training_envs!r} is invalid; valid values: all (every env in eval.envs), train "
+          "(only the envs this job trains on).")
     _positive(cfg.eval.every, "eval.every", allow_zero=True)
     _positive(cfg.eval.last_k, "eval.last_k")
     _positive(cfg.eval.temperature, "eval.temperature", allow_zero=True)

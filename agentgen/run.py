@@ -45,7 +45,8 @@ def seed_everything(seed: int) -> None:
 def env_config(cfg: DictConfig, name: str, for_eval: bool = False) -> DictConfig:
     """The config of env ``name``: the training env's own (with the user's overrides) when it is one,
     otherwise conf/env/<name>.yaml; for evaluation, ``eval.env_overrides[name]`` on top (e.g. train on the
-    easy split, evaluate on the hard one); the chosen difficulty's params merged in; debug caps applied."""
+    easy split, evaluate on the hard one); the chosen difficulty's params merged in; debug caps and the model's
+    ``max_response_tokens`` applied."""
     if name in cfg.env:
         node = copy.deepcopy(cfg.env[name])
     else:
@@ -65,6 +66,8 @@ def env_config(cfg: DictConfig, name: str, for_eval: bool = False) -> DictConfig
         node.max_steps = min(node.max_steps, int(dbg.max_steps))
     if dbg.get("max_response_tokens"):
         node.max_response_tokens = min(node.max_response_tokens, int(dbg.max_response_tokens))
+    if cfg.model.get("max_response_tokens"):  # the model preset's own cap (a small model's answers are short)
+        node.max_response_tokens = min(node.max_response_tokens, int(cfg.model.max_response_tokens))
     return node
 
 
@@ -232,7 +235,8 @@ class Job:
         total = sum(n for _, n in self.stage_plan) if cfg.task == "train" else 0
         if cfg.eval.before_training and not any(h["step"] == step for h in self.eval_history) and \
                 (cfg.task == "eval" or step == 0):
-            self.evaluate(step)
+            before = cfg.eval.before_training_envs == "train" and cfg.task == "train"
+            self.evaluate(step, [e for e in cfg.eval.envs if e in self.train_envs] if before else None)
         begin = 0
         for i, (envs, n) in enumerate(self.stage_plan if cfg.task == "train" else []):
             end = begin + n
@@ -426,10 +430,12 @@ class Job:
             self.generator.sleep()  # a colocated vLLM engine frees its GPU memory for the update
         return out
 
-    def evaluate(self, step: int) -> dict[str, dict[str, float]]:
+    def evaluate(self, step: int, envs: list[str] | None = None) -> dict[str, dict[str, float]]:
+        """Evaluate ``envs`` (default: every env in ``eval.envs``) on their test splits; logged and kept
+        in ``eval_history``."""
         cfg = self.cfg
         results: dict[str, dict[str, float]] = {}
-        for name in cfg.eval.envs:
+        for name in cfg.eval.envs if envs is None else envs:
             n = int(cfg.eval.episodes_per_env.get(name, cfg.eval.episodes))
             subset = instance_subset(self.env_cfg(name, "test"), "test")
             seeds = [subset[i % len(subset)] for i in range(n)] if subset else list(range(n))

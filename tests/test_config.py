@@ -25,6 +25,8 @@ def launch(*args, tmp_path):
     ("trainer.steps=-3", ["trainer.steps=-3", ">= 0"]),
     ("algo=ppo2", ["algo=ppo2", "grpo"]),
     ("eval.envs=[sokoban,chess]", ["chess", "webshop"]),
+    ("eval.before_training_envs=ood", ["eval.before_training_envs='ood'", "all", "train"]),
+    ("algo.step_weight=trajectory", ["algo.step_weight='trajectory'", "step, episode"]),
 ])
 def test_bad_values_fail_fast(override, needles, tmp_path):
     r = launch(override, tmp_path=tmp_path)
@@ -66,3 +68,13 @@ def test_resources_checked_against_cluster():
     cfg.cluster = {"name": "slurm_tiny", "gpus_per_node": 1, "nodes": 1}
     with pytest.raises(ConfigError, match="needs 8 GPU"):
         validate(cfg)
+
+
+def test_model_caps_every_envs_answer_budget():
+    from agentgen.run import env_config
+
+    cfg = compose_job([])  # model=tiny: 128 tokens on top of the envs' 512 / 1024
+    assert cfg.model.max_response_tokens == 128
+    assert {env_config(cfg, e).max_response_tokens for e in ("sokoban", "alfworld", "sciworld", "webshop")} == {128}
+    big = compose_job(["model.max_response_tokens=null"])
+    assert env_config(big, "sciworld").max_response_tokens == 1024

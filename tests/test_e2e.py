@@ -19,11 +19,15 @@ def launch(*args: str, cwd: Path, timeout: int = 900) -> subprocess.CompletedPro
     return r
 
 
+# the evaluation after SFT, before RL, on the trained env only (the tiny preset's setting)
+BEFORE_TRAINING = ("eval.before_training=true", "eval.before_training_envs=train")
+
+
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("smoke")
     out = tmp / "run"
-    launch("debug=smoke", "eval.envs=[sokoban,webshop]", f"hydra.run.dir={out}", cwd=tmp)
+    launch("debug=smoke", *BEFORE_TRAINING, "eval.envs=[sokoban,webshop]", f"hydra.run.dir={out}", cwd=tmp)
     return out
 
 
@@ -35,7 +39,9 @@ def test_smoke_run_writes_complete_summary(smoke_run):
     for m in s["eval"].values():
         assert set(m) >= {"success_rate", "episodes", "avg_steps", "avg_return", "valid_action_ratio"}
         assert 0.0 <= m["success_rate"] <= 1.0 and m["episodes"] == 2
-    assert [h["step"] for h in s["eval_history"]] == [1, 2]  # every step (smoke), final at 2
+    assert [h["step"] for h in s["eval_history"]] == [0, 1, 2]  # after SFT, every step (smoke), final at 2
+    assert set(s["eval_history"][0]["eval"]) == {"sokoban"}  # before RL: the trained env only
+    assert set(s["eval_history"][1]["eval"]) == {"sokoban", "webshop"}
     assert s["train"]["steps"] == 2 and "rollout/success_rate" in s["train"]["final"]
     assert s["train"]["sft"]["sft/samples"] > 0
     assert s["config"]["trainer"]["steps"] == 2 and s["wall_seconds"] > 0
@@ -62,13 +68,14 @@ def test_wandb_offline_run_has_eval_metrics(smoke_run):
 
 def test_completed_job_is_skipped_and_longer_run_resumes(smoke_run):
     before = (smoke_run / "summary.json").stat().st_mtime
-    launch("debug=smoke", "eval.envs=[sokoban,webshop]", f"hydra.run.dir={smoke_run}", cwd=smoke_run.parent)
+    launch("debug=smoke", *BEFORE_TRAINING, "eval.envs=[sokoban,webshop]", f"hydra.run.dir={smoke_run}",
+           cwd=smoke_run.parent)
     assert (smoke_run / "summary.json").stat().st_mtime == before  # resume=skip_completed
-    r = launch("debug=smoke", "eval.envs=[sokoban]", "trainer.steps=3", "resume=always",
+    r = launch("debug=smoke", *BEFORE_TRAINING, "eval.envs=[sokoban]", "trainer.steps=3", "resume=always",
                f"hydra.run.dir={smoke_run}", cwd=smoke_run.parent)
     s = json.loads((smoke_run / "summary.json").read_text())
     assert s["status"] == "completed" and s["train"]["steps"] == 3
-    assert [h["step"] for h in s["eval_history"]] == [1, 2, 3]  # history kept from the checkpoint
+    assert [h["step"] for h in s["eval_history"]] == [0, 1, 2, 3]  # history kept from the checkpoint
     output = r.stdout + r.stderr
     assert "resuming from" in output and "step_2" in output
     assert "sft:" not in output  # SFT was not redone
