@@ -45,6 +45,31 @@ class SlurmCluster:
             list(cmd), env=self.env, check=False, capture_output=True, text=True, timeout=timeout
         )
 
+    def state(self) -> str:
+        """What Slurm says about its node and queue: printed when a job does not finish in time."""
+        parts = []
+        for cmd in (("sinfo", "-N", "-l"), ("squeue", "-a", "-l"), ("scontrol", "show", "job")):
+            try:
+                out = self.run(*cmd, timeout=20)
+                parts.append(f"$ {' '.join(cmd)}\n{out.stdout}{out.stderr}")
+            except subprocess.TimeoutExpired:
+                parts.append(f"$ {' '.join(cmd)}\n(no answer in 20 s)")
+        return "\n".join(parts)
+
+    def result(self, job, timeout: float = 300.0):
+        """``job.result()`` with a deadline: a job Slurm never runs again (a drained node, a held
+        requeue) fails the test with the cluster's state instead of hanging the suite."""
+        deadline = time.monotonic() + timeout
+        while not job.done():
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"Slurm job {job.job_id} did not finish within {timeout:.0f} s\n{self.state()}\n"
+                    f"--- job stderr ---\n{(job.stderr() or '')[-3000:]}",
+                    pytrace=False,
+                )
+            time.sleep(1.0)
+        return job.result()
+
     @contextlib.contextmanager
     def releasing_requeued_jobs(self, poll_s: float = 1.0):
         """Start requeued jobs at once instead of after Slurm's fixed hold (a requeued job becomes eligible

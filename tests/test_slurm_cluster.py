@@ -121,7 +121,7 @@ def test_submitit_job_array_runs_and_returns_results(slurm_cluster, tmp_path):
     executor = submitit.AutoExecutor(folder=tmp_path / "submitit", cluster="slurm")
     executor.update_parameters(timeout_min=5, cpus_per_task=1, slurm_array_parallelism=2)
     jobs = executor.map_array(_square, [3, 4])
-    results = [job.result() for job in jobs]
+    results = [slurm_cluster.result(job) for job in jobs]
     assert [r[0] for r in results] == [9, 16]
     assert sorted(r[1] for r in results) == ["0", "1"]
     assert len({r[2] for r in results}) == 1  # one array

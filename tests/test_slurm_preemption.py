@@ -203,8 +203,8 @@ class CountingJob:
     """A checkpointable submitit job: N steps, each recorded in <dir>/steps.jsonl with the Slurm restart
     count; a checkpoint (the next step) is written only at a step boundary, after ``requested()``."""
 
-    def __init__(self, out: str, steps: int, step_seconds: float) -> None:
-        self.out, self.steps, self.step_seconds = out, steps, step_seconds
+    def __init__(self, out: str, steps: int, step_seconds: float, hold_at: int | None = None) -> None:
+        self.out, self.steps, self.step_seconds, self.hold_at = out, steps, step_seconds, hold_at
 
     def __call__(self) -> dict:
         from agentgen.cluster import preemption as pre
@@ -216,6 +216,13 @@ class CountingJob:
         (out / "ready").write_text(str(start))
         for step in range(start, self.steps):
             time.sleep(self.step_seconds)  # "the update": never interrupted by the signal
+            if step == self.hold_at and not pre.requeue_requested():
+                # a long update, lasting until USR2 is in: SIGTERM and USR2 come from two scancel calls, and
+                # a step boundary between them would make this a stop (SIGTERM alone), not a requeue
+                (out / "holding").write_text(str(step))
+                deadline = time.monotonic() + 120
+                while not pre.requeue_requested() and time.monotonic() < deadline:
+                    time.sleep(0.05)
             with (out / "steps.jsonl").open("a") as f:
                 f.write(json.dumps({"step": step, "restart": int(os.environ.get("SLURM_RESTART_COUNT", 0))}) + "\n")
             if pre.requested():
@@ -247,22 +254,21 @@ def test_preempted_submitit_job_checkpoints_requeues_and_loses_no_step(slurm_clu
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the node cannot import this test module
     executor = submitit.AutoExecutor(folder=tmp_path / "submitit", cluster="slurm", slurm_max_num_timeout=2)
     executor.update_parameters(timeout_min=10, cpus_per_task=1, slurm_signal_delay_s=30)
-    job = executor.submit(CountingJob(str(tmp_path), steps=12, step_seconds=0.5))
+    job = executor.submit(CountingJob(str(tmp_path), steps=12, step_seconds=0.5, hold_at=3))
     deadline = time.monotonic() + 120
-    while not (tmp_path / "ready").exists() and time.monotonic() < deadline:
+    while not (tmp_path / "holding").exists() and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert (tmp_path / "ready").exists(), job.stderr()
-    time.sleep(1.5)  # a few steps in
+    assert (tmp_path / "holding").exists(), job.stderr()  # a few steps in, inside step 3's update
     with slurm_cluster.releasing_requeued_jobs() as released:
         job._interrupt(timeout=False)  # what a preemption looks like to the job: SIGTERM, then USR2
-        result = job.result()
+        result = slurm_cluster.result(job)
     assert released == [str(job.job_id)]  # requeued once, by Slurm
     rows = [json.loads(x) for x in (tmp_path / "steps.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(12)), rows  # every step once: none lost, none repeated
     assert rows[0]["restart"] == 0 and rows[-1]["restart"] == 1 and result["restarts"] == 1
     assert 0 < result["seconds_left"] <= 600  # the job's EndTime, read from squeue (the watchdog's deadline)
     first_run = [r["step"] for r in rows if r["restart"] == 0]
-    assert 0 < len(first_run) < 12
+    assert first_run == [0, 1, 2, 3]  # stopped at the boundary after the update both signals came in
     log = job.stderr() or ""
     assert "stopped on SIGTERM at RL step" in log and "for Slurm to requeue the job" in log, log[-3000:]
     assert "Requeued job" in (job.stdout() or "")  # submitit's scontrol requeue
@@ -295,7 +301,7 @@ def test_sigterm_alone_checkpoints_and_stops_and_resubmitting_resumes(slurm_clus
     assert 0 < done < 12
 
     again = executor.submit(CountingJob(str(tmp_path), steps=12, step_seconds=0.1))
-    assert again.result()["steps"] == 12
+    assert slurm_cluster.result(again)["steps"] == 12
     rows = [json.loads(x) for x in (tmp_path / "steps.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(12))  # resumed at the checkpoint: none lost or repeated
 
@@ -355,4 +361,4 @@ def test_slurms_warning_does_not_kill_env_workers_or_the_jvm(slurm_cluster, tmp_
         time.sleep(0.2)
     assert (tmp_path / "ready").exists(), job.stderr()
     slurm_cluster.run("scancel", "--signal=USR2", str(job.job_id))  # what the time-limit warning does
-    assert job.result() == {"worker": True, "jvm": True, "reason": "SIGUSR2"}
+    assert slurm_cluster.result(job) == {"worker": True, "jvm": True, "reason": "SIGUSR2"}

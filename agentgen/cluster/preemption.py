@@ -229,6 +229,11 @@ def reason() -> str | None:
     return _state.requested_by
 
 
+def requeue_requested() -> bool:
+    """Whether the request is a requeue (USR2 arrived), not only a stop (SIGTERM alone)."""
+    return _state.requeue
+
+
 def _requeue_once(why: str) -> bool:
     """Run submitit's handler once: resubmit the job's pickle, ``scontrol requeue``, and return True; False
     when there is nothing to requeue with (no submitit handler: not a submitit job)."""
@@ -301,6 +306,7 @@ __all__ = [
     "reason",
     "requested",
     "requeue_if_requested",
+    "requeue_requested",
     "reset",
     "slurm_seconds_left",
     "stand_down",
