@@ -222,6 +222,16 @@ def test_expert_replans_after_deviation_and_thought():
     assert e.expert_action() is None and "stuck" in e.expert_thought()
 
 
+def test_thought_moves_bounds_the_plan_in_the_thought():
+    room, state = parse_grid("#######\n#P__XO#\n#_____#\n#######")
+    e = env(thought_moves=1)
+    e.reset_to(room, state)
+    assert e.expert_thought() == "Box at (1, 4) must reach target (1, 5). Shortest plan (3 moves) starts: Right."
+    e = env(thought_moves=3)  # a plan no longer than the bound is written out whole, as without one
+    e.reset_to(room, state)
+    assert e.expert_thought().endswith("Shortest plan (3 moves): Right, Right, Right.")
+
+
 def test_truncation_at_max_steps():
     room, state = parse_grid("#######\n#P__XO#\n#_____#\n#######")
     e = env(max_steps=4)
@@ -262,6 +272,7 @@ def test_reachable_cells_for_augmentation():
         ({"dim": [6, 6, 6]}, "dim"),
         ({"num_boxes": 0}, "num_boxes"),
         ({"min_optimal_len": 9, "max_optimal_len": 3}, "min_optimal_len"),
+        ({"thought_moves": 0}, "thought_moves"),
     ],
 )
 def test_bad_parameters_explain_themselves(kwargs, needle):

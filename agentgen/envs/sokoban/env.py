@@ -58,6 +58,7 @@ class SokobanEnv(TextEnv):
         max_optimal_len: int | None = None,
         render: str = "coords",
         solver_max_expansions: int = 1_000_000,
+        thought_moves: int | None = None,
     ):
         super().__init__(split=split, max_steps=max_steps, reward=reward)
         self.height, self.width = _parse_dim(dim)
@@ -79,6 +80,9 @@ class SokobanEnv(TextEnv):
         if render not in RENDER_MODES:
             raise ValueError(f"sokoban: unknown render {render!r}; valid: {', '.join(RENDER_MODES)}")
         self.render_mode = render
+        if thought_moves is not None and (isinstance(thought_moves, bool) or int(thought_moves) < 1):
+            raise ValueError(f"sokoban: thought_moves must be null (the whole plan) or >= 1, got {thought_moves!r}")
+        self.thought_moves = None if thought_moves is None else int(thought_moves)
         self.solver_max_expansions = int(solver_max_expansions)
         self.room: Room | None = None
         self.state: State | None = None
@@ -221,6 +225,8 @@ class SokobanEnv(TextEnv):
             pairs = ", ".join(f"{fmt_cell(s)} to {fmt_cell(d)}" for s, d in goals)
             what = f"Boxes must go {pairs}."
         noun = "move" if len(plan) == 1 else "moves"
+        if self.thought_moves is not None and len(plan) > self.thought_moves:
+            return f"{what} Shortest plan ({len(plan)} {noun}) starts: {', '.join(plan[: self.thought_moves])}."
         return f"{what} Shortest plan ({len(plan)} {noun}): {', '.join(plan)}."
 
     def _box_destinations(self, plan: list[str]) -> list[tuple[Cell, Cell]]:
