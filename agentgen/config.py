@@ -95,6 +95,9 @@ class ModelConfig:
     resources: ModelResources = field(default_factory=ModelResources)
     params: Dict[str, Any] = field(default_factory=dict)  # builder parameters for source=tiny
     max_response_tokens: Optional[int] = None  # this model's cap on one answer, on top of each env's own
+    # env params this model needs ({env name: {param: value}}), merged over env.<name>.params wherever that env
+    # is built (training, evaluation, SFT data), e.g. a shorter expert thought for the tiny model
+    env_params: Dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -225,6 +228,11 @@ def validate(cfg: DictConfig) -> None:
     _positive(cfg.eval.episodes, "eval.episodes")
     if cfg.model.max_response_tokens is not None:
         _positive(cfg.model.max_response_tokens, "model.max_response_tokens")
+    for name, params in cfg.model.env_params.items():
+        _need(name in ENV_NAMES, f"model.env_params has an entry for {name!r}, which is not an environment; valid: "
+              f"{', '.join(ENV_NAMES)}.")
+        _need(isinstance(params, DictConfig), f"model.env_params.{name}={params!r} is invalid: it must map the "
+              f"env's parameters (conf/env/{name}.yaml params) to values, e.g. {{thought_moves: 1}}.")
     _need(cfg.eval.before_training_envs in ("all", "train"), f"eval.before_training_envs="
           f"{cfg.eval.before_training_envs!r} is invalid; valid values: all (every env in eval.envs), train "
           "(only the envs this job trains on).")

@@ -355,6 +355,7 @@ def run_profile(cfg, out_dir: str | Path) -> dict[str, dict[str, Any]]:
     from agentgen.agent.prompt import PromptBuilder
     from agentgen.augment import env_factory, parse_settings
     from agentgen.envs.pool import EnvPool
+    from agentgen.run import env_config
     from agentgen.tracking import Tracker
 
     out = Path(out_dir)
@@ -379,7 +380,9 @@ def run_profile(cfg, out_dir: str | Path) -> dict[str, dict[str, Any]]:
     )
     rows: dict[str, dict[str, Any]] = {}
     try:
-        for name, env_cfg in cfg.env.items():
+        for name in cfg.env:
+            # as a job builds it: difficulty, the model's env_params and answer cap, debug caps
+            env_cfg = env_config(cfg, name)
             t0 = time.time()
             target, kwargs = env_factory(name, env_cfg, cfg.augment, pc.split, int(cfg.seed), force=True)
             slots = max(1, min(pc.episodes, int(env_cfg.get("max_instances", 64))))

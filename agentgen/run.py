@@ -45,8 +45,8 @@ def seed_everything(seed: int) -> None:
 def env_config(cfg: DictConfig, name: str, for_eval: bool = False) -> DictConfig:
     """The config of env ``name``: the training env's own (with the user's overrides) when it is one,
     otherwise conf/env/<name>.yaml; for evaluation, ``eval.env_overrides[name]`` on top (e.g. train on the
-    easy split, evaluate on the hard one); the chosen difficulty's params merged in; debug caps and the model's
-    ``max_response_tokens`` applied."""
+    easy split, evaluate on the hard one); the chosen difficulty's params merged in, then the model's
+    ``env_params[name]``; debug caps and the model's ``max_response_tokens`` applied."""
     if name in cfg.env:
         node = copy.deepcopy(cfg.env[name])
     else:
@@ -61,6 +61,10 @@ def env_config(cfg: DictConfig, name: str, for_eval: bool = False) -> DictConfig
                   **OmegaConf.to_container(node.difficulties[node.difficulty], resolve=True)}
         with open_dict(node):
             node.params = merged
+    model_params = (cfg.model.get("env_params") or {}).get(name)
+    if model_params:
+        with open_dict(node):
+            node.params = OmegaConf.merge(node.params, model_params)
     dbg = cfg.get("debug") or {}
     if dbg.get("max_steps"):
         node.max_steps = min(node.max_steps, int(dbg.max_steps))

@@ -27,6 +27,7 @@ def launch(*args, tmp_path):
     ("eval.envs=[sokoban,chess]", ["chess", "webshop"]),
     ("eval.before_training_envs=ood", ["eval.before_training_envs='ood'", "all", "train"]),
     ("algo.step_weight=trajectory", ["algo.step_weight='trajectory'", "step, episode"]),
+    ("+model.env_params.chess.depth=3", ["model.env_params", "'chess'", "sokoban"]),
 ])
 def test_bad_values_fail_fast(override, needles, tmp_path):
     r = launch(override, tmp_path=tmp_path)
@@ -78,3 +79,15 @@ def test_model_caps_every_envs_answer_budget():
     assert {env_config(cfg, e).max_response_tokens for e in ("sokoban", "alfworld", "sciworld", "webshop")} == {128}
     big = compose_job(["model.max_response_tokens=null"])
     assert env_config(big, "sciworld").max_response_tokens == 1024
+
+
+def test_model_env_params_reach_the_env_where_it_is_used():
+    from agentgen.envs import make
+    from agentgen.run import env_config
+
+    cfg = compose_job([])  # model=tiny: a one-move plan in Sokoban's expert thought
+    assert env_config(cfg, "sokoban").params.thought_moves == 1
+    assert "thought_moves" not in env_config(cfg, "alfworld").params  # only the env it names
+    assert make("sokoban", "test", **env_config(cfg, "sokoban").params).thought_moves == 1
+    full = compose_job(["model.env_params.sokoban.thought_moves=null"])
+    assert env_config(full, "sokoban").params.thought_moves is None
