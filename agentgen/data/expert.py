@@ -76,8 +76,10 @@ def collect(pool, env_name: str, seeds: list[int], prompts: PromptBuilder, max_t
 
 
 def write(records: list[dict], path: Path) -> None:
+    """Atomically, through a temporary file of this process's own: every rank of a multi-process job
+    collects the same records and writes them to the same path."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w") as f:
         for r in records:
             f.write(json.dumps(r) + "\n")
