@@ -33,6 +33,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 import weakref
 from dataclasses import dataclass
 
@@ -189,18 +190,28 @@ class SciWorldEngine:
             raise SciWorldEngineError(
                 f"the ScienceWorld JVM is not running (closed or died) and cannot {what}"
             )
-        try:
-            return fn(*args)
-        except Py4JError as exc:
-            running = self._proc.poll() is None
-            if not running:
-                self._dead = True
-            raise SciWorldEngineError(
-                f"ScienceWorld engine failed to {what} (JVM pid {self._proc.pid} "
-                f"{'still running' if running else 'exited with code ' + str(self._proc.returncode)}; "
-                f"heap cap -Xmx{self.heap}: raise jvm_heap if it ran out of memory): {exc}. "
-                f"JVM output: {self._stderr_tail() or '(none)'}"
-            ) from exc
+        for attempt in range(4):
+            try:
+                return fn(*args)
+            except Py4JError as exc:
+                # a refused connection to a running JVM sent nothing, so the call is safe to repeat (seen once
+                # in CI right after a restart); any other error, or a JVM that is gone, is reported
+                connect_failed = "error occurred while trying to connect" in str(exc)
+                if connect_failed and attempt < 3 and self._proc.poll() is None:
+                    time.sleep(0.5 * (attempt + 1))
+                    continue
+                self._raise_engine_error(what, exc)
+
+    def _raise_engine_error(self, what: str, exc: Exception):
+        running = self._proc.poll() is None
+        if not running:
+            self._dead = True
+        raise SciWorldEngineError(
+            f"ScienceWorld engine failed to {what} (JVM pid {self._proc.pid} "
+            f"{'still running' if running else 'exited with code ' + str(self._proc.returncode)}; "
+            f"heap cap -Xmx{self.heap}: raise jvm_heap if it ran out of memory): {exc}. "
+            f"JVM output: {self._stderr_tail() or '(none)'}"
+        ) from exc
 
     # ------------------------------------------------------------------ game
     def load(self, task: str, variation: int, simplifications: str = "", gold_path: bool = False) -> None:
