@@ -99,6 +99,15 @@ def test_validate_algo_config_names_bad_value_and_valid_ones():
     tree = OmegaConf.to_container(OmegaConf.load(CONF / "tree_grpo.yaml"))
     with pytest.raises(ValueError, match="step_advantage"):
         validate_algo_config({**tree, "step_weight": "episode"})
+    with pytest.raises(ValueError, match=r"filter_groups='acc'.*null \(off\), success, return"):
+        validate_algo_config({**cfg, "filter_groups": "acc"})
+    with pytest.raises(ValueError, match=r"max_sampling_rounds=0.*integer >= 1"):
+        validate_algo_config({**cfg, "filter_groups": "success", "max_sampling_rounds": 0})
+    with pytest.raises(ValueError, match=r"filter_groups=success.*grpo, rloo.*'ppo'"):
+        validate_algo_config({**ppo, "filter_groups": "success"})
+    with pytest.raises(ValueError, match=r"filter_groups=return.*'tree_grpo'"):
+        validate_algo_config({**tree, "filter_groups": "return"})
+    validate_algo_config({**cfg, "filter_groups": "success", "max_sampling_rounds": 2})
 
 
 # --------------------------------------------------------------------------------------------- critic

@@ -368,3 +368,76 @@ def test_turn_schedule_is_reported_per_step():
     trainer.turn_schedule = rl.schedule_from_config({"rounds": [2, 4], "phase": 1})
     assert trainer.step(0)["rollout/turn_limit"] == 2.0
     assert trainer.step(1)["rollout/turn_limit"] == 4.0
+
+
+# ----------------------------------------------------------------------------- dynamic sampling
+class ScriptedWins:
+    """One-turn episodes; episode 0 of group g wins (+10) in call c when (c, g) is in ``signal``, so that
+    group's returns differ and every other group's are all 0 (no signal)."""
+
+    def __init__(self, signal: set[tuple[int, int]]):
+        self.signal = signal
+        self.calls: list[list] = []
+
+    def __call__(self, specs, step):
+        c = len(self.calls)
+        self.calls.append(specs)
+        out, seen = [], set()
+        for s in specs:
+            win = (c, s.group) in self.signal and s.group not in seen
+            seen.add(s.group)
+            turn = Turn([1, 2, 3], [4, 5, 6 + s.group], "text", "Up", 10.0 if win else 0.0, "obs", True, False)
+            out.append(Episode(s, "task", [turn], success=win))
+        return out
+
+
+@pytest.mark.parametrize("rloo", [False, True])
+def test_filter_groups_trains_on_signal_groups_and_samples_new_instances_until_it_has_enough(rloo, monkeypatch):
+    # prompts_per_step 2: round 0 has one signal group (1), round 1 another (3), so round 2 never runs
+    rollout = ScriptedWins({(0, 1), (1, 3), (1, 2)})
+    trainer = make_trainer("rloo" if rloo else "grpo", rollout, group_size=2, filter_groups="return", max_sampling_rounds=3)
+    spy = Spy(rl.collate)
+    monkeypatch.setattr(rl, "collate", spy)
+    m = trainer.step(5)
+    assert len(rollout.calls) == 2
+    seeds = [sorted({s.seed for s in call}) for call in rollout.calls]
+    assert seeds == [rl.instance_seeds(5, 2, 0, 0, 3), rl.instance_seeds(5, 2, 0, 1, 3)]
+    assert not set(seeds[0]) & set(seeds[1]) and not set(seeds[1]) & set(rl.instance_seeds(6, 2, 0, 0, 3))
+    # the update saw groups 1 and 2 only (the first signal groups up to prompts_per_step; group 3 is spare)
+    assert {s.response_ids[-1] - 6 for args, _ in spy.calls for s in args[0]} == {1, 2}
+    assert m["rollout/samples"] == 4  # 2 groups x 2 episodes x 1 step
+    assert m["rollout/sampling_rounds"] == 2 and m["rollout/signal_groups"] == 2
+    assert m["rollout/trajectories"] == 8 and m["rollout/success_rate"] == pytest.approx(3 / 8)
+    assert m["rollout/zero_adv_groups"] == pytest.approx(1 / 4)
+
+
+def test_filter_groups_skips_the_update_when_no_round_finds_a_signal():
+    rollout = ScriptedWins(set())
+    trainer = make_trainer("grpo", rollout, group_size=2, filter_groups="return", max_sampling_rounds=3)
+    before = params(trainer.model)
+    m = trainer.step(0)
+    assert len(rollout.calls) == 3 and m["train/skipped"] == 1.0 and m["rollout/signal_groups"] == 0
+    assert m["rollout/trajectories"] == 12 and not changed(before, trainer.model)
+
+
+def test_without_filter_groups_one_rollout_batch_of_the_step_seeds_is_trained_whole():
+    rollout = ScriptedWins(set())
+    trainer = make_trainer("grpo", rollout, group_size=2, max_sampling_rounds=3)
+    m = trainer.step(4)
+    assert len(rollout.calls) == 1 and sorted({s.seed for s in rollout.calls[0]}) == rl.instance_seeds(4, 2, 0)
+    assert m["rollout/samples"] == 4 and "rollout/sampling_rounds" not in m
+
+
+def test_filter_by_success_drops_groups_that_differ_only_by_invalid_action_penalties():
+    from agentgen.rollout.runner import EpisodeSpec
+
+    def ep(group: int, rewards: list[float], success: bool) -> Episode:
+        turns = [Turn([1], [2], "t", "Up", r, "obs", True, r < 0) for r in rewards]
+        return Episode(EpisodeSpec("sokoban", seed=group, group=group), "task", turns, success=success)
+
+    episodes = [ep(0, [0.0, -0.1], False), ep(0, [0.0, 0.0], False),  # penalty only
+                ep(1, [0.0, 10.0], True), ep(1, [0.0, 0.0], False),  # success differs
+                ep(2, [0.0], False), ep(2, [0.0], False)]  # nothing differs
+    assert {e.spec.group for e in rl.signal_groups(episodes, limit=3, by="return")} == {0, 1}
+    assert {e.spec.group for e in rl.signal_groups(episodes, limit=3, by="success")} == {1}
+    assert {e.spec.group for e in rl.signal_groups(episodes, limit=1, by="return")} == {0}

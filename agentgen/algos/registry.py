@@ -30,6 +30,7 @@ from agentgen.algos.tree import STEP_ADVANTAGE_MODES, TreeSearch
 
 KL_PLACEMENTS = ("loss", "reward")
 CREDIT_LEVELS = ("turn", "token")
+FILTER_GROUPS_BY = ("success", "return")  # dynamic sampling: keep groups whose rollouts differ in this
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,16 @@ def validate_algo_config(cfg: Mapping[str, Any]) -> AlgoSpec:
                              f"algo.step_advantage ({', '.join(STEP_ADVANTAGE_MODES)})")
         if cfg["step_weight"] not in STEP_WEIGHTS:
             raise bad("step_weight", ", ".join(STEP_WEIGHTS))
+    if cfg.get("filter_groups") is not None:  # optional (dynamic sampling): group chain algorithms only
+        if cfg["filter_groups"] not in FILTER_GROUPS_BY:
+            raise bad("filter_groups", "null (off), " + ", ".join(FILTER_GROUPS_BY))
+        if not spec.uses_groups or spec.uses_tree:
+            raise ValueError(f"algo.filter_groups={cfg['filter_groups']} needs an algorithm that compares independent "
+                             f"rollouts of a group (grpo, rloo); {spec.name!r} does not")
+    if "max_sampling_rounds" in cfg:
+        rounds = cfg["max_sampling_rounds"]
+        if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1:
+            raise bad("max_sampling_rounds", "an integer >= 1 (rollout batches per step while filtering groups)")
     if "credit" in cfg and cfg["credit"] not in CREDIT_LEVELS:
         raise bad("credit", ", ".join(CREDIT_LEVELS))
     if spec.uses_tree:

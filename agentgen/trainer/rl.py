@@ -51,9 +51,11 @@ log = logging.getLogger(__name__)
 SEED_STRIDE = 10_000_000
 
 
-def instance_seeds(step: int, prompts_per_step: int, run_seed: int) -> list[int]:
-    """Deterministic, resumable: the instances of RL step ``step``."""
-    base = run_seed * SEED_STRIDE + step * prompts_per_step
+def instance_seeds(step: int, prompts_per_step: int, run_seed: int, round_: int = 0, rounds: int = 1) -> list[int]:
+    """Deterministic, resumable: the instances of RL step ``step``. With dynamic sampling a step owns
+    ``rounds`` blocks of ``prompts_per_step`` seeds and sampling round ``round_`` plays block ``round_``
+    (``rounds=1``: one block per step)."""
+    base = run_seed * SEED_STRIDE + (step * rounds + round_) * prompts_per_step
     return [base + i for i in range(prompts_per_step)]
 
 
@@ -129,7 +131,7 @@ class RLTrainer:
     # ------------------------------------------------------------------ one RL step
     def step(self, step: int) -> dict[str, float]:
         t0 = time.time()
-        seeds = instance_seeds(step, self.cfg.trainer.prompts_per_step, self.cfg.seed)
+        seeds = instance_seeds(step, self.cfg.trainer.prompts_per_step, self.cfg.seed, 0, self._sampling_rounds)
         data = self._tree_step(seeds, step) if self.tree else self._chain_step(seeds, step)
         t_rollout = time.time() - t0
         if not data.train:
@@ -141,15 +143,41 @@ class RLTrainer:
             metrics["rollout/turn_limit"] = float(self.turn_schedule.turn_limit(step))
         return metrics
 
+    @property
+    def _sampling_rounds(self) -> int:
+        """Rollout batches a step may play: more than one only with dynamic sampling (algo.filter_groups)."""
+        return int(self.algo.get("max_sampling_rounds", 1)) if self.algo.get("filter_groups") else 1
+
     # ------------------------------------------------------------------ chains: grpo, rloo, ppo, reinforce_pp
     def _chain_step(self, seeds: list[int], step: int) -> StepData:
         group_size = int(self.algo.group_size)
-        specs = [EpisodeSpec(env="", seed=s, group=g) for g, s in enumerate(seeds) for _ in range(group_size)]
-        rolled = self.rollout_fn(specs, step)
-        # An aborted episode (its env worker hung or died) says nothing about the policy: drop it.
-        episodes = [e for e in rolled if not e.aborted and e.turns]
-        metrics = {"rollout/aborted": float(len(rolled) - len(episodes))}
+        rounds = self._sampling_rounds
+        rolled: list[Episode] = []
+        episodes: list[Episode] = []  # what the update sees
+        for r in range(rounds):
+            if r:
+                seeds = instance_seeds(step, len(seeds), int(self.cfg.seed), r, rounds)
+            offset = r * len(seeds)  # group ids stay unique across rounds
+            specs = [EpisodeSpec(env="", seed=s, group=offset + g) for g, s in enumerate(seeds)
+                     for _ in range(group_size)]
+            new = self.rollout_fn(specs, step)
+            rolled += new
+            # An aborted episode (its env worker hung or died) says nothing about the policy: drop it.
+            live = [e for e in new if not e.aborted and e.turns]
+            if rounds == 1:
+                episodes = live
+                break
+            episodes += signal_groups(live, limit=len(seeds) - len({e.spec.group for e in episodes}),
+                                      by=str(self.algo.filter_groups))
+            if len({e.spec.group for e in episodes}) >= len(seeds):
+                break
+        all_live = [e for e in rolled if not e.aborted and e.turns]
+        metrics = {"rollout/aborted": float(len(rolled) - len(all_live))}
+        if rounds > 1:
+            metrics.update({"rollout/sampling_rounds": float(r + 1),
+                            "rollout/signal_groups": float(len({e.spec.group for e in episodes}))})
         if not episodes:
+            metrics.update(_episode_metrics(all_live, []) if all_live else {})
             return StepData([], metrics)
         per_episode = [[turn_sample(t) for t in e.turns] for e in episodes]
         steps = [s for ep in per_episode for s in ep]
@@ -170,7 +198,7 @@ class RLTrainer:
                 if adv.returns is not None:
                     g = adv.returns[e][k]
                     s.extras["returns"] = g if isinstance(g, torch.Tensor) else torch.full((_n(s),), float(g))
-        metrics.update(_episode_metrics(episodes, train))
+        metrics.update(_episode_metrics(all_live, train))  # the rollout figures count every played episode
         metrics.update(_advantage_metrics(train))
         return StepData(train, metrics)
 
@@ -372,6 +400,23 @@ def _micro_weight(micro: list[Sample], mb: list[Sample], agg: str) -> float:
     if agg == "token-mean":
         return sum(len(s.response_ids) for s in micro) / max(1, sum(len(s.response_ids) for s in mb))
     return len(micro) / len(mb)
+
+
+def signal_groups(episodes: list[Episode], limit: int, by: str = "return") -> list[Episode]:
+    """Dynamic sampling (DAPO's filter_groups): the episodes of the first ``limit`` groups whose rollouts
+    differ in ``by``: ``success`` (some succeed, some fail: DAPO's accuracy filter) or ``return``. A group
+    whose returns are all equal has zero advantage everywhere; one that differs only by small penalties
+    (Sokoban's -0.1 per invalid action) teaches the format, not the task."""
+    groups: dict[int, list[Episode]] = {}
+    for e in episodes:
+        groups.setdefault(e.spec.group, []).append(e)
+
+    def differs(eps: list[Episode]) -> bool:
+        values = [float(e.success) if by == "success" else e.ret for e in eps]
+        return max(values) - min(values) > 1e-8
+
+    keep = [g for g, eps in groups.items() if len(eps) > 1 and differs(eps)]
+    return [e for g in keep[:max(0, limit)] for e in groups[g]]
 
 
 def _zero_signal_share(returns_by_group: dict[int, list[float]]) -> float:
