@@ -153,7 +153,9 @@ class RLTrainer:
         group_size = int(self.algo.group_size)
         rounds = self._sampling_rounds
         rolled: list[Episode] = []
+        all_live: list[Episode] = []  # every played episode that was not aborted: the rollout figures
         episodes: list[Episode] = []  # what the update sees
+        n_signal = 0  # groups in ``episodes`` (with dynamic sampling: groups with a signal)
         for r in range(rounds):
             if r:
                 seeds = instance_seeds(step, len(seeds), int(self.cfg.seed), r, rounds)
@@ -164,18 +166,18 @@ class RLTrainer:
             rolled += new
             # An aborted episode (its env worker hung or died) says nothing about the policy: drop it.
             live = [e for e in new if not e.aborted and e.turns]
+            all_live += live
             if rounds == 1:
                 episodes = live
                 break
-            episodes += signal_groups(live, limit=len(seeds) - len({e.spec.group for e in episodes}),
-                                      by=str(self.algo.filter_groups))
-            if len({e.spec.group for e in episodes}) >= len(seeds):
+            chosen = signal_groups(live, limit=len(seeds) - n_signal, by=str(self.algo.filter_groups))
+            episodes += chosen
+            n_signal += len({e.spec.group for e in chosen})
+            if n_signal >= len(seeds):
                 break
-        all_live = [e for e in rolled if not e.aborted and e.turns]
         metrics = {"rollout/aborted": float(len(rolled) - len(all_live))}
         if rounds > 1:
-            metrics.update({"rollout/sampling_rounds": float(r + 1),
-                            "rollout/signal_groups": float(len({e.spec.group for e in episodes}))})
+            metrics.update({"rollout/sampling_rounds": float(r + 1), "rollout/signal_groups": float(n_signal)})
         if not episodes:
             metrics.update(_episode_metrics(all_live, []) if all_live else {})
             return StepData([], metrics)
@@ -411,19 +413,21 @@ def signal_groups(episodes: list[Episode], limit: int, by: str = "return") -> li
     for e in episodes:
         groups.setdefault(e.spec.group, []).append(e)
 
-    def differs(eps: list[Episode]) -> bool:
-        values = [float(e.success) if by == "success" else e.ret for e in eps]
-        return max(values) - min(values) > 1e-8
-
-    keep = [g for g, eps in groups.items() if len(eps) > 1 and differs(eps)]
+    keep = [g for g, eps in groups.items()
+            if len(eps) > 1 and not _all_equal([float(e.success) if by == "success" else e.ret for e in eps])]
     return [e for g in keep[:max(0, limit)] for e in groups[g]]
+
+
+def _all_equal(values: list[float]) -> bool:
+    """A group whose values are all equal: zero advantage for every member."""
+    return max(values) - min(values) < 1e-8
 
 
 def _zero_signal_share(returns_by_group: dict[int, list[float]]) -> float:
     """Share of groups whose returns are all equal (no learning signal): a key GRPO diagnostic."""
     if not returns_by_group:
         return 0.0
-    return sum(max(v) - min(v) < 1e-8 for v in returns_by_group.values()) / len(returns_by_group)
+    return sum(_all_equal(v) for v in returns_by_group.values()) / len(returns_by_group)
 
 
 def _episode_metrics(episodes: list[Episode], train: list[Sample]) -> dict[str, float]:

@@ -36,6 +36,7 @@ import tempfile
 import time
 import weakref
 from dataclasses import dataclass
+from typing import NoReturn
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +203,7 @@ class SciWorldEngine:
                     continue
                 self._raise_engine_error(what, exc)
 
-    def _raise_engine_error(self, what: str, exc: Exception):
+    def _raise_engine_error(self, what: str, exc: Exception) -> NoReturn:
         running = self._proc.poll() is None
         if not running:
             self._dead = True
