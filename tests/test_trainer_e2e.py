@@ -19,6 +19,8 @@ CASES = {
     "rloo": ([], {"train/kl", "train/pg_loss"}),
     "ppo": ([], {"critic/vf_loss", "critic/grad_norm", "critic/returns_mean", "train/pg_loss"}),
     "reinforce_pp": ([], {"rollout/kl_in_reward", "train/pg_loss"}),
+    "gigpo": ([], {"gigpo/shared_step_frac", "gigpo/step_groups", "train/kl", "train/pg_loss"}),
+    "gspo": (["trainer.mini_batch_states=8"], {"train/ratio_mean", "train/clipfrac", "train/pg_loss"}),
     # a small forest keeps the run short: 2 trees, 1 round of 1 expansion -> 4 leaves per prompt
     "tree_grpo": (["algo.M=2", "algo.N=1", "algo.L=1"], {"tree/leaves_per_prompt", "tree/replayed_env_steps"}),
 }
@@ -44,6 +46,8 @@ def test_algorithm_runs_end_to_end(algo, tmp_path):
     final = s["train"]["final"]
     assert expected_metrics <= set(final), sorted(final)
     assert final["rollout/generated_tokens_per_sample"] > 0 and final["rollout/env_steps_per_sample"] >= 1.0
+    if algo == "gigpo":  # every group's first steps act in the same room: some steps share an anchor state
+        assert final["gigpo/shared_step_frac"] > 0
     if algo == "tree_grpo":
         assert final["tree/leaves_per_prompt"] == 2 * (1 * 1 + 1)
         assert final["tree/replay_mismatches"] == 0

@@ -14,6 +14,7 @@ import torch
 from omegaconf import OmegaConf
 from transformers import LlamaConfig, LlamaForCausalLM
 
+import agentgen.algos.base as algo_base
 import agentgen.trainer.critic as critic_mod
 from agentgen.algos.advantages import grpo_advantages, rloo_advantages
 from agentgen.algos.losses import kl_divergence
@@ -138,8 +139,8 @@ def token_advantages_seen(spy: Spy) -> list[list[float]]:
 def test_episode_advantage_reaches_every_token_of_every_step(name, monkeypatch):
     rollout = SeededEpisodes(wins={(0, 0), (0, 2), (1, 5)})  # group 0: 2 of 4 win, group 1: 1 of 4
     trainer = make_trainer(name, rollout, group_size=4)
-    spy = Spy(rl.policy_loss)
-    monkeypatch.setattr(rl, "policy_loss", spy)
+    spy = Spy(algo_base.policy_loss)
+    monkeypatch.setattr(algo_base, "policy_loss", spy)
     metrics = trainer.step(0)
     episodes = rollout.episodes_of(0)  # same seeds -> the same episodes again
     returns = torch.tensor([e.ret for e in episodes])
@@ -170,8 +171,8 @@ def test_ppo_gae_advantages_and_value_targets_reach_the_losses(credit, monkeypat
     trainer = make_trainer("ppo", rollout, group_size=2, credit=credit, kl_coef=0.0, whiten_advantages=False,
                            gamma=0.9, lam=0.8)
     critic_before = copy.deepcopy(trainer.value_model)
-    pspy, vspy = Spy(rl.policy_loss), Spy(critic_mod.value_loss)
-    monkeypatch.setattr(rl, "policy_loss", pspy)
+    pspy, vspy = Spy(algo_base.policy_loss), Spy(critic_mod.value_loss)
+    monkeypatch.setattr(algo_base, "policy_loss", pspy)
     monkeypatch.setattr(critic_mod, "value_loss", vspy)
     trainer.step(0)
 
@@ -239,8 +240,8 @@ def test_reinforce_pp_kl_in_reward_changes_the_advantages(monkeypatch):
         rollout = SeededEpisodes(wins={(0, 0), (1, 1)})
         trainer = make_trainer("reinforce_pp", rollout, ref=ref, group_size=2, kl_coef=kl_coef,
                                kl_estimator=estimator, credit="token")
-        spy = Spy(rl.policy_loss)
-        monkeypatch.setattr(rl, "policy_loss", spy)
+        spy = Spy(algo_base.policy_loss)
+        monkeypatch.setattr(algo_base, "policy_loss", spy)
         metrics = trainer.step(0)
         return sorted(tuple(round(x, 6) for x in row) for row in token_advantages_seen(spy)), metrics
 
@@ -257,8 +258,8 @@ def test_reinforce_pp_kl_in_reward_changes_the_advantages(monkeypatch):
 def test_grpo_kl_in_reward_subtracts_the_episode_kl_from_its_return(monkeypatch):
     rollout = SeededEpisodes(wins={(0, 0)})
     trainer = make_trainer("grpo", rollout, ref="other", group_size=2, kl_in="reward", kl_coef=0.3)
-    spy = Spy(rl.policy_loss)
-    monkeypatch.setattr(rl, "policy_loss", spy)
+    spy = Spy(algo_base.policy_loss)
+    monkeypatch.setattr(algo_base, "policy_loss", spy)
     trainer.step(0)
     episodes = rollout.episodes_of(0)
     policy, ref = tiny_policy(), tiny_policy(seed=1)  # the weights the scoring pass saw
@@ -292,8 +293,8 @@ def test_kl_in_loss_and_entropy_bonus_enter_the_loss():
 def test_clip_ranges_dual_clip_and_aggregation_reach_the_policy_loss(monkeypatch):
     trainer = make_trainer("rloo", group_size=2, clip_low=0.1, clip_high=0.28, dual_clip=3.0,
                            loss_agg="seq-mean-token-sum")
-    spy = Spy(rl.policy_loss)
-    monkeypatch.setattr(rl, "policy_loss", spy)
+    spy = Spy(algo_base.policy_loss)
+    monkeypatch.setattr(algo_base, "policy_loss", spy)
     trainer.step(0)
     assert spy.calls and all(kw == {"clip_low": 0.1, "clip_high": 0.28, "agg": "seq-mean-token-sum", "dual_clip": 3.0}
                              for _, kw in spy.calls)
@@ -395,7 +396,8 @@ class ScriptedWins:
 def test_filter_groups_trains_on_signal_groups_and_samples_new_instances_until_it_has_enough(rloo, monkeypatch):
     # prompts_per_step 2: round 0 has one signal group (1), round 1 another (3), so round 2 never runs
     rollout = ScriptedWins({(0, 1), (1, 3), (1, 2)})
-    trainer = make_trainer("rloo" if rloo else "grpo", rollout, group_size=2, filter_groups="return", max_sampling_rounds=3)
+    trainer = make_trainer("rloo" if rloo else "grpo", rollout, group_size=2, filter_groups="return",
+                           max_sampling_rounds=3)
     spy = Spy(rl.collate)
     monkeypatch.setattr(rl, "collate", spy)
     m = trainer.step(5)

@@ -1,6 +1,7 @@
 """The RL algorithms' mathematics: advantages, losses, KL estimators, the critic's value head, the
-Tree-GRPO search structure and the ScalingInter-RL turn schedule. Pure functions on tensors; the
-trainer loop lives elsewhere and dispatches on ``cfg.algo.name`` through ``agentgen.algos.registry``."""
+Tree-GRPO search structure and the ScalingInter-RL turn schedule, and one module per algorithm (grpo, rloo,
+ppo, reinforce_pp, tree_grpo, gigpo, gspo: its typed config, its advantages, its loss where it has its own).
+The trainer loop lives elsewhere and dispatches on ``cfg.algo.name`` through ``agentgen.algos.registry``."""
 
 from agentgen.algos.advantages import (
     broadcast_to_tokens,
@@ -13,6 +14,7 @@ from agentgen.algos.advantages import (
     reinforce_pp_baseline_advantages,
     rloo_advantages,
 )
+from agentgen.algos.base import AlgoConfig, Algorithm, StepBatch
 from agentgen.algos.losses import (
     aggregate_loss,
     entropy_from_logits,
@@ -23,7 +25,7 @@ from agentgen.algos.losses import (
     value_loss,
 )
 from agentgen.algos.masked import masked_mean, masked_var, masked_whiten
-from agentgen.algos.registry import ALGORITHMS, AlgoSpec, get_algo, validate_algo_config
+from agentgen.algos.registry import ALGORITHMS, get_algo, validate_algo_config
 from agentgen.algos.schedule import SCALING_INTER_PRESETS, TurnSchedule, schedule_from_config, turn_limit
 from agentgen.algos.stepwise import StepAdvantages, step_advantages
 from agentgen.algos.tree import TreeBudget, TreeNode, TreeSearch
@@ -31,8 +33,10 @@ from agentgen.algos.tree import TreeBudget, TreeNode, TreeSearch
 __all__ = [
     "ALGORITHMS",
     "SCALING_INTER_PRESETS",
-    "AlgoSpec",
+    "AlgoConfig",
+    "Algorithm",
     "StepAdvantages",
+    "StepBatch",
     "TreeBudget",
     "TreeNode",
     "TreeSearch",

@@ -1,185 +1,84 @@
-"""Which algorithm needs what: the trainer dispatches on ``cfg.algo.name`` through this table.
+"""The algorithms agentgen trains with, by name: the trainer dispatches on ``cfg.algo.name`` through this table.
 
-``advantage_level`` tells the trainer which inputs to build:
-- ``episode``: ``advantage_fn(returns[N], group_ids[N]) -> [N]``, one value per episode, broadcast to
-  all steps and response tokens of the episode (GRPO, RLOO);
-- ``sequence``: ``advantage_fn(rewards[B, T], ..., mask[B, T])`` over turns or tokens (``credit`` in
-  the config): GAE with the critic's values (PPO), discounted returns whitened over the batch
-  (REINFORCE++);
-- ``tree``: ``TreeSearch.leaf_advantages`` / ``step_advantages`` after a tree rollout (Tree-GRPO).
-
-For the stepwise trainer (one sample per turn), ``agentgen.algos.stepwise.step_advantages`` wraps the
-episode and sequence levels: ragged per-episode step rewards (and values, KL) in, per-step advantages out.
+Each algorithm is one module (see ``agentgen.algos.base``); adding one means writing its module, listing it in
+``MODULES``, adding ``conf/algo/<name>.yaml`` with the same keys, and its tests. ``validate_algo_config`` checks
+an ``algo`` config against the algorithm's typed dataclass (missing, unknown and wrongly typed keys) and then its
+values, with one message naming the bad key, its value and the valid values.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import fields
 from typing import Any
 
-from agentgen.algos.advantages import (
-    gae_advantages,
-    grpo_advantages,
-    reinforce_pp_advantages,
-    rloo_advantages,
-)
-from agentgen.algos.losses import KL_ESTIMATORS, LOSS_AGGREGATIONS
-from agentgen.algos.stepwise import STEP_WEIGHTS
-from agentgen.algos.tree import STEP_ADVANTAGE_MODES, TreeSearch
+from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-KL_PLACEMENTS = ("loss", "reward")
-CREDIT_LEVELS = ("turn", "token")
-FILTER_GROUPS_BY = ("success", "return")  # dynamic sampling: keep groups whose rollouts differ in this
+from agentgen.algos import gigpo, grpo, gspo, ppo, reinforce_pp, rloo, tree_grpo
+from agentgen.algos.base import FILTER_GROUPS_BY, AlgoConfig, Algorithm, ChainConfig, GroupConfig, check_common
+from agentgen.algos.tree import STEP_ADVANTAGE_MODES
 
+MODULES = (grpo, rloo, ppo, reinforce_pp, tree_grpo, gigpo, gspo)
+ALGORITHMS: dict[str, Algorithm] = {m.ALGORITHM.name: m.ALGORITHM for m in MODULES}
+GROUP_ALGORITHMS = tuple(n for n, a in ALGORITHMS.items() if issubclass(a.config, GroupConfig))
 
-@dataclass(frozen=True)
-class AlgoSpec:
-    name: str
-    needs_critic: bool  # train a value model (CausalLMCritic) alongside the policy
-    uses_groups: bool  # the advantage compares rollouts of the same prompt (needs group ids)
-    uses_tree: bool  # rollouts are built with TreeSearch instead of independent chains
-    advantage_level: str  # "episode" | "sequence" | "tree" (see module docstring)
-    advantage_fn: Callable[..., Any]
-    summary: str
+# The typed configs in Hydra's ConfigStore (group ``algo_schema``), for tools and structured-config users.
+for _algo in ALGORITHMS.values():
+    ConfigStore.instance().store(group="algo_schema", name=_algo.name, node=_algo.config)
 
 
-ALGORITHMS: dict[str, AlgoSpec] = {
-    spec.name: spec
-    for spec in (
-        AlgoSpec(
-            "grpo",
-            False,
-            True,
-            False,
-            "episode",
-            grpo_advantages,
-            "group-normalised outcome advantage, PPO-clip, KL in the loss",
-        ),
-        AlgoSpec(
-            "rloo", False, True, False, "episode", rloo_advantages, "leave-one-out group baseline, PPO-clip"
-        ),
-        AlgoSpec(
-            "ppo",
-            True,
-            False,
-            False,
-            "sequence",
-            gae_advantages,
-            "learned critic, GAE over turns or tokens, clipped value loss",
-        ),
-        AlgoSpec(
-            "reinforce_pp",
-            False,
-            False,
-            False,
-            "sequence",
-            reinforce_pp_advantages,
-            "discounted return with token-level KL penalty, whitened over the global batch",
-        ),
-        AlgoSpec(
-            "tree_grpo",
-            False,
-            True,
-            True,
-            "tree",
-            TreeSearch.leaf_advantages,
-            "tree rollouts (M trees, L rounds x N expansions), intra- plus inter-tree advantage",
-        ),
-    )
-}
-
-# Keys every algo config holds, and the extra keys of each algorithm.
-COMMON_KEYS = (
-    "name",
-    "group_size",
-    "kl_coef",
-    "kl_estimator",
-    "kl_in",
-    "clip_low",
-    "clip_high",
-    "dual_clip",
-    "entropy_coef",
-    "ppo_epochs",
-    "loss_agg",
-)
-EXTRA_KEYS = {
-    "grpo": ("norm_adv_by_std",),
-    "rloo": (),
-    "ppo": ("gamma", "lam", "credit", "whiten_advantages", "critic"),
-    "reinforce_pp": ("gamma", "credit"),
-    "tree_grpo": ("M", "N", "L", "norm_adv_by_std", "step_advantage"),
-}
-
-
-def get_algo(name: str) -> AlgoSpec:
+def get_algo(name: str) -> Algorithm:
     if name not in ALGORITHMS:
         raise KeyError(f"unknown algorithm {name!r}; valid algorithms: {', '.join(ALGORITHMS)}")
     return ALGORITHMS[name]
 
 
-def validate_algo_config(cfg: Mapping[str, Any]) -> AlgoSpec:
-    """Check an ``algo`` config (conf/algo/<name>.yaml, possibly overridden) and return its spec.
-    Fails with one clear message naming the bad key, its value and the valid values."""
-    spec = get_algo(cfg.get("name"))
-    missing = [k for k in COMMON_KEYS + EXTRA_KEYS[spec.name] if k not in cfg]
+def typed_config(cfg: Mapping[str, Any]) -> tuple[Algorithm, AlgoConfig]:
+    """The algorithm and its config as its dataclass; missing, unknown or wrongly typed keys fail here."""
+    algorithm = get_algo(cfg.get("name"))
+    name = algorithm.name
+    missing = [k for k in algorithm.required_keys() if k not in cfg]
     if missing:
-        raise ValueError(
-            f"algo config {spec.name!r} is missing keys {missing}; see conf/algo/{spec.name}.yaml"
-        )
+        raise ValueError(f"algo config {name!r} is missing keys {missing}; see conf/algo/{name}.yaml")
+    known = {f.name for f in fields(algorithm.config)}
+    for key in cfg:
+        if key in known:
+            continue
+        if key == "step_weight" and not issubclass(algorithm.config, ChainConfig):
+            raise ValueError(f"algo.step_weight is not a {name!r} setting; its steps are weighted by "
+                             f"algo.step_advantage ({', '.join(STEP_ADVANTAGE_MODES)})")
+        if key in ("filter_groups", "max_sampling_rounds") and not issubclass(algorithm.config, GroupConfig):
+            if key == "filter_groups" and cfg[key] is not None:
+                raise ValueError(f"algo.filter_groups={cfg[key]} needs an algorithm that compares independent "
+                                 f"rollouts of a group ({', '.join(GROUP_ALGORITHMS)}); {name!r} does not")
+            continue  # dynamic sampling off: nothing to honour
+        raise ValueError(f"algo.{key} is not a key of algorithm {name!r}; its keys: {', '.join(sorted(known))} "
+                         f"(conf/algo/{name}.yaml)")
+    plain = {k: v for k, v in cfg.items() if k in known}
+    try:
+        typed = OmegaConf.merge(OmegaConf.structured(algorithm.config), plain)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", "") or "?"
+        raise ValueError(f"algo.{key}={plain.get(key.split('.')[-1])!r} has the wrong type for {name!r}: "
+                         f"{err.msg if hasattr(err, 'msg') else err}") from None
+    return algorithm, OmegaConf.to_object(typed)
+
+
+def validate_algo_config(cfg: Mapping[str, Any]) -> Algorithm:
+    """Check an ``algo`` config (conf/algo/<name>.yaml, possibly overridden) and return its algorithm.
+    Fails with one clear message naming the bad key, its value and the valid values."""
+    algorithm, typed = typed_config(cfg)
 
     def bad(key: str, valid: str) -> ValueError:
-        return ValueError(f"algo.{key}={cfg[key]!r} is invalid for {spec.name!r}; valid values: {valid}")
+        return ValueError(f"algo.{key}={getattr(typed, key)!r} is invalid for {algorithm.name!r}; valid values: "
+                          f"{valid}")
 
-    if cfg["kl_estimator"] not in {a for aliases in KL_ESTIMATORS.values() for a in aliases}:
-        raise bad("kl_estimator", ", ".join(KL_ESTIMATORS))
-    if cfg["kl_in"] not in KL_PLACEMENTS:
-        raise bad("kl_in", ", ".join(KL_PLACEMENTS))
-    if cfg["loss_agg"] not in LOSS_AGGREGATIONS:
-        raise bad("loss_agg", ", ".join(LOSS_AGGREGATIONS))
-    for key in ("kl_coef", "clip_low", "clip_high", "entropy_coef"):
-        if not isinstance(cfg[key], (int, float)) or cfg[key] < 0:
-            raise bad(key, "a number >= 0")
-    if cfg["clip_low"] >= 1:
-        raise bad("clip_low", "a number in [0, 1) (the ratio's lower bound is 1 - clip_low)")
-    if cfg["dual_clip"] is not None and not (
-        isinstance(cfg["dual_clip"], (int, float)) and cfg["dual_clip"] > 1
-    ):
-        raise bad("dual_clip", "null or a number > 1")
-    if not isinstance(cfg["ppo_epochs"], int) or cfg["ppo_epochs"] < 1:
-        raise bad("ppo_epochs", "an integer >= 1")
-    min_group = 2 if spec.uses_groups and not spec.uses_tree else 1
-    if not isinstance(cfg["group_size"], int) or cfg["group_size"] < min_group:
-        raise bad(
-            "group_size",
-            f"an integer >= {min_group}"
-            + (" (the advantage compares rollouts of a group)" if min_group == 2 else ""),
-        )
-    for key in ("gamma", "lam"):
-        if key in cfg and not (isinstance(cfg[key], (int, float)) and 0 <= cfg[key] <= 1):
-            raise bad(key, "a number in [0, 1]")
-    if "step_weight" in cfg:  # optional: chain algorithms only (Tree-GRPO has step_advantage)
-        if spec.uses_tree:
-            raise ValueError(f"algo.step_weight is not a {spec.name!r} setting; its steps are weighted by "
-                             f"algo.step_advantage ({', '.join(STEP_ADVANTAGE_MODES)})")
-        if cfg["step_weight"] not in STEP_WEIGHTS:
-            raise bad("step_weight", ", ".join(STEP_WEIGHTS))
-    if cfg.get("filter_groups") is not None:  # optional (dynamic sampling): group chain algorithms only
-        if cfg["filter_groups"] not in FILTER_GROUPS_BY:
-            raise bad("filter_groups", "null (off), " + ", ".join(FILTER_GROUPS_BY))
-        if not spec.uses_groups or spec.uses_tree:
-            raise ValueError(f"algo.filter_groups={cfg['filter_groups']} needs an algorithm that compares independent "
-                             f"rollouts of a group (grpo, rloo); {spec.name!r} does not")
-    if "max_sampling_rounds" in cfg:
-        rounds = cfg["max_sampling_rounds"]
-        if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1:
-            raise bad("max_sampling_rounds", "an integer >= 1 (rollout batches per step while filtering groups)")
-    if "credit" in cfg and cfg["credit"] not in CREDIT_LEVELS:
-        raise bad("credit", ", ".join(CREDIT_LEVELS))
-    if spec.uses_tree:
-        for key, minimum in (("M", 1), ("N", 1), ("L", 0)):
-            if not isinstance(cfg[key], int) or cfg[key] < minimum:
-                raise bad(key, f"an integer >= {minimum}")
-        if cfg["step_advantage"] not in STEP_ADVANTAGE_MODES:
-            raise bad("step_advantage", ", ".join(STEP_ADVANTAGE_MODES))
-    return spec
+    check_common(typed, algorithm, bad)
+    algorithm.check(typed, bad)
+    return algorithm
+
+
+__all__ = ["ALGORITHMS", "FILTER_GROUPS_BY", "GROUP_ALGORITHMS", "MODULES", "get_algo", "typed_config",
+           "validate_algo_config"]

@@ -9,6 +9,8 @@ success, 0 on failure, -0.1 per invalid action, with the values taken from confi
 - ``invalid_action`` (bool): the last action could not be executed (state unchanged, penalty paid);
 - ``admissible_actions`` (list[str] | None): the valid actions now, or None where there are too many;
 - ``task`` (str): the goal in words (for the prompt);
+- ``state_key`` (hashable): the env's canonical key of the state now (``state_key()``): equal keys mean the
+  same state, whatever distractors an augmentation adds to the observation (GiGPO's anchor states);
 plus, from ``step``: ``truncated`` (bool, the step limit ended the episode) and ``raw_reward`` (the
 engine's own reward or score, for logging).
 
@@ -99,6 +101,13 @@ class TextEnv(ABC):
         actually computed (e.g. the solver's plan). Used as the <think> text of SFT data when think=true."""
         return None
 
+    def state_key(self) -> Any:
+        """A hashable key of the current state: equal keys = the same state. The default is the env's own
+        observation text (never the augmented one: ``AugmentedEnv`` delegates to its inner env), which is what
+        verl-agent's GiGPO groups by; an env whose observation omits state, or repeats it verbatim for
+        different states, overrides this."""
+        return self._last_obs
+
     def close(self) -> None:  # noqa: B027 - optional hook: most envs hold nothing to release
         """Release engine resources (JVMs, servers)."""
 
@@ -131,6 +140,7 @@ class TextEnv(ABC):
         if "admissible_actions" not in info:
             info["admissible_actions"] = None if self.done else self.admissible_actions()
         info.setdefault("steps", self.steps)
+        info["state_key"] = self.state_key()
         return info
 
     def __enter__(self):

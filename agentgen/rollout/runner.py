@@ -38,6 +38,7 @@ class Turn:
     observation: str  # what the agent saw this turn (after any augmentation)
     format_ok: bool
     invalid: bool
+    state_key: Any = None  # the env's key of the state this turn acted in (GiGPO's anchor state)
 
 
 @dataclass
@@ -80,6 +81,7 @@ class _Active:
     observation: str
     admissible: list[str] | None
     history: list[tuple[str, str]] = field(default_factory=list)
+    state_key: Any = None
 
 
 class EpisodeRunner:
@@ -134,7 +136,8 @@ class EpisodeRunner:
                 for slot, (obs, info) in resets.items():
                     i, spec = starting[slot]
                     ep = Episode(spec=spec, task=info.get("task", ""))
-                    active[slot] = (i, _Active(ep, instructions[slot] or "", obs, info.get("admissible_actions")))
+                    active[slot] = (i, _Active(ep, instructions[slot] or "", obs, info.get("admissible_actions"),
+                                               state_key=info.get("state_key")))
                 prefixes = {slot: spec.meta["prefix"] for slot, (_, spec) in starting.items()
                             if spec.meta.get("prefix")}
                 for slot in self._replay(prefixes, {slot: active[slot][1] for slot in prefixes}):
@@ -162,9 +165,9 @@ class EpisodeRunner:
                 obs, reward, done, info = steps[slot]
                 text, p = parsed[slot]
                 st.episode.turns.append(Turn(pids, rids, text, p.action, float(reward), st.observation, p.format_ok,
-                                             bool(info.get("invalid_action", False))))
+                                             bool(info.get("invalid_action", False)), st.state_key))
                 st.history.append((st.observation, p.action if p.action is not None else text.strip()[:200]))
-                st.observation, st.admissible = obs, info.get("admissible_actions")
+                st.observation, st.admissible, st.state_key = obs, info.get("admissible_actions"), info.get("state_key")
                 ep = st.episode
                 if not done and ep.prefix_steps + len(ep.turns) >= self.max_turns:
                     done, ep.truncated = True, True
@@ -222,6 +225,7 @@ class EpisodeRunner:
                     st.history = [(t.observation, t.action if t.action is not None else t.response.strip()[:200])
                                   for t in prefix]
                     st.observation, st.admissible = obs, info.get("admissible_actions")
+                    st.state_key = info.get("state_key")
                     st.episode.prefix_steps = len(prefix)
                     del live[slot]
             depth += 1

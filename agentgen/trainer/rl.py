@@ -14,13 +14,17 @@ training sample, prompt (with its k-step history) -> response. The algorithm is 
   the policy;
 - ``reinforce_pp``: chains, discounted returns (with the KL penalty folded in per token) whitened over
   the whole batch, no critic;
+- ``gigpo``: chains as GRPO, plus a step-level advantage from steps of a group that acted in the same env
+  state (``Turn.state_key``), compared by their discounted returns (``agentgen.algos.gigpo``);
+- ``gspo``: GRPO's advantages with one clipped importance ratio per response (``agentgen.algos.gspo``);
 - ``tree_grpo``: M trees per instance, L rounds of N expansions (``agentgen.trainer.tree``), intra- plus
   inter-tree advantage, ``step_advantage`` deciding how shared steps become samples.
 
 Common keys: ``kl_coef`` / ``kl_estimator`` (k1, k2, k3, abs) / ``kl_in`` (``loss``: beta * KL added to
 the loss; ``reward``: beta * per-token KL subtracted from the rewards before the advantage), ``clip_low``
 / ``clip_high`` (asymmetric clip-higher) / ``dual_clip``, ``entropy_coef``, ``ppo_epochs``, ``loss_agg``,
-``norm_adv_by_std``. The per-step advantage maths is ``agentgen.algos.stepwise.step_advantages``.
+``norm_adv_by_std``. The per-step advantage maths is the algorithm's module, reached through
+``agentgen.algos.stepwise.step_advantages``; its loss is ``Algorithm.policy_loss`` (PPO-clip unless it has its own).
 """
 
 from __future__ import annotations
@@ -35,8 +39,9 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from agentgen.algos.losses import entropy_from_logits, kl_divergence, kl_penalty_loss, policy_loss
-from agentgen.algos.registry import AlgoSpec, validate_algo_config
+from agentgen.algos.base import Algorithm
+from agentgen.algos.losses import entropy_from_logits, kl_divergence, kl_penalty_loss
+from agentgen.algos.registry import validate_algo_config
 from agentgen.algos.schedule import schedule_from_config
 from agentgen.algos.stepwise import step_advantages
 from agentgen.rollout.runner import Episode, EpisodeSpec, Turn
@@ -59,7 +64,7 @@ def instance_seeds(step: int, prompts_per_step: int, run_seed: int, round_: int 
     return [base + i for i in range(prompts_per_step)]
 
 
-def checked_algo(algo_cfg) -> AlgoSpec:
+def checked_algo(algo_cfg) -> Algorithm:
     """The algorithm's spec after checking its config; a bad key becomes one ConfigError paragraph."""
     from agentgen.config import ConfigError
 
@@ -87,7 +92,7 @@ class StepData:
 
 
 class RLTrainer:
-    """The five algorithms of agentgen.algos.registry over stepwise samples (see the module docstring)."""
+    """The algorithms of agentgen.algos.registry over stepwise samples (see the module docstring)."""
 
     def __init__(self, model, ref_model, tokenizer, cfg, rollout_fn: Callable[[list[EpisodeSpec], int], list[Episode]],
                  log_fn=None, engine=None):
@@ -193,6 +198,8 @@ class RLTrainer:
             values=self._values_for_advantage(per_episode) if self.value_model else None,
             kl=[[s.extras["kl"] for s in ep] for ep in per_episode] if self._kl_in_reward else None,
             response_lengths=lengths,
+            state_keys=[[t.state_key for t in e.turns] for e in episodes] if self.spec.advantage_level == "step"
+            else None,
         )
         for e, ep in enumerate(per_episode):
             for k, s in enumerate(ep):
@@ -200,6 +207,7 @@ class RLTrainer:
                 if adv.returns is not None:
                     g = adv.returns[e][k]
                     s.extras["returns"] = g if isinstance(g, torch.Tensor) else torch.full((_n(s),), float(g))
+        metrics.update(adv.metrics)
         metrics.update(_episode_metrics(all_live, train))  # the rollout figures count every played episode
         metrics.update(_advantage_metrics(train))
         return StepData(train, metrics)
@@ -331,8 +339,7 @@ class RLTrainer:
         lp = token_logprobs(logits, tb)
         old = lp.detach() if on_policy else _right_aligned(micro, "old", lp)
         adv = _advantage_tensor(micro, lp)
-        pg, pm = policy_loss(lp, old, adv, mask, clip_low=float(algo.clip_low), clip_high=float(algo.clip_high),
-                             agg=self.agg, dual_clip=algo.get("dual_clip"))
+        pg, pm = self.spec.policy_loss(lp, old, adv, mask, self.algo_dict, self.agg)
         loss = pg
         metrics = {"train/pg_loss": pg.item(), **{f"train/{k}": float(v) for k, v in pm.items()}}
         if self.kl_coef > 0:

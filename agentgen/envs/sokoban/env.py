@@ -146,6 +146,10 @@ class SokobanEnv(TextEnv):
         info = {"boxes_on_target": after, "moved": moved, "pushed": pushed, "raw_reward": raw}
         return self.render(), solved, False, info
 
+    def state_key(self) -> tuple:
+        """The player and the boxes (the room is fixed within an instance), whatever the rendering."""
+        return (self.state.player, tuple(sorted(self.state.boxes)))
+
     # ----------------------------------------------------------------- text
     def render(self, mode: str | None = None) -> str:
         if self.room is None:

@@ -1,0 +1,149 @@
+"""GiGPO, Group-in-Group Policy Optimization (Feng et al. 2025, arXiv 2505.10978; verl-agent's algorithm).
+
+GRPO gives every step of an episode the same advantage, so a good move inside a failed episode is pushed down
+with the rest. GiGPO adds step-level credit without a critic, from the rollouts' own structure: the episodes of
+one group start from the same instance and often pass through the same env state (the first state always; in
+Sokoban also every state an invalid move leaves unchanged, or one reached by different paths). Steps of a group
+that acted in the same *anchor state* form a step group, and their discounted returns are compared there:
+
+    A_episode(e)  = GRPO's group-normalised return R_e                       (``mode``: mean_std_norm | mean_norm)
+    G(e, k)       = sum_{j >= k} gamma^(j-k) r(e, j)                         (``gamma``, default 0.95)
+    A_step(e, k)  = (G(e, k) - mean_S G) / (std_S G + 1e-6) over step group S   (mean_norm: G - mean_S G)
+    A(e, k)       = A_episode(e) + omega * A_step(e, k)                      (``omega``, default 1)
+
+A step group of one step has no baseline: its step advantage is 0. States come from the env's ``state_key``
+(Sokoban: the room; the text envs: the observation without distractors), so augmentation does not split a step
+group. ``similarity_thresh`` < 1 also merges text states whose similarity ratio reaches it (verl-agent's
+similarity-based grouping), for envs whose observations differ in irrelevant details.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from agentgen.algos.advantages import grpo_advantages
+from agentgen.algos.base import Algorithm, BadValue, GroupConfig, StepAdvantages, StepBatch
+
+NORM_MODES = ("mean_std_norm", "mean_norm")
+
+
+@dataclass
+class GiGPOConfig(GroupConfig):
+    name: str = "gigpo"
+    mode: str = "mean_std_norm"  # mean_std_norm: (x - mean) / (std + 1e-6) | mean_norm: x - mean (both levels)
+    gamma: float = 0.95  # discount of the step returns compared within a step group
+    omega: float = 1.0  # weight of the step-level advantage: A = A_episode + omega * A_step
+    similarity_thresh: float = 1.0  # 1.0: identical states only; < 1: text states this similar share a group
+
+
+def discounted_returns(rewards: Sequence[Sequence[float]], gamma: float) -> list[list[float]]:
+    """G(e, k) = r(e, k) + gamma * G(e, k + 1) within each episode."""
+    out = []
+    for ep in rewards:
+        g, row = 0.0, [0.0] * len(ep)
+        for k in range(len(ep) - 1, -1, -1):
+            g = float(ep[k]) + gamma * g
+            row[k] = g
+        out.append(row)
+    return out
+
+
+def step_groups(state_keys: Sequence[Sequence[Hashable]], group_ids: Sequence[int],
+                similarity_thresh: float = 1.0) -> list[list[int]]:
+    """An id per step: steps of the same episode group whose anchor states are equal (or, for text states,
+    at least ``similarity_thresh`` similar to the step group's first state) share it. A missing key (None)
+    never matches anything."""
+    clusters: dict[int, list[tuple[Hashable, int]]] = {}  # episode group -> [(representative key, id)]
+    exact: dict[tuple[int, Hashable], int] = {}
+    next_id = 0
+    out: list[list[int]] = []
+    for keys, g in zip(state_keys, group_ids):
+        row = []
+        for key in keys:
+            sid = None
+            if key is not None:
+                sid = exact.get((g, key))
+                if sid is None and similarity_thresh < 1.0 and isinstance(key, str):
+                    sid = next((cid for rep, cid in clusters.get(g, []) if isinstance(rep, str) and
+                                difflib.SequenceMatcher(None, rep, key, autojunk=False).ratio() >= similarity_thresh),
+                               None)
+            if sid is None:
+                sid, next_id = next_id, next_id + 1
+                if key is not None:
+                    clusters.setdefault(g, []).append((key, sid))
+            if key is not None:
+                exact.setdefault((g, key), sid)
+            row.append(sid)
+        out.append(row)
+    return out
+
+
+def gigpo_advantages(rewards: Sequence[Sequence[float]], group_ids: Sequence[int],
+                     state_keys: Sequence[Sequence[Hashable]], *, gamma: float = 0.95, omega: float = 1.0,
+                     mode: str = "mean_std_norm", similarity_thresh: float = 1.0) -> list[list[float]]:
+    """Per-step GiGPO advantages (see the module docstring), ragged like ``rewards``."""
+    if mode not in NORM_MODES:
+        raise ValueError(f"gigpo mode={mode!r} is invalid; valid: {', '.join(NORM_MODES)}")
+    if [len(k) for k in state_keys] != [len(r) for r in rewards]:
+        raise ValueError("state_keys must hold one key per step of every episode")
+    norm = mode == "mean_std_norm"
+    returns = torch.tensor([sum(r) for r in rewards], dtype=torch.float64)
+    a_episode = grpo_advantages(returns, torch.tensor(list(group_ids)), norm_by_std=norm).tolist()
+    g = discounted_returns(rewards, gamma)
+    sid = step_groups(state_keys, group_ids, similarity_thresh)
+    flat_g = torch.tensor([x for row in g for x in row], dtype=torch.float64)
+    flat_s = torch.tensor([x for row in sid for x in row])
+    a_step_flat = grpo_advantages(flat_g, flat_s, norm_by_std=norm).tolist()  # singleton step groups: 0
+    out, i = [], 0
+    for e, row in enumerate(rewards):
+        out.append([a_episode[e] + omega * a_step_flat[i + k] for k in range(len(row))])
+        i += len(row)
+    return out
+
+
+def step_group_sizes(state_keys: Sequence[Sequence[Hashable]], group_ids: Sequence[int],
+                     similarity_thresh: float = 1.0) -> list[int]:
+    """Size of every step group (for the ``rollout/step_group_*`` diagnostics)."""
+    counts: dict[int, int] = {}
+    for row in step_groups(state_keys, group_ids, similarity_thresh):
+        for s in row:
+            counts[s] = counts.get(s, 0) + 1
+    return list(counts.values())
+
+
+class GiGPO(Algorithm):
+    name = "gigpo"
+    config = GiGPOConfig
+    summary = "GRPO's episode advantage plus a step advantage from anchor-state groups (step-level credit)"
+    advantage_level = "step"
+
+    def check(self, cfg: GiGPOConfig, bad: BadValue) -> None:
+        if cfg.mode not in NORM_MODES:
+            raise bad("mode", ", ".join(NORM_MODES))
+        if not 0 < cfg.similarity_thresh <= 1:
+            raise bad("similarity_thresh", "a number in (0, 1] (1: identical states only)")
+        if cfg.omega < 0:
+            raise bad("omega", "a number >= 0 (the step advantage's weight)")
+
+    def step_advantages(self, algo: Mapping[str, Any], batch: StepBatch) -> StepAdvantages:
+        if batch.state_keys is None:
+            raise ValueError("gigpo needs the anchor state of every step (Turn.state_key from the env's state_key)")
+        thresh = float(algo["similarity_thresh"])
+        adv = gigpo_advantages(batch.rewards, batch.group_ids, batch.state_keys, gamma=float(algo["gamma"]),
+                               omega=float(algo["omega"]), mode=str(algo["mode"]), similarity_thresh=thresh)
+        sizes = step_group_sizes(batch.state_keys, batch.group_ids, thresh)
+        steps = sum(sizes)
+        metrics = {  # how much step-level credit there is: steps in a step group of 2 or more get some
+            "gigpo/step_groups": float(len(sizes)),
+            "gigpo/shared_step_frac": sum(n for n in sizes if n > 1) / max(1, steps),
+            "gigpo/step_group_size_mean": steps / max(1, len(sizes)),
+        }
+        return StepAdvantages(adv, metrics=metrics)
+
+
+ALGORITHM = GiGPO()

@@ -1,0 +1,202 @@
+"""GiGPO's step-level advantages and GSPO's sequence-level loss, checked against values worked out by hand,
+and their wiring: anchor states from the envs (augmentation does not change them) and the trainer calling the
+algorithm's own loss."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from agentgen.algos.gigpo import discounted_returns, gigpo_advantages, step_groups
+from agentgen.algos.gspo import GSPO, gspo_policy_loss
+from agentgen.algos.registry import validate_algo_config
+from agentgen.algos.stepwise import step_advantages
+from agentgen.augment import parse_settings
+from agentgen.augment.wrapper import AugmentedEnv
+from agentgen.envs import make
+
+# One group of three episodes. Anchor states: all start in "a"; e0 and e2 both reach "b"; e1 goes to "c".
+# e0 wins at its second step, e1 and e2 fail.
+REWARDS = [[0.0, 10.0], [0.0, 0.0], [0.0, 0.0]]
+KEYS = [["a", "b"], ["a", "c"], ["a", "b"]]
+GROUPS = [0, 0, 0]
+S3 = math.sqrt(3)  # hand-worked: the three returns 10, 0, 0 have mean 10/3 and unbiased std 10/sqrt(3)
+
+
+def close(seen, expected, tol=1e-5):
+    assert len(seen) == len(expected)
+    for s, e in zip(seen, expected):
+        assert s == pytest.approx(e, abs=tol), (seen, expected)
+
+
+def test_discounted_returns_by_hand():
+    assert discounted_returns([[0.0, 10.0], [1.0, 1.0, 1.0]], 0.5) == [[5.0, 10.0], [1.75, 1.5, 1.0]]
+
+
+def test_gigpo_mean_std_norm_by_hand():
+    # A_episode: (R - 10/3) / (10/sqrt(3)) = [2/sqrt(3), -1/sqrt(3), -1/sqrt(3)]
+    # step group a: G = [5, 0, 0] (gamma 0.5) -> the same normalised values [2/sqrt(3), -1/sqrt(3), -1/sqrt(3)]
+    # step group b: G = [10 (e0), 0 (e2)] -> mean 5, std sqrt(50) -> [+1/sqrt(2), -1/sqrt(2)]
+    # step group c: only e1's second step -> singleton: 0
+    adv = gigpo_advantages(REWARDS, GROUPS, KEYS, gamma=0.5, omega=1.0, mode="mean_std_norm")
+    r2 = 1 / math.sqrt(2)
+    close(adv[0], [4 / S3, 2 / S3 + r2])
+    close(adv[1], [-2 / S3, -1 / S3])
+    close(adv[2], [-2 / S3, -1 / S3 - r2])
+
+
+def test_gigpo_mean_norm_and_omega_by_hand():
+    # A_episode = R - mean = [20/3, -10/3, -10/3]; group a: [5, 0, 0] - 5/3; group b: [10, 0] - 5; c: 0
+    adv = gigpo_advantages(REWARDS, GROUPS, KEYS, gamma=0.5, omega=0.5, mode="mean_norm")
+    close(adv[0], [20 / 3 + 0.5 * 10 / 3, 20 / 3 + 0.5 * 5])
+    close(adv[1], [-10 / 3 + 0.5 * -5 / 3, -10 / 3])
+    close(adv[2], [-10 / 3 + 0.5 * -5 / 3, -10 / 3 + 0.5 * -5])
+
+
+def test_gigpo_step_groups_stay_inside_their_episode_group():
+    # A second instance (group 1) visits a state with the same key "a": it must not join group 0's step group.
+    rewards = REWARDS + [[10.0], [0.0]]
+    keys = KEYS + [["a"], ["a"]]
+    groups = GROUPS + [1, 1]
+    adv = gigpo_advantages(rewards, groups, keys, gamma=0.5)
+    alone = gigpo_advantages(REWARDS, GROUPS, KEYS, gamma=0.5)
+    for e in range(3):
+        close(adv[e], alone[e])
+    # group 1: episode term +-1/sqrt(2) (returns 10, 0); its step group a: the same values again
+    close(adv[3], [2 / math.sqrt(2)])
+    close(adv[4], [-2 / math.sqrt(2)])
+    ids = step_groups(keys, groups)
+    assert ids[0][0] == ids[1][0] == ids[2][0] != ids[3][0] == ids[4][0]
+
+
+def test_gigpo_with_no_shared_state_is_grpo():
+    # every state seen once (keys None or all distinct): every step group is a singleton, step advantage 0
+    keys = [["x", "y"], ["z", "w"], [None, None]]
+    adv = gigpo_advantages(REWARDS, GROUPS, keys, gamma=0.5)
+    close([a for row in adv for a in row], [2 / S3, 2 / S3, -1 / S3, -1 / S3, -1 / S3, -1 / S3])
+
+
+def test_gigpo_similarity_threshold_merges_near_identical_text_states():
+    keys = [["You see a red key on the table."], ["You see a red key on the table!"], ["A dark corridor."]]
+    rewards = [[10.0], [0.0], [0.0]]
+    exact = step_groups(keys, [0, 0, 0], similarity_thresh=1.0)
+    similar = step_groups(keys, [0, 0, 0], similarity_thresh=0.9)
+    assert len({r[0] for r in exact}) == 3
+    assert similar[0][0] == similar[1][0] != similar[2][0]
+    # merged: the two similar steps compare their returns (10 vs 0) -> +-1/sqrt(2) on top of the episode term
+    merged = gigpo_advantages(rewards, [0, 0, 0], keys, similarity_thresh=0.9)
+    close([merged[0][0], merged[1][0], merged[2][0]],
+          [2 / S3 + 1 / math.sqrt(2), -1 / S3 - 1 / math.sqrt(2), -1 / S3])
+
+
+def test_gigpo_through_step_advantages_with_kl_in_reward_and_episode_weight():
+    algo = {"name": "gigpo", "gamma": 0.5, "omega": 1.0, "mode": "mean_norm", "similarity_thresh": 1.0,
+            "kl_in": "reward", "kl_coef": 0.5, "step_weight": "episode"}
+    kl = [[torch.tensor([1.0, 1.0]), torch.tensor([0.0])], [torch.tensor([0.0]), torch.tensor([0.0])],
+          [torch.tensor([0.0]), torch.tensor([0.0])]]
+    out = step_advantages(algo, REWARDS, GROUPS, kl=kl, state_keys=KEYS)
+    # e0's first step pays 0.5 * 2 = 1: rewards [[-1, 10], [0, 0], [0, 0]] -> returns 9, 0, 0 (mean 3)
+    # group a: G = [-1 + 5, 0, 0] = [4, 0, 0] (mean 4/3); group b: [10, 0] (mean 5); all episodes have 2 steps
+    expected = gigpo_advantages([[-1.0, 10.0], [0.0, 0.0], [0.0, 0.0]], GROUPS, KEYS, gamma=0.5, mode="mean_norm")
+    close([a for row in out.advantages for a in row], [a for row in expected for a in row])
+    close(expected[0], [6 + 8 / 3, 6 + 5])
+    assert out.metrics["gigpo/shared_step_frac"] == pytest.approx(5 / 6)  # a (3 steps) + b (2) of 6 steps
+
+
+def test_gigpo_config_checks():
+    from omegaconf import OmegaConf
+
+    from agentgen.config import CONF_DIR
+
+    cfg = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "algo" / "gigpo.yaml"))
+    assert (cfg["gamma"], cfg["omega"], cfg["mode"], cfg["similarity_thresh"]) == (0.95, 1.0, "mean_std_norm", 1.0)
+    with pytest.raises(ValueError, match=r"algo.mode='zscore'.*mean_std_norm, mean_norm"):
+        validate_algo_config({**cfg, "mode": "zscore"})
+    with pytest.raises(ValueError, match=r"similarity_thresh=0.0"):
+        validate_algo_config({**cfg, "similarity_thresh": 0.0})
+    with pytest.raises(ValueError, match=r"algo.omgea is not a key of algorithm 'gigpo'"):
+        validate_algo_config({**cfg, "omgea": 2.0})
+    with pytest.raises(ValueError, match=r"algo.gamma=.*wrong type"):
+        validate_algo_config({**cfg, "gamma": "high"})
+
+
+# ------------------------------------------------------------------------------------ anchor states
+def test_sokoban_state_key_ignores_augmentation_and_invalid_moves_keep_it():
+    aug = parse_settings({"name": "test", "eps": 80}, default_seed=0).as_dict()
+    plain = make("sokoban", "train", max_steps=15)
+    wrapped = AugmentedEnv("train", inner="sokoban", inner_kwargs={"max_steps": 15}, augment=aug)
+    (o1, i1), (o2, i2) = plain.reset(3), wrapped.reset(3)
+    assert o1 != o2  # distractors were added to what the agent sees ...
+    assert i1["state_key"] == i2["state_key"] == (plain.state.player, tuple(sorted(plain.state.boxes)))
+    _, _, _, info = wrapped.step("jump")  # ... an invalid action leaves the state (and its key) as it was
+    assert info["invalid_action"] and info["state_key"] == i2["state_key"]
+    _, _, _, moved = wrapped.step(wrapped.expert_action())
+    assert moved["state_key"] != i2["state_key"]
+
+
+def test_text_envs_key_is_their_own_observation():
+    env = make("webshop", "train", max_steps=5)
+    obs, info = env.reset(0)
+    assert info["state_key"] == obs
+
+
+# ------------------------------------------------------------------------------------------------- GSPO
+def test_gspo_loss_clips_whole_sequences_by_hand():
+    # row 0: token log-ratios 0.1, 0.1 -> s = e^0.1 > 1 + 4e-4 with A = +1: clipped at 1.0004 (no gradient)
+    # row 1: one token, ratio 1, A = -1: loss +1, d loss / d logp = -A * s / |y| / n_rows = 0.5
+    lp = torch.tensor([[-1.0, -2.0], [0.0, -0.5]], requires_grad=True)
+    old = torch.tensor([[-1.1, -2.1], [0.0, -0.5]])
+    mask = torch.tensor([[1.0, 1.0], [0.0, 1.0]])
+    adv = torch.tensor([1.0, -1.0])
+    loss, m = gspo_policy_loss(lp, old, adv, mask, 3e-4, 4e-4)
+    assert float(loss) == pytest.approx((-1.0004 + 1.0) / 2, abs=1e-6)
+    loss.backward()
+    torch.testing.assert_close(lp.grad, torch.tensor([[0.0, 0.0], [0.0, 0.5]]))
+    assert m["clipfrac"] == pytest.approx(0.5) and m["ratio_max"] == pytest.approx(math.exp(0.1), abs=1e-5)
+
+
+def test_gspo_ratio_is_per_sequence_not_per_token():
+    # token ratios e^0.2 and e^-0.2 (PPO would clip the first at 1.2): their geometric mean is 1, nothing clips,
+    # and each token's gradient is -A * s / |y| = -1 * 1 / 2 (one row)
+    lp = torch.tensor([[-1.0, -1.0]], requires_grad=True)
+    old = torch.tensor([[-1.2, -0.8]])
+    loss, m = gspo_policy_loss(lp, old, torch.tensor([1.0]), torch.ones(1, 2), 3e-4, 4e-4)
+    assert float(loss) == pytest.approx(-1.0, abs=1e-6) and m["clipfrac"] == 0.0
+    loss.backward()
+    torch.testing.assert_close(lp.grad, torch.tensor([[-0.5, -0.5]]))
+
+
+def test_gspo_equals_grpo_seq_mean_when_on_policy():
+    from agentgen.algos.losses import policy_loss
+
+    torch.manual_seed(0)
+    lp = torch.randn(3, 4)
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0], [1, 1, 1, 1]], dtype=torch.float)
+    adv = torch.tensor([0.5, -1.0, 2.0])
+    a = lp.clone().requires_grad_(True)
+    b = lp.clone().requires_grad_(True)
+    la, _ = gspo_policy_loss(a, lp, adv, mask)
+    lb, _ = policy_loss(b, lp, adv, mask, agg="seq-mean-token-mean")
+    la.backward(), lb.backward()
+    torch.testing.assert_close(la, lb)
+    torch.testing.assert_close(a.grad, b.grad)
+
+
+def test_the_trainer_calls_gspo_loss_with_its_clip_range(monkeypatch):
+    from tests.test_trainer_rl import make_trainer
+
+    seen = []
+    original = GSPO.policy_loss
+
+    def spy(self, lp, old, adv, mask, algo, agg):
+        seen.append((float(algo["clip_low"]), float(algo["clip_high"]), agg))
+        return original(self, lp, old, adv, mask, algo, agg)
+
+    monkeypatch.setattr(GSPO, "policy_loss", spy)
+    trainer = make_trainer("gspo")
+    trainer.cfg.trainer.mini_batch_states = 4  # several mini-batches: the ratio leaves 1 after the first
+    metrics = trainer.step(0)
+    assert seen and set(seen) == {(3e-4, 4e-4, "seq-mean-token-mean")}
+    assert metrics["train/ratio_max"] >= 1.0 and "train/clipfrac" in metrics
