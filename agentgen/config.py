@@ -126,6 +126,8 @@ class TrainerConfig:
     save_every: int = 15  # checkpoint interval in RL steps (papers.md A)
     keep_checkpoints: int = 1
     max_turns_schedule: Optional[Dict[str, Any]] = None  # ScalingInter-RL: {rounds: [..], phase: N}
+    time_budget_s: Optional[float] = None  # stop RL after the step that brings its wall time past this (then
+    # checkpoint and evaluate as at the last step); None = run all `steps`
     strategy: str = "single"  # single | deepspeed
     params: Dict[str, Any] = field(default_factory=dict)
 
@@ -246,6 +248,8 @@ def validate(cfg: DictConfig) -> None:
         _positive(t[key], f"trainer.{key}")
     _positive(t.lr, "trainer.lr")
     _positive(t.save_every, "trainer.save_every", allow_zero=True)
+    if t.get("time_budget_s") is not None:
+        _positive(t.time_budget_s, "trainer.time_budget_s")
     _need(t.strategy in ("single", "deepspeed"),
           f"trainer.strategy={t.strategy!r} is invalid; valid: single, deepspeed.")
     s = cfg.sft

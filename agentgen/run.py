@@ -115,6 +115,28 @@ class Job:
         self.eval_history: list[dict[str, Any]] = []
         self.stage_results: list[dict[str, Any]] = []
         self._rollout_metrics: dict[str, float] = {}
+        self.timing: dict[str, float] = {}  # wall seconds per phase (sft, rl, eval), summed over the job's runs
+
+    @contextlib.contextmanager
+    def timed(self, phase: str):
+        """Adds the wall time of the block to ``timing[phase]`` (summary.json's ``timing``)."""
+        t0 = time.time()
+        try:
+            yield
+        finally:
+            self.timing[phase] = self.timing.get(phase, 0.0) + time.time() - t0
+
+    def write_records(self, relpath: str, rows: list[dict[str, Any]], append: bool = False) -> None:
+        """JSON lines in the output dir (rank 0): the per-step metrics (``metrics.jsonl``, appended; a resumed
+        job appends the steps it replays again, the last row of a step wins) and the per-episode evaluation
+        records (``eval_episodes/<env>/step_<N>.jsonl``) that benchmarks and notebooks read without wandb."""
+        if not dist.is_rank0() or not rows:
+            return
+        path = self.out / relpath
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a" if append else "w") as f:
+            for row in rows:
+                f.write(json.dumps(row) + "\n")
 
     # ------------------------------------------------------------------ environments
     def env_cfg(self, name: str, split: str) -> DictConfig:
@@ -215,6 +237,7 @@ class Job:
         state = ckpt.load_state(resume_from) if resume_from else {}
         self.eval_history = state.get("eval_history", [])
         self.stage_results = state.get("stages", [])
+        self.timing = dict(state.get("timing", {}))
         logger = cfg.logger if dist.is_rank0() else OmegaConf.create({"name": "none"})  # rank 0 logs
         self.tracker = Tracker(logger, self.out, {**OmegaConf.to_container(cfg, resolve=True),
                                                       "train_env": self.train_env_label(),
@@ -230,8 +253,10 @@ class Job:
             return self.difficulty_split(t0)
         sft_metrics = state.get("sft_metrics", {})
         if cfg.task == "train" and cfg.sft.name != "none" and not state.get("sft_done"):
-            sft_metrics = self.sft()
-            state = {"sft_done": True, "step": 0, "sft_metrics": sft_metrics, "eval_history": [], "stages": []}
+            with self.timed("sft"):
+                sft_metrics = self.sft()
+            state = {"sft_done": True, "step": 0, "sft_metrics": sft_metrics, "eval_history": [], "stages": [],
+                     "timing": self.timing}
             ckpt.save(self.out, "sft", self.model, self.tokenizer, None, state, engine=self.engine)
 
         train_metrics: dict[str, float] = state.get("train_metrics", {})
@@ -246,8 +271,10 @@ class Job:
             end = begin + n
             if step < end:
                 self.current_envs = envs
-                train_metrics = self.rl(step, end, resume_from if step > begin else None, sft_metrics)
-                step = end
+                train_metrics, step = self.rl(step, end, resume_from if step > begin else None, sft_metrics)
+                if step < end:  # trainer.time_budget_s ran out: the job ends here, evaluated at this step
+                    total = step
+                    break
             if cfg.get("stages") and len(self.stage_results) <= i:
                 self.stage_results.append({"env": "+".join(envs), "steps": n, "end_step": end,
                                            "eval": self.eval_history[-1]["eval"]})
@@ -287,7 +314,8 @@ class Job:
         """All ranks call it; with ``optimizer=None`` the engine writes the model alone."""
         ckpt.save(self.out, f"step_{step}", self.model, self.tokenizer, optimizer,
                   {"sft_done": True, "step": step, "eval_history": self.eval_history, "stages": self.stage_results,
-                   "train_metrics": train_metrics, "sft_metrics": sft_metrics}, keep=self.cfg.trainer.keep_checkpoints,
+                   "train_metrics": train_metrics, "sft_metrics": sft_metrics, "timing": self.timing},
+                  keep=self.cfg.trainer.keep_checkpoints,
                   engine=self.engine)
 
     def sft(self) -> dict[str, float]:
@@ -348,8 +376,10 @@ class Job:
         del model
         return records_from_episodes(episodes, tokenizer)
 
-    def rl(self, start_step: int, end_step: int, resume_from: Path | None, sft_metrics: dict) -> dict[str, float]:
-        """RL steps [start_step, end_step) on ``self.current_envs``; evaluates and checkpoints on schedule."""
+    def rl(self, start_step: int, end_step: int, resume_from: Path | None,
+           sft_metrics: dict) -> tuple[dict[str, float], int]:
+        """RL steps [start_step, end_step) on ``self.current_envs``; evaluates and checkpoints on schedule.
+        Returns the last step's metrics and the step reached (< end_step when ``trainer.time_budget_s`` ran out)."""
         from tqdm.auto import tqdm
 
         from agentgen.cluster import preemption
@@ -379,12 +409,18 @@ class Job:
                    total=end_step)
         for step in bar:
             self._rollout_metrics = {}
-            metrics = {**trainer.step(step), **self._rollout_metrics}
-            self.generator.sync_weights()
+            with self.timed("rl"):
+                metrics = {**trainer.step(step), **self._rollout_metrics}
+                self.generator.sync_weights()
             done = step + 1
             self.tracker.log(metrics, done)
+            self.write_records("metrics.jsonl", [{"step": done, **metrics}], append=True)
             bar.set_postfix(success=f"{metrics.get('rollout/success_rate', 0):.2f}",
                             ret=f"{metrics.get('rollout/return', 0):.2f}")
+            budget = cfg.trainer.get("time_budget_s")
+            if budget and self.timing.get("rl", 0.0) >= float(budget) and done < end_step:
+                log.info("trainer.time_budget_s=%s reached after step %d: evaluating and stopping", budget, done)
+                end_step = done
             if done == end_step or (cfg.eval.every and done % cfg.eval.every == 0):
                 self.evaluate(done)  # before the checkpoint, so a resumed job keeps this evaluation
             stop = preemption.requested()  # Slurm's time-limit / preemption warning, honoured at this boundary
@@ -393,7 +429,9 @@ class Job:
                 trainer.save_state(ckpt.ckpt_root(self.out) / f"step_{done}", done)
             if stop:
                 preemption.exit_for_requeue(done)  # requeue (USR2) and exit; the requeued job resumes here
-        return metrics
+            if done == end_step:
+                break
+        return metrics, end_step
 
     def stage_start_checkpoint(self, step: int) -> str | None:
         """The weights a stage started from: the checkpoint at its first step, else SFT or the initial model."""
@@ -444,9 +482,13 @@ class Job:
             subset = instance_subset(self.env_cfg(name, "test"), "test")
             seeds = [subset[i % len(subset)] for i in range(n)] if subset else list(range(n))
             runner = self.runner(name, "test", n)
-            eps = self.run_split(runner, [EpisodeSpec(env=name, seed=s) for s in seeds], cfg.eval.temperature,
-                                 desc=f"eval {name} @ step {step}")
+            with self.timed("eval"):
+                eps = self.run_split(runner, [EpisodeSpec(env=name, seed=s) for s in seeds], cfg.eval.temperature,
+                                     desc=f"eval {name} @ step {step}")
             results[name] = episode_metrics(eps)
+            self.write_records(f"eval_episodes/{name}/step_{step}.jsonl", [
+                {"seed": e.spec.seed, "success": bool(e.success), "return": e.ret, "steps": e.steps,
+                 "aborted": bool(e.aborted)} for e in eps])
             self.tracker.log({f"eval/{name}/{k}": v for k, v in results[name].items()}, step)
             self.tracker.log_samples(f"samples/{name}", [_sample_row(e) for e in eps[:cfg.logger.get(
                 "sample_trajectories", 0) or 0]], step)
@@ -470,6 +512,7 @@ class Job:
             "eval_history": self.eval_history,
             "train": {"steps": steps, "final": train_metrics, "sft": sft_metrics},
             "wall_seconds": time.time() - t0,
+            "timing": {k: round(v, 2) for k, v in self.timing.items()},  # per phase, over every run of the job
             "output_dir": str(self.out),
         }
         if self.cfg.get("stages"):
