@@ -10,6 +10,8 @@
 Every job's config is composed and validated before anything runs or is submitted: a bad value
 stops the launcher with one paragraph naming it and the valid values (exit code 2). ``--plan`` (or
 ``task=plan``) prints the jobs, the grid, the GPUs and the estimated GPU-hours and submits nothing.
+``--help`` prints Hydra's help template (conf/hydra/help/agentgen.yaml, generated from the conf files)
+straight away: Hydra's own help path composes everything first and takes seconds.
 """
 
 from __future__ import annotations
@@ -17,10 +19,16 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import hydra
-from omegaconf import DictConfig
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+if __name__ == "__main__" and any(a in ("--help", "-h") for a in sys.argv[1:]):
+    from agentgen.cli_help import print_help
+
+    print_help()
+    sys.exit(0)
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
 
 from agentgen.config import ConfigError  # noqa: E402  (registers the schema)
 from agentgen.preflight import preflight  # noqa: E402
