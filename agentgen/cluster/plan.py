@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hydra._internal.config_repository import CachingConfigRepository
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from agentgen.cluster.sweep import (
@@ -119,7 +120,8 @@ class JobComposer:
 
     Call inside ``initialize_config_dir``. A job's overrides split as Hydra's defaults list splits them
     (``hydra._internal.defaults_list.Overrides``): an override whose key is a config group (and whose value
-    is not a dict) chooses a config; every other one is a config override applied after composition."""
+    is not a dict) chooses a config; every other one is a config override applied after composition.
+    The config files are read and parsed once for all composes (``_ParsedOnce``)."""
 
     def __init__(self, config_name: str, hydra_overrides: Sequence[str], sweep_dir: Path):
         from hydra.core.global_hydra import GlobalHydra
@@ -127,7 +129,20 @@ class JobComposer:
         self.config_name = config_name
         self.hydra_overrides = list(hydra_overrides)
         self.sweep_dir = sweep_dir
-        self.repo = GlobalHydra.instance().config_loader().repository
+        loader = GlobalHydra.instance().config_loader()
+        self.repo = loader.repository
+        parsed: dict = {}
+
+        def fresh_repo(config_name, overrides):  # ConfigLoaderImpl's own, with the shared parse cache
+            from hydra.core.override_parser.overrides_parser import OverridesParser
+
+            parsed_overrides = OverridesParser.create().parse_overrides(overrides=overrides)
+            repo = _ParsedOnce(loader.repository, parsed)
+            loader._process_config_searchpath(config_name, parsed_overrides, repo)
+            return parsed_overrides, repo
+
+        # this loader lives until initialize_config_dir exits: only the plan's composes see the cache
+        loader._parse_overrides_and_create_caching_repo = fresh_repo
         # group choice -> (composed config with its hydra node, the same without it) or the compose error
         self.composed: dict[tuple[str, ...], tuple[DictConfig, DictConfig] | BaseException] = {}
 
@@ -184,6 +199,23 @@ class JobComposer:
             with open_dict(cfg):
                 del cfg["hydra"]
         return cfg, out
+
+
+class _ParsedOnce(CachingConfigRepository):
+    """Hydra's per-compose config cache, filled from configs read and parsed once per plan. Each compose gets
+    its own deep copies: Hydra merges loaded nodes into the composed config without copying them."""
+
+    def __init__(self, delegate, parsed: dict):
+        super().__init__(delegate)
+        self.parsed = parsed
+
+    def load_config(self, config_path: str):
+        key = f"config_path={config_path}"
+        if key not in self.cache:
+            if key not in self.parsed:
+                self.parsed[key] = self.delegate.load_config(config_path=config_path)
+            self.cache[key] = copy.deepcopy(self.parsed[key])
+        return self.cache[key]
 
 
 def _sweep_dir_reads_job_keys(cfg: DictConfig) -> bool:
