@@ -53,6 +53,11 @@ def preflight(argv: list[str]) -> bool:
     if any(f in INFO_FLAGS for f in flags):
         return True
     if not multirun:
+        sweep = next((o for o in overrides if o.split("=", 1)[0].lstrip("+") == "sweeps"), None)
+        if sweep:
+            raise ConfigError(f"{sweep} is a whole sweep (a grid of jobs): add -m to run its jobs (python launch.py "
+                              f"-m {sweep} ...), or -m ... --plan to list them first; without -m one job with the "
+                              "default values would run.")
         try:
             validate(compose_job(overrides))
         except ConfigError as err:
