@@ -535,6 +535,20 @@ def _unknown_key(key: str, value: str | None, overrides: list[str]) -> str:
     return msg + "."
 
 
+def check_group_choices(overrides: list[str]) -> None:
+    """Every ``group=option`` names a file of the group: Hydra skips a missing option of an optional group
+    (``debug=fast`` would run without debug settings)."""
+    for o in overrides:
+        key, _, value = o.partition("=")
+        key = key.lstrip("+")
+        if key.startswith("~") or not (CONF_DIR / key).is_dir() or not value or value.startswith(("[", "null")):
+            continue
+        for option in value.split(","):  # a sweep's values are checked one by one
+            _need((CONF_DIR / key / f"{option}.yaml").is_file(),
+                  f"{key}={option} is not a valid choice for '{key}'{_did_you_mean(option, _choices(key))}; valid "
+                  f"choices: {', '.join(_choices(key))} (the files in conf/{key}/).")
+
+
 def describe_compose_error(exc: BaseException, overrides: list[str]) -> str:
     """Turn a Hydra/OmegaConf composition error into one paragraph naming the bad value and the valid ones."""
     from hydra.errors import MissingConfigException

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from agentgen.config import CONF_DIR, ConfigError, describe_compose_error, validate
+from agentgen.config import CONF_DIR, ConfigError, check_group_choices, describe_compose_error, validate
 
 INFO_FLAGS = ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion", "-sc",
               "--resolve", "-p", "--package")
@@ -52,6 +52,7 @@ def preflight(argv: list[str]) -> bool:
     overrides, multirun, flags = split_argv(argv)
     if any(f in INFO_FLAGS for f in flags):
         return True
+    check_group_choices(overrides)
     if not multirun:
         sweep = next((o for o in overrides if o.split("=", 1)[0].lstrip("+") == "sweeps"), None)
         if sweep:

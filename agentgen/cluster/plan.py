@@ -240,9 +240,13 @@ def make_plan(
     from agentgen.cluster.plugins import register
 
     if conf_dir is None:
-        from agentgen.config import CONF_DIR  # also registers agentgen's config schema
+        from agentgen.config import CONF_DIR, check_group_choices  # also registers agentgen's config schema
 
         conf_dir = CONF_DIR
+        try:
+            check_group_choices([o for o in overrides if not o.startswith(("hydra.", "hydra/"))])
+        except ValueError as err:
+            raise SweepError(str(err)) from None
     register()
     overrides = list(overrides)
     parsed = OverridesParser.create().parse_overrides(overrides)
