@@ -50,11 +50,13 @@ def test_a_single_job_with_a_cluster_preset_is_submitted_and_says_where_it_went(
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-6000:]
     assert "cluster=slurm_8gpu: submitting this job to Slurm" in proc.stdout
-    job_id = re.search(r"Slurm job (\d+_0) \(#0", proc.stdout).group(1)
+    submitted = re.search(r"Slurm job (\d+)(_0)? \(#0", proc.stdout)
+    assert submitted, out[-6000:]
+    job_id = submitted.group(1)
     out_dir = Path(re.search(r"output dir: (\S+)", proc.stdout).group(1))
     logs = re.findall(r"(?:logs:)?\s+(\S+_log\.(?:out|err))", proc.stdout)
     assert out_dir.parent == sweep and len(logs) == 2 and all(Path(p).exists() for p in logs), proc.stdout
-    assert job_id.split("_")[0] in Path(logs[0]).name
+    assert job_id in Path(logs[0]).name
     summary = json.loads((out_dir / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["config"]["cluster"]["name"] == "slurm_8gpu"
     assert not (tmp_path / "outputs").exists()  # it did not also run here

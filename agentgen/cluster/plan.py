@@ -44,6 +44,7 @@ from agentgen.cluster.sweep import (
     split_excluded,
     summary_status,
 )
+from agentgen.config import check_group_choices
 
 DEFAULT_SECONDS_PER_STEP = 60.0  # = agentgen.config.ModelResources.seconds_per_step's default
 PLAN_FLAGS = ("--plan", "-m", "--multirun")
@@ -177,6 +178,7 @@ class JobComposer:
         from omegaconf import read_write
         from omegaconf.errors import OmegaConfBaseException
 
+        check_group_choices(list(job))
         parsed = parse_overrides(job)
         values = [o for o in parsed if self._is_value_override(o)]
         full, job_part = self._base(tuple(o.input_line for o in parsed if not self._is_value_override(o)))
@@ -240,19 +242,19 @@ def make_plan(
     from agentgen.cluster.plugins import register
 
     if conf_dir is None:
-        from agentgen.config import CONF_DIR, check_group_choices  # also registers agentgen's config schema
+        from agentgen.config import CONF_DIR  # also registers agentgen's config schema
 
         conf_dir = CONF_DIR
-        try:
-            check_group_choices([o for o in overrides if not o.startswith(("hydra.", "hydra/"))])
-        except ValueError as err:
-            raise SweepError(str(err)) from None
     register()
     overrides = list(overrides)
     parsed = OverridesParser.create().parse_overrides(overrides)
     hydra_ovr = [o.input_line for o in parsed if o.key_or_group.startswith(("hydra.", "hydra/"))]
     task_ovr = [o.input_line for o in parsed if not o.key_or_group.startswith(("hydra.", "hydra/"))]
     plain = [o.input_line for o in parsed if not o.is_sweep_override()]
+    try:  # the sweep's values are checked job by job (JobComposer)
+        check_group_choices([o for o in plain if not o.startswith(("hydra.", "hydra/"))])
+    except ValueError as err:
+        raise SweepError(str(err)) from None
 
     with initialize_config_dir(
         config_dir=str(Path(conf_dir).absolute()), job_name="launch", version_base="1.3"
