@@ -8,6 +8,7 @@ The schema is registered in Hydra's ConfigStore as ``agentgen_schema`` and sits 
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -356,11 +357,50 @@ def _validate_machine_values(cfg: DictConfig) -> None:
         for split in (["train"] if name in train else []) + (["test"] if name in cfg.eval.envs else []):
             overridden = split == "test" and name in cfg.eval.env_overrides
             where = f"eval.env_overrides.{name}" if overridden else f"env.{name}"
+            key = _env_check_key(cfg, name, split)
+            if key is not None and key in _ENV_CHECKS_PASSED:
+                continue
             try:
                 ec = env_config(cfg, name, for_eval=split == "test")
             except ValueError as err:
                 raise ConfigError(str(err)) from None
             _validate_env(name, ec, split, where)
+            if key is not None and _ENV_CHECKS_PASSED is not _NO_CACHE:
+                _ENV_CHECKS_PASSED.add(key)
+
+
+class _NoCache(set):
+    def __contains__(self, item) -> bool:
+        return False
+
+
+_NO_CACHE = _NoCache()
+_ENV_CHECKS_PASSED: set = _NO_CACHE  # filled only inside env_checks_shared()
+
+
+def _env_check_key(cfg: DictConfig, name: str, split: str):
+    """Everything ``env_config`` reads for (name, split): equal keys give equal env configs."""
+    try:
+        parts = [cfg.env.get(name), cfg.model.get("env_params", {}).get(name), cfg.model.get("max_response_tokens"),
+                 (cfg.get("debug") or {}).get("max_steps"), (cfg.get("debug") or {}).get("max_response_tokens")]
+        if split == "test":
+            parts.append(cfg.eval.env_overrides.get(name))
+        return (name, split, repr([OmegaConf.to_container(p, resolve=True) if OmegaConf.is_config(p) else p
+                                   for p in parts]))
+    except Exception:  # noqa: BLE001 - an unresolvable node is simply checked every time
+        return None
+
+
+@contextmanager
+def env_checks_shared():
+    """Within this block (one sweep's jobs, checked together) an env config that passed is not checked again:
+    a grid repeats the same few env configs in every job."""
+    global _ENV_CHECKS_PASSED
+    previous, _ENV_CHECKS_PASSED = _ENV_CHECKS_PASSED, set()
+    try:
+        yield
+    finally:
+        _ENV_CHECKS_PASSED = previous
 
 
 def _looks_local(path: str) -> bool:

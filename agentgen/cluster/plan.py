@@ -22,6 +22,7 @@ warm-up and evaluation time are not counted.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import re
 import sys
@@ -44,7 +45,7 @@ from agentgen.cluster.sweep import (
     split_excluded,
     summary_status,
 )
-from agentgen.config import check_group_choices
+from agentgen.config import check_group_choices, env_checks_shared
 
 DEFAULT_SECONDS_PER_STEP = 60.0  # = agentgen.config.ModelResources.seconds_per_step's default
 PLAN_FLAGS = ("--plan", "-m", "--multirun")
@@ -146,6 +147,10 @@ class JobComposer:
         loader._parse_overrides_and_create_caching_repo = fresh_repo
         # group choice -> (composed config with its hydra node, the same without it) or the compose error
         self.composed: dict[tuple[str, ...], tuple[DictConfig, DictConfig] | BaseException] = {}
+        from hydra.core.hydra_config import HydraConfig
+
+        self.previous_view = HydraConfig.instance().cfg
+        self.viewed: DictConfig | None = None
 
     def _is_value_override(self, o) -> bool:
         return o.package is None and (isinstance(o.value(), dict) or not self.repo.group_exists(o.key_or_group))
@@ -170,12 +175,30 @@ class JobComposer:
             raise base
         return base
 
+    def _shared_output_dir(self, full: DictConfig, job: dict) -> Path:
+        """``job_output_dir`` for a job that shares its group choice's hydra node: that node and Hydra's view of
+        it (``HydraConfig``, which ``${hydra:...}`` reads) are set up once per choice, then updated per job."""
+        from hydra.core.hydra_config import HydraConfig
+
+        hc = HydraConfig.instance()
+        if self.viewed is not full:
+            hc.set_config(full)  # a copy of the hydra node, made once per group choice
+            self.viewed = full
+        _set_job(full, job)
+        _set_job(hc.cfg, job)
+        return (Path(str(full.hydra.sweep.dir)) / str(full.hydra.sweep.subdir)).absolute()
+
+    def close(self) -> None:
+        """Give Hydra back the HydraConfig it had before."""
+        from hydra.core.hydra_config import HydraConfig
+
+        HydraConfig.instance().cfg = self.previous_view
+
     def compose(self, job: Sequence[str], num: int) -> tuple[DictConfig, Path]:
         """(the job's config without the hydra node, its output dir): what ``compose(config, hydra overrides +
         job)`` and Hydra's sweeper give job number ``num``."""
         from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
         from hydra.errors import ConfigCompositionException
-        from omegaconf import read_write
         from omegaconf.errors import OmegaConfBaseException
 
         check_group_choices(list(job))
@@ -191,12 +214,14 @@ class JobComposer:
             raise ConfigCompositionException() from exc
         target = cfg if with_hydra else full
         dirname = target.hydra.job.config.override_dirname
-        with read_write(target.hydra), open_dict(target.hydra):
-            target.hydra.overrides.task = [o.input_line for o in parsed]
-            target.hydra.job.override_dirname = get_overrides_dirname(
+        job_node = {
+            "task": [o.input_line for o in parsed],
+            "override_dirname": get_overrides_dirname(
                 overrides=parsed, kv_sep=dirname.kv_sep, item_sep=dirname.item_sep, exclude_keys=dirname.exclude_keys
-            )
-        out = job_output_dir(target, num)
+            ),
+            "num": num,
+        }
+        out = job_output_dir(_set_job(target, job_node), num) if with_hydra else self._shared_output_dir(full, job_node)
         if with_hydra:
             with open_dict(cfg):
                 del cfg["hydra"]
@@ -218,6 +243,17 @@ class _ParsedOnce(CachingConfigRepository):
                 self.parsed[key] = self.delegate.load_config(config_path=config_path)
             self.cache[key] = copy.deepcopy(self.parsed[key])
         return self.cache[key]
+
+
+def _set_job(cfg: DictConfig, job: dict) -> DictConfig:
+    """Set what Hydra sets per job in a hydra node: the task overrides, override_dirname and the job number."""
+    from omegaconf import read_write
+
+    with read_write(cfg.hydra), open_dict(cfg.hydra):
+        cfg.hydra.overrides.task = job["task"]
+        cfg.hydra.job.override_dirname = job["override_dirname"]
+        cfg.hydra.job.num = job["num"]
+    return cfg
 
 
 def _sweep_dir_reads_job_keys(cfg: DictConfig) -> bool:
@@ -288,23 +324,24 @@ def make_plan(
             fixed=fixed,
             sweep_dir=sweep_dir,
         )
-        for num, job in enumerate(kept):
-            try:
-                cfg, out = composer.compose(job, num)
-            except Exception as exc:  # noqa: BLE001
-                plan.errors.append((job, _compose_error(exc, job)))
-                for column in (plan.configs, plan.output_dirs, plan.states, plan.estimates):
-                    column.append(None)
-                continue
-            if validate is not None:
+        with env_checks_shared(), contextlib.closing(composer):  # a grid repeats its env configs: checked once
+            for num, job in enumerate(kept):
                 try:
-                    validate(cfg)
-                except ValueError as err:
-                    plan.errors.append((job, str(err)))
-            plan.configs.append(cfg)
-            plan.output_dirs.append(out)
-            plan.states.append(summary_status(out) if out.is_dir() else None)
-            plan.estimates.append(estimate(cfg))
+                    cfg, out = composer.compose(job, num)
+                except Exception as exc:  # noqa: BLE001
+                    plan.errors.append((job, _compose_error(exc, job)))
+                    for column in (plan.configs, plan.output_dirs, plan.states, plan.estimates):
+                        column.append(None)
+                    continue
+                if validate is not None:
+                    try:
+                        validate(cfg)
+                    except ValueError as err:
+                        plan.errors.append((job, str(err)))
+                plan.configs.append(cfg)
+                plan.output_dirs.append(out)
+                plan.states.append(summary_status(out) if out.is_dir() else None)
+                plan.estimates.append(estimate(cfg))
     return plan
 
 
