@@ -64,3 +64,10 @@ def test_a_value_only_some_group_choices_accept_fails_only_in_those_jobs():
     plan = make_plan(["augment=none,custom", "augment.eps=50,60"], validate=validate)
     assert [job[0] for job, _ in plan.errors] == ["augment=none", "augment=none"]
     assert [plan.configs[2].augment.eps, plan.configs[3].augment.eps] == [50, 60]
+
+
+def test_env_checks_shared_across_a_grid_still_judge_each_jobs_own_env_config():
+    plan = make_plan(["env.sokoban.params.dim=6,2", "seed=0,1"], validate=validate)
+    assert [" ".join(job) for job, _ in plan.errors] == ["env.sokoban.params.dim=2 seed=0",
+                                                        "env.sokoban.params.dim=2 seed=1"]
+    assert all("dim 2" in msg for _, msg in plan.errors)
