@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -548,18 +549,24 @@ def _override_value(overrides: list[str], key: str) -> str | None:
     return next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+~") == key), None)
 
 
+@lru_cache(maxsize=64)
+def _keys_at(parent: str, choices: tuple[str, ...]) -> tuple[str, ...]:
+    """The keys under ``parent`` of the config these group choices compose (call inside Hydra's initialize)."""
+    try:
+        from hydra import compose
+
+        node = OmegaConf.select(compose("config", overrides=list(choices)), parent)
+        return tuple(sorted(str(k) for k in node.keys())) if isinstance(node, DictConfig) else ()
+    except Exception:  # noqa: BLE001 - the listing is best-effort; the paragraph names the key anyway
+        return ()
+
+
 def _unknown_key(key: str, value: str | None, overrides: list[str]) -> str:
     """A key the composed config does not have: the keys it has there, and which group options have it."""
     parent, _, leaf = key.rpartition(".")
     said = f"{key}={value}" if value is not None else key
-    try:
-        from hydra import compose
-
-        ok = [o for o in overrides if not o.split("=", 1)[0].lstrip("+~").startswith(key.split(".")[0] + ".")]
-        node = OmegaConf.select(compose("config", overrides=ok), parent) if parent else None
-        keys = sorted(str(k) for k in node.keys()) if isinstance(node, DictConfig) else []
-    except Exception:  # noqa: BLE001 - the listing is best-effort; the paragraph names the key anyway
-        keys = []
+    choices = tuple(o for o in overrides if _group_dir(o.split("=", 1)[0].lstrip("+"))[0].is_dir())
+    keys = list(_keys_at(parent, choices)) if parent else []
     msg = f"{said}: {parent or 'the config'} has no key '{leaf}'"
     msg += f"{_did_you_mean(leaf, keys)}; keys there: {', '.join(keys)}" if keys else ""
     top = key.split(".")[0]
@@ -581,7 +588,8 @@ def check_group_choices(overrides: list[str]) -> None:
     for o in overrides:
         key, _, value = o.partition("=")
         key = key.lstrip("+")
-        if key.startswith("~") or not (CONF_DIR / key).is_dir() or not value or value.startswith(("[", "null")):
+        if (key.startswith(("~", "hydra")) or not (CONF_DIR / key).is_dir() or not value
+                or value.startswith(("[", "null"))):
             continue
         for option in value.split(","):  # a sweep's values are checked one by one
             _need((CONF_DIR / key / f"{option}.yaml").is_file(),
