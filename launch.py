@@ -10,6 +10,10 @@
 Every job's config is composed and validated before anything runs or is submitted: a bad value
 stops the launcher with one paragraph naming it and the valid values (exit code 2). ``--plan`` (or
 ``task=plan``) prints the jobs, the grid, the GPUs and the estimated GPU-hours and submits nothing.
+A single job with a Slurm cluster preset (``cluster=slurm*``, no ``-m``) is submitted to Slurm as a
+one-job sweep, printing its job id, output dir and logs; ``cluster=local`` (the default) runs it here.
+``--help`` prints Hydra's help template (conf/hydra/help/agentgen.yaml, generated from the conf files)
+straight away: Hydra's own help path composes everything first and takes seconds.
 """
 
 from __future__ import annotations
@@ -17,13 +21,19 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import hydra
-from omegaconf import DictConfig
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+if __name__ == "__main__" and any(a in ("--help", "-h") for a in sys.argv[1:]):
+    from agentgen.cli_help import print_help
+
+    print_help()
+    sys.exit(0)
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
 from agentgen.config import ConfigError  # noqa: E402  (registers the schema)
-from agentgen.preflight import preflight  # noqa: E402
+from agentgen.preflight import preflight, submits_to_slurm  # noqa: E402
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -40,8 +50,12 @@ if __name__ == "__main__":
 
         sys.exit(plan_main(args))
     try:
-        preflight(args)
+        checked = preflight(args)
     except ConfigError as err:
         print(f"agentgen: error: {err}", file=sys.stderr)
         sys.exit(2)
+    cluster = submits_to_slurm(checked)
+    if cluster:  # Hydra launches on Slurm only in multirun mode: submit this one job as a one-job sweep
+        print(f"agentgen: cluster={cluster}: submitting this job to Slurm (cluster=local runs it here)", flush=True)
+        sys.argv.insert(1, "-m")
     main()

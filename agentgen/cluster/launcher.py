@@ -51,6 +51,30 @@ def gpu_shortfall(job_cfg) -> str | None:
     return f"model={model} needs {need} GPU(s), cluster={cluster} gives {per_node} per node x {nodes} node(s)"
 
 
+SHOWN_JOBS = 10  # submissions up to this size print every job's id, output dir and logs
+
+
+def submission_note(to_submit: Sequence[tuple[int, list[str], Path]], jobs: Sequence[Any], status_cmd: str,
+                    wait: bool) -> str:
+    """What the user needs right after submission: Slurm job ids, output dirs, logs, and how to follow them."""
+    array_id = str(jobs[0].job_id).split("_")[0]
+    lines = [f"Submitted {len(jobs)} job(s) to Slurm as array {array_id}."]
+    if len(jobs) <= SHOWN_JOBS:
+        for (num, overrides, out), job in zip(to_submit, jobs):
+            lines += [
+                f"  Slurm job {job.job_id} (#{num}: {' '.join(filter_overrides(overrides)) or 'defaults'})",
+                f"    output dir: {out}",
+                f"    logs:       {job.paths.stdout}",
+                f"                {job.paths.stderr}",
+            ]
+    else:
+        lines.append(f"  logs under {Path(str(jobs[0].paths.stdout)).parent}")
+    lines.append(f"Status: {status_cmd}")
+    lines.append("Waiting for the job(s) to end (cluster.wait=false returns right after submission)." if wait
+                 else "cluster.wait=false: not waiting; follow them with the status command above.")
+    return "\n".join(lines)
+
+
 class AgentgenSlurmLauncher(SlurmLauncher):
     def _executor(self):
         """A submitit executor with this launcher's parameters, as hydra-submitit-launcher builds it."""
@@ -183,15 +207,11 @@ class AgentgenSlurmLauncher(SlurmLauncher):
         log.info(
             "Submitted %d job(s) as Slurm array %s; follow them with: %s", len(jobs), array_id, status_cmd
         )
+        print(submission_note(to_submit, jobs, status_cmd, wait), flush=True)
 
         if wait:
             returns.update(self._wait_for({num: (overrides, job) for (num, overrides, _), job in zip(to_submit, jobs)}))
         else:
-            print(
-                f"Submitted {len(jobs)} job(s) as Slurm array {array_id} (cluster.wait=false: not waiting).\n"
-                f"Status: {status_cmd}",
-                flush=True,
-            )
             for (num, overrides, out), job in zip(to_submit, jobs):
                 returns[num] = self._skipped(
                     overrides,

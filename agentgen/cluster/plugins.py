@@ -4,8 +4,10 @@
   (``agentgen.cluster.sweep``), so a sweep file declares the combinations it must not run. Every
   sweep file selects it; excluded jobs are dropped before numbering, under any launcher.
 - ``hydra/launcher=agentgen_slurm`` (``agentgen.cluster.launcher.AgentgenSlurmLauncher``).
-- ``SweepsSearchPath`` adds the repository root to Hydra's config search path, so ``+sweeps=<name>``
-  selects ``sweeps/<name>.yaml`` from any working directory.
+- ``SweepsSearchPath`` adds ``sweeps/`` to Hydra's config search path as the group ``sweeps`` (through
+  ``SweepsConfigSource``, which shows Hydra the repository root with nothing in it but ``sweeps/``), so
+  ``+sweeps=<name>`` selects ``sweeps/<name>.yaml`` from any working directory while help, tab completion
+  and "valid choices" listings never walk the rest of the checkout (``.venv/``, ``outputs/``, ``multirun/``).
 
 Hydra instantiates sweepers and launchers only from modules under ``hydra_plugins.``; the shim
 ``hydra_plugins/agentgen_cluster/__init__.py`` (text in ``SHIM_SOURCE``) subclasses these there.
@@ -22,14 +24,24 @@ from pathlib import Path
 from typing import Any
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra._internal.core_plugins.file_config_source import FileConfigSource
 from hydra.core.config_search_path import ConfigSearchPath
 from hydra.core.config_store import ConfigStore
+from hydra.core.object_type import ObjectType
 from hydra.errors import HydraException
 from hydra.plugins.search_path_plugin import SearchPathPlugin
 from omegaconf import OmegaConf
 
 from agentgen.cluster.launcher import AgentgenSlurmLauncher
-from agentgen.cluster.sweep import REPO_ROOT, SWEEPS_DIR, expand_grid, format_job, parse_rules, split_excluded
+from agentgen.cluster.sweep import (
+    REPO_ROOT,
+    SWEEP_GROUP,
+    SWEEPS_DIR,
+    expand_grid,
+    format_job,
+    parse_rules,
+    split_excluded,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +51,8 @@ agentgen.cluster.plugins (and agentgen.cluster.launcher); these subclasses only 
 
 from agentgen.cluster.plugins import AgentgenSlurmLauncher as _AgentgenSlurmLauncher
 from agentgen.cluster.plugins import AgentgenSweeper as _AgentgenSweeper
-from agentgen.cluster.plugins import SweepsSearchPath  # noqa: F401  (found by type: puts sweeps/ on the search path)
+# found by type: the agentgen-sweeps:// config source and the search path that puts sweeps/ on it
+from agentgen.cluster.plugins import SweepsConfigSource, SweepsSearchPath  # noqa: F401
 
 
 class AgentgenSweeper(_AgentgenSweeper):
@@ -106,16 +119,54 @@ class AgentgenSweeper(BasicSweeper):
         return returns
 
 
+class SweepsConfigSource(FileConfigSource):
+    """The repository root as Hydra sees it through ``agentgen-sweeps://``: only the ``sweeps`` group.
+
+    A plain ``file://`` source on the root would make every folder of the checkout a config group, and
+    Hydra's help and completion list groups recursively (a venv has thousands of folders)."""
+
+    @staticmethod
+    def scheme() -> str:
+        return "agentgen-sweeps"
+
+    @staticmethod
+    def _visible(config_path: str) -> bool:
+        top = config_path.strip("/").split("/", 1)[0]
+        return top == SWEEP_GROUP
+
+    def is_group(self, config_path: str) -> bool:
+        return (config_path.strip("/") == "" and super().is_group("")) or (
+            self._visible(config_path) and super().is_group(config_path)
+        )
+
+    def is_config(self, config_path: str) -> bool:
+        return self._visible(config_path) and super().is_config(config_path)
+
+    def load_config(self, config_path: str):
+        if not self._visible(config_path):
+            from hydra.plugins.config_source import ConfigLoadError
+
+            raise ConfigLoadError(f"Config not found: {config_path} (agentgen-sweeps shows only {SWEEP_GROUP}/)")
+        return super().load_config(config_path)
+
+    def list(self, config_path: str, results_filter: ObjectType | None) -> list[str]:
+        if config_path.strip("/") == "":
+            wanted = results_filter in (None, ObjectType.GROUP)
+            return [SWEEP_GROUP] if wanted and super().is_group(SWEEP_GROUP) else []
+        return super().list(config_path, results_filter) if self._visible(config_path) else []
+
+
 class SweepsSearchPath(SearchPathPlugin):
     def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
         if SWEEPS_DIR.is_dir():
-            search_path.append(provider="agentgen-sweeps", path=f"file://{REPO_ROOT}")
+            search_path.append(provider="agentgen-sweeps", path=f"{SweepsConfigSource.scheme()}://{REPO_ROOT}")
 
 
 def register() -> None:
     """Make the sweeps/ search path known to Hydra in this process (the shim does it when installed)."""
     from hydra.core.plugins import Plugins
 
+    Plugins.instance().register(SweepsConfigSource)
     Plugins.instance().register(SweepsSearchPath)
 
 
@@ -131,6 +182,7 @@ __all__ = [
     "SHIM_SOURCE",
     "AgentgenSlurmLauncher",
     "AgentgenSweeper",
+    "SweepsConfigSource",
     "SweepsSearchPath",
     "register",
     "write_shim",

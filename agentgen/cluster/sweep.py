@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -87,12 +88,23 @@ def _canonical(value: Any) -> str:
     return str(value)
 
 
-def job_values(job: Sequence[str]) -> dict[str, str]:
-    """Override key -> canonical value of one job (``+``/``~`` prefixes dropped)."""
+@lru_cache(maxsize=4096)
+def _parse_override(line: str):
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    return OverridesParser.create().parse_override(line)
+
+
+def parse_overrides(job: Sequence[str]) -> list:
+    """Hydra's parse of one job's overrides; each distinct string is parsed once (a grid repeats them: the
+    parser costs milliseconds per string). Treat the returned Override objects as read-only."""
+    return [_parse_override(line) for line in job]
+
+
+def job_values(job: Sequence[str]) -> dict[str, str]:
+    """Override key -> canonical value of one job (``+``/``~`` prefixes dropped)."""
     values = {}
-    for o in OverridesParser.create().parse_overrides(list(job)):
+    for o in parse_overrides(job):
         values[o.key_or_group] = _canonical(o.value())
     return values
 
@@ -171,10 +183,11 @@ def job_output_dir(job_cfg: DictConfig, num: int) -> Path:
     ``hydra.core.utils.run_job`` resolves them (``${hydra:...}`` reads the job's own Hydra config).
     A subdir that uses ``hydra.job.id`` (the Slurm id, unknown before submission) cannot be predicted."""
     from hydra.core.hydra_config import HydraConfig
+    from omegaconf import read_write
 
     hc = HydraConfig.instance()
     previous = hc.cfg
-    with open_dict(job_cfg):
+    with read_write(job_cfg.hydra), open_dict(job_cfg):
         job_cfg.hydra.job.num = num
     try:
         hc.set_config(job_cfg)

@@ -3,7 +3,9 @@ agentgen.cluster.plugins (and agentgen.cluster.launcher); these subclasses only 
 
 from agentgen.cluster.plugins import AgentgenSlurmLauncher as _AgentgenSlurmLauncher
 from agentgen.cluster.plugins import AgentgenSweeper as _AgentgenSweeper
-from agentgen.cluster.plugins import SweepsSearchPath  # noqa: F401  (found by type: puts sweeps/ on the search path)
+
+# found by type: the agentgen-sweeps:// config source and the search path that puts sweeps/ on it
+from agentgen.cluster.plugins import SweepsConfigSource, SweepsSearchPath  # noqa: F401
 
 
 class AgentgenSweeper(_AgentgenSweeper):
