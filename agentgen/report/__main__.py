@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"logged {len(report.tables)} tables and {len(report.figures)} figures to wandb run {run.id} "
               f"(project {project}, group {group})")
     if args.wandb_dashboard:
-        from agentgen.report.dashboard import GROUP_BY, build_workspace, save_dashboard
+        from agentgen.report.dashboard import save_dashboard, sweep_workspace
         from agentgen.tracking import resolve_mode
 
         online = resolve_mode(None) == "online"
@@ -126,9 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             import wandb
 
             entity = wandb.Api().default_entity
-        choices = list(dict.fromkeys([*GROUP_BY, *agg.varying_keys]))
-        workspace = build_workspace(entity or "<entity>", project, group, agg.eval_envs, report, choices=choices,
-                                    metric=args.metric)
+        workspace = sweep_workspace(report, entity or "<entity>", project, group, metric=args.metric)
         path, url = save_dashboard(workspace, out, online)
         print(f"wrote the dashboard spec {path}" + (f"\nsaved the wandb view {url}" if url else
               " (offline: run the same command logged in to wandb to save it as a view)"))

@@ -89,6 +89,14 @@ def build_workspace(entity: str, project: str, group: str, eval_envs: Iterable[s
     )
 
 
+def sweep_workspace(report: Report, entity: str, project: str, group: str, metric: str = "success_rate"):
+    """The view ``python -m agentgen.report <sweep> --wandb-dashboard`` saves: the report's eval envs, its
+    tables and figures, and the choices that vary across the sweep beside ``env`` and ``think``."""
+    agg = report.aggregate
+    choices = list(dict.fromkeys([*GROUP_BY, *agg.varying_keys]))
+    return build_workspace(entity, project, group, agg.eval_envs, report, choices=choices, metric=metric)
+
+
 def dashboard_metrics(workspace: Any) -> DashboardMetrics:
     """Every metric, config key and report key the view's panels and runs table name."""
     import wandb_workspaces.reports.v2 as wr
@@ -125,9 +133,12 @@ def dashboard_metrics(workspace: Any) -> DashboardMetrics:
                 raise TypeError(f"dashboard_metrics does not know panel type {type(panel).__name__}")
     for g in workspace.runset_settings.groupby:
         out.config.add(g.name)
-    for column in workspace.runset_settings.pinned_columns:
+    for column in workspace.runset_settings.pinned_columns:  # "config:env", "summary:final/...", "run:..."
         kind, _, name = column.partition(":")
-        {"config": out.config, "summary": out.summary}.get(kind, set()).add(name) if kind != "run" else None
+        if kind == "config":
+            out.config.add(name)
+        elif kind == "summary":
+            out.summary.add(name)
     return out
 
 
