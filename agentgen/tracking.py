@@ -152,11 +152,11 @@ def job_choices(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def dashboard_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """The run's wandb config: the choices at the top level (``env``, ``think``, ... as plain values); the
-    config groups they replace there keep their full nodes as ``<group>_config`` (``env_config``, ...)."""
+    config nodes they replace there are kept as ``<key>_config`` (``env_config``, ``stages_config``, ...)."""
     choices = job_choices(config)
     out = {k: v for k, v in config.items() if k not in choices}
     for k in choices:
-        if isinstance(config.get(k), Mapping):
+        if isinstance(config.get(k), (Mapping, list)):  # a group's node, or the list of stages
             out[f"{k}_config"] = config[k]
     out.update(choices)
     return out

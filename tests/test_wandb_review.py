@@ -183,4 +183,5 @@ def test_stages_and_difficulty_are_choices_too():
                                    "stages": "sokoban:75>alfworld:75"}
     flat = dashboard_config(config)
     assert flat["env"] == "sokoban>alfworld" and flat["env_config"] == config["env"]
-    assert flat["stages"] == "sokoban:75>alfworld:75" and flat["trainer"] == {"steps": 150}
+    assert flat["stages"] == "sokoban:75>alfworld:75" and flat["stages_config"] == config["stages"]
+    assert flat["trainer"] == {"steps": 150}
