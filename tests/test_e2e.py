@@ -62,6 +62,7 @@ def test_wandb_offline_run_has_eval_metrics(smoke_run):
     assert {"eval/sokoban/success_rate", "eval/webshop/success_rate", "rollout/success_rate", "train/loss",
             "sft/loss", "trainer/global_step"} <= keys
     assert rec.config["train_env"] == "sokoban"
+    assert rec.group is None and rec.name == "run" and rec.job_type == "train"  # a single run: no sweep group
     assert rec.summary["eval/sokoban/success_rate"] == json.loads((smoke_run / "summary.json").read_text())[
         "eval"]["sokoban"]["success_rate"]
 

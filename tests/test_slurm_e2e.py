@@ -22,7 +22,7 @@ from slurm_cluster import REPO
 from slurm_cluster import slurm_cluster as _slurm_cluster  # noqa: F401  (fixture)
 
 from agentgen.cluster import manifest
-from agentgen.cluster.status import sweep_status
+from agentgen.cluster.status import sweep_status, sync_command, sync_folders
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -173,10 +173,20 @@ def test_job_killed_by_its_time_limit_is_requeued_and_resumes_without_lost_steps
     assert len(runs) == requeues + 1 and len({r.run_id for r in runs}) == 1
     logged = sorted(int(row["trainer/global_step"]) for r in runs for row in r.history if "rollout/success_rate" in row)
     assert logged == list(range(1, steps + 1)), logged
+    # Logged from inside the submitit job into the sweep's group, under one name in every segment; the
+    # status's one `wandb sync` command lists the segments' folders oldest first (their steps in order).
+    names = [(r.group, r.name) for r in runs]
+    assert {r.group for r in runs} == {sweep.name} and len({r.name for r in runs}) == 1, names
     (job,) = sweep_status(sweep)
     assert job.state == "completed" and job.step == steps and job.slurm_job_id == released[0]
+    folders = sync_folders(sweep, [job])
+    assert folders == [Path(r.source) for r in runs]
+    segment_steps = [[int(row["trainer/global_step"]) for row in r.history if "rollout/success_rate" in row]
+                     for r in runs]
+    assert all(max(a) < min(b) for a, b in zip(segment_steps, segment_steps[1:]) if a and b), segment_steps
     table = status_cli(sweep)
     assert "1 job(s): 1 completed" in table, table
+    assert sync_command(folders) in table, table
     print(
         f"\ntime-limit job ({steps} RL steps, timeout_min=1): {wall:.0f} s wall, {requeues} requeue(s), "
         f"stopped at steps {stops}, resumed at {resumes}\n{table}"

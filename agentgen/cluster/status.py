@@ -3,6 +3,11 @@
     python -m agentgen.cluster.status multirun/gen_tax            # table + counts
     python -m agentgen.cluster.status multirun/gen_tax --json     # one JSON object per job
 
+Jobs log to wandb offline unless a login is configured (compute nodes rarely reach the internet); the
+status ends with the one ``wandb sync`` command that uploads the whole sweep from a machine that does:
+every job's offline folders (a requeued job has one per start, synced in order into its one run) and
+the report's run (``python -m agentgen.report <sweep> --wandb``). Folders already synced are skipped.
+
 Sources, most authoritative first: each job's ``summary.json`` (written by the job: completed / failed),
 ``squeue`` (pending / running / requeued), ``sacct`` (how a job that left the queue ended: TIMEOUT,
 CANCELLED, OUT_OF_MEMORY, ...; absent without Slurm accounting), the job's latest checkpoint (its RL
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -109,6 +115,24 @@ def sweep_status(sweep_dir: str | Path) -> list[JobState]:
     return jobs
 
 
+def offline_runs(job_dir: str | Path) -> list[Path]:
+    """A job's offline wandb folders, oldest first: ``wandb/offline-run-<YYYYMMDD_HHMMSS>-<id>`` holding a
+    ``run-<id>.wandb`` log (a requeued job resumes its run into a new folder)."""
+    found = [d for d in Path(job_dir).glob("wandb/offline-run-*") if any(d.glob("run-*.wandb"))]
+    return sorted(found, key=lambda d: d.name)
+
+
+def sync_folders(sweep_dir: str | Path, jobs: list[JobState]) -> list[Path]:
+    """The sweep's offline wandb folders: jobs in sweep order, each job's oldest first, then the report's."""
+    folders = [d for j in jobs for d in offline_runs(j.output_dir)]
+    return folders + offline_runs(Path(sweep_dir).absolute() / "report")
+
+
+def sync_command(folders: list[Path]) -> str:
+    """One ``wandb sync`` for all ``folders``: wandb syncs the folders of one run in order of start time."""
+    return "wandb sync " + " ".join(shlex.quote(str(d)) for d in folders)
+
+
 def format_status(sweep_dir: str | Path, jobs: list[JobState]) -> str:
     counts = Counter(j.state for j in jobs)
     head = f"Sweep {Path(sweep_dir).absolute()}: {len(jobs)} job(s)"
@@ -142,6 +166,10 @@ def format_status(sweep_dir: str | Path, jobs: list[JobState]) -> str:
         lines.append(f"  #{j.num}: {j.state}; output {j.output_dir}" + (f"; log {j.log}" if j.log else ""))
     if any(j.state in ("interrupted", "unknown", "not started", "timeout", "cancelled") for j in jobs):
         lines.append("Re-run the sweep's command to resume unfinished jobs (completed ones are skipped).")
+    folders = sync_folders(sweep_dir, jobs)
+    if folders:
+        lines.append(f"Upload the sweep's {len(folders)} offline wandb folder(s) (already synced ones are skipped):")
+        lines.append(f"  {sync_command(folders)}")
     return "\n".join(lines)
 
 
@@ -152,13 +180,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("sweep_dir", help="the sweep's hydra.sweep.dir, e.g. multirun/gen_tax")
     parser.add_argument("--json", action="store_true", help="one JSON object per job instead of a table")
+    parser.add_argument("--sync-command", action="store_true",
+                        help="print only the `wandb sync` command that uploads the sweep's offline runs")
     args = parser.parse_args(argv)
     try:
         jobs = sweep_status(args.sweep_dir)
     except FileNotFoundError as err:
         print(f"agentgen status: error: {err}", file=sys.stderr)
         return 2
-    if args.json:
+    if args.sync_command:
+        folders = sync_folders(args.sweep_dir, jobs)
+        if not folders:
+            print(f"agentgen status: error: the sweep {args.sweep_dir} has no offline wandb runs (its jobs ran "
+                  "with logger=none or online, or none has started yet)", file=sys.stderr)
+            return 1
+        print(sync_command(folders))
+    elif args.json:
         for j in jobs:
             print(json.dumps(asdict(j)))
     else:

@@ -1,10 +1,12 @@
 """``python -m agentgen.report <sweep dir | wandb:<entity>/<project>/<group>>``: aggregate a sweep and
-write report.html (self-contained), report.md, tables/*.csv and figures/*.png."""
+write report.html (self-contained), report.md, tables/*.csv and figures/*.png.
+
+``--wandb`` also logs the tables and figures into one wandb run (``job_type=report``) in the sweep's
+group; ``--wandb-dashboard`` builds the sweep's saved view (``agentgen.report.dashboard``)."""
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -45,9 +47,31 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--wandb-group", help="with a directory of offline wandb runs: only this group")
     p.add_argument("--title", help="report title")
     p.add_argument("--no-plots", action="store_true", help="tables only (skips matplotlib)")
-    p.add_argument("--log-wandb", metavar="PROJECT",
-                   help="also log the report tables to a new wandb run in PROJECT (honours WANDB_MODE)")
+    p.add_argument("--wandb", action="store_true",
+                   help="also log the tables (wandb Tables) and figures (images) into one wandb run of "
+                        "job_type=report in the sweep's group (offline files unless logged in; honours WANDB_MODE)")
+    p.add_argument("--wandb-dashboard", action="store_true",
+                   help="build the sweep's saved wandb view (eval curves by train env and thinking, run summaries, "
+                        "the report tables); saved when logged in, always written to <out>/wandb_dashboard.json")
+    p.add_argument("--wandb-project", help="wandb project (default: the jobs' logger.project, else agentgen)")
+    p.add_argument("--wandb-entity", help="wandb entity (default: the jobs' logger.entity, else your default)")
+    p.add_argument("--log-wandb", metavar="PROJECT", help="same as --wandb --wandb-project PROJECT")
     return p
+
+
+def wandb_target(args: argparse.Namespace, runs: list) -> tuple[str | None, str, str]:
+    """(entity, project, group) of the sweep in wandb: a wandb source names them; for a sweep dir they are
+    the jobs' logger settings, the group being the one the jobs logged into (``logger.group`` when set,
+    else the sweep dir's group, as ``agentgen.tracking.sweep_group`` names it)."""
+    from agentgen.tracking import sweep_group
+
+    logger = next((r.config.get("logger") for r in runs if isinstance(r.config.get("logger"), dict)), {})
+    if args.source.startswith(WANDB_SOURCE_PREFIX):
+        entity, project, group = parse_wandb_source(args.source)
+    else:
+        entity, project = logger.get("entity"), logger.get("project")
+        group = args.wandb_group or logger.get("group") or sweep_group(Path(args.source).absolute())
+    return (args.wandb_entity or entity, args.wandb_project or args.log_wandb or project or "agentgen", group)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,20 +102,34 @@ def main(argv: list[str] | None = None) -> int:
     for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"wrote {paths['html']}\nwrote {paths['markdown']}\nwrote {out / 'tables'}/ ({len(report.tables)} CSV)")
-    if args.log_wandb:
+    if args.wandb or args.log_wandb or args.wandb_dashboard:
+        entity, project, group = wandb_target(args, loaded.runs)
+    if args.wandb or args.log_wandb:
         import wandb
 
         from agentgen.report.wandb_tables import log_report_tables
+        from agentgen.tracking import resolve_mode
 
-        is_wandb = args.source.startswith(WANDB_SOURCE_PREFIX)
-        group = parse_wandb_source(args.source)[2] if is_wandb else args.wandb_group
-        run = wandb.init(project=args.log_wandb, job_type="report", group=group,
-                         name=f"report {group or Path(args.source).name}",
+        run = wandb.init(project=project, entity=entity, job_type="report", group=group, name=f"report {group}",
                          config={"source": args.source, "last_k": args.last_k, "metric": args.metric},
-                         dir=os.environ.get("WANDB_DIR", str(out)))
+                         dir=str(out), mode=resolve_mode(None), settings=wandb.Settings(silent=True, console="off"))
         log_report_tables(report, run)
         run.finish()
-        print(f"logged {len(report.tables)} tables to wandb run {run.id}")
+        print(f"logged {len(report.tables)} tables and {len(report.figures)} figures to wandb run {run.id} "
+              f"(project {project}, group {group})")
+    if args.wandb_dashboard:
+        from agentgen.report.dashboard import save_dashboard, sweep_workspace
+        from agentgen.tracking import resolve_mode
+
+        online = resolve_mode(None) == "online"
+        if online and not entity:
+            import wandb
+
+            entity = wandb.Api().default_entity
+        workspace = sweep_workspace(report, entity or "<entity>", project, group, metric=args.metric)
+        path, url = save_dashboard(workspace, out, online)
+        print(f"wrote the dashboard spec {path}" + (f"\nsaved the wandb view {url}" if url else
+              " (offline: run the same command logged in to wandb to save it as a view)"))
     return 0 if agg.completed or agg.profiles else 1
 
 

@@ -69,6 +69,8 @@ def load_directory(root: str | Path, wandb_group: str | None = None) -> Loaded:
         for run_dir in run_dirs:
             try:
                 record = read_offline_run(run_dir)
+                if record.job_type == "report":
+                    continue  # a report's own run (python -m agentgen.report --wandb), not a job
                 if wandb_group is None or record.group == wandb_group:
                     out.runs.append(summary_from_wandb(record))
             except (SummaryError, RuntimeError, OSError) as err:
@@ -99,6 +101,9 @@ class WandbRunRecord:
     state: str  # "finished", "failed", "crashed", "running", ...
     group: str | None = None
     summary_file: dict[str, Any] | None = None  # the trainer's summary.json, if saved into the run
+    name: str | None = None  # the run's display name
+    job_type: str | None = None
+    tags: list[str] = field(default_factory=list)
 
 
 def summary_from_wandb(record: WandbRunRecord) -> RunSummary:
@@ -190,6 +195,7 @@ def record_from_log_lines(lines: Iterable[str], run_dir: Path) -> WandbRunRecord
     summary: dict[str, Any] = {}
     history: list[dict[str, Any]] = []
     run_id, group, exit_code = run_dir.name.rsplit("-", 1)[-1], None, None
+    name, job_type, tags = None, None, []
     for line in lines:
         line = line.strip()
         if not line.startswith("{"):
@@ -200,6 +206,8 @@ def record_from_log_lines(lines: Iterable[str], run_dir: Path) -> WandbRunRecord
             run = rec["run"]
             run_id = run.get("run_id", run_id)
             group = run.get("run_group") or group
+            name, job_type = run.get("display_name") or name, run.get("job_type") or job_type
+            tags = list(run.get("tags") or tags)
             config.update((run.get("config") or {}).get("update") or {})
         elif kind == "config":
             config.update((rec["config"].get("update")) or {})
@@ -217,7 +225,8 @@ def record_from_log_lines(lines: Iterable[str], run_dir: Path) -> WandbRunRecord
     if saved.is_file():
         summary_file = json.loads(saved.read_text())
     return WandbRunRecord(run_id=run_id, source=str(run_dir), config=config, summary=summary, history=history,
-                          state=state, group=group, summary_file=summary_file)
+                          state=state, group=group, summary_file=summary_file, name=name, job_type=job_type,
+                          tags=tags)
 
 
 # --------------------------------------------------------------------------- wandb online group
@@ -263,7 +272,8 @@ def _record_from_api_run(run: Any, source: str) -> WandbRunRecord:
     history = [] if summary_file is not None else list(run.scan_history())
     return WandbRunRecord(run_id=run.id, source=source, config=dict(run.config), summary=dict(summary),
                           history=history, state=run.state, group=getattr(run, "group", None),
-                          summary_file=summary_file)
+                          summary_file=summary_file, name=getattr(run, "name", None),
+                          job_type=getattr(run, "job_type", None), tags=list(getattr(run, "tags", None) or []))
 
 
 def load_source(source: str, wandb_group: str | None = None) -> Loaded:
