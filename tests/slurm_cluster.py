@@ -5,7 +5,7 @@ cluster (``$SLURM_CONF`` answering ``scontrol ping``, or one already running in 
 leaves that running; otherwise it starts one under ``$AGENTGEN_SLURM_DIR`` (default
 ``<tmp>/agentgen-slurm``) and stops it when the session ends. ``SLURM_CONF`` is exported in
 ``os.environ`` for the session, so submitit and Hydra's launcher in the test process reach it. Without
-Debian's slurm-wlm/munge the tests that use it are skipped locally and FAIL in CI (``CI=true``).
+Debian's slurm-wlm/munge the tests that use it are skipped locally and FAIL in CI (conftest's ``require``).
 
 ``agentgen_plugins_path`` (session): a directory holding ``hydra_plugins/agentgen_cluster`` (the shim
 that lets Hydra load agentgen's sweeper and launcher), to put on PYTHONPATH of subprocesses: the
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import subprocess
 import tempfile
 import threading
@@ -25,11 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import missing_slurm_binaries, require
 
 REPO = Path(__file__).resolve().parents[1]
 START = REPO / "scripts" / "slurm" / "start.sh"
 STOP = REPO / "scripts" / "slurm" / "stop.sh"
-SLURM_BINARIES = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol")
 
 
 @dataclass
@@ -99,14 +98,6 @@ class SlurmCluster:
             thread.join(timeout=30)
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def _missing_binaries() -> list[str]:
-    return [b for b in SLURM_BINARIES if shutil.which(b) is None and not Path("/usr/sbin", b).exists()]
-
-
 def _responds(conf: Path) -> bool:
     if not conf.is_file():
         return False
@@ -124,20 +115,10 @@ def _responds(conf: Path) -> bool:
     return out.returncode == 0 and "UP" in out.stdout
 
 
-def _skip_or_fail(msg: str) -> None:
-    if _in_ci():
-        pytest.fail(f"{msg} (CI=true: the Slurm tests must run in CI)")
-    pytest.skip(msg)
-
-
 @pytest.fixture(scope="session")
 def slurm_cluster():
-    missing = _missing_binaries()
-    if missing:
-        _skip_or_fail(
-            f"Slurm is not installed (missing {', '.join(missing)}): run `make install-system` "
-            f"(Debian's slurm-wlm and munge)"
-        )
+    missing = missing_slurm_binaries()
+    require("slurm", available=not missing, detail=f"missing {', '.join(missing)}")
     state_dir = Path(os.environ.get("AGENTGEN_SLURM_DIR") or Path(tempfile.gettempdir()) / "agentgen-slurm")
     external = os.environ.get("SLURM_CONF")
     started, seconds = False, None

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import require
 from slurm_cluster import slurm_cluster as _slurm_cluster  # noqa: F401  (fixture)
 
 from agentgen.cluster import preemption
@@ -343,15 +344,10 @@ class ChildrenJob:
 def test_slurms_warning_does_not_kill_env_workers_or_the_jvm(slurm_cluster, tmp_path):
     """Slurm signals every process of the job step, and USR2 kills a child process (the JVM aborts on
     it); install() keeps the signal from children started after it, and the job still gets it."""
-    import shutil
-
     import cloudpickle
     import submitit
 
-    if shutil.which("java") is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("Java is required in CI (CI=true) but is not available")
-        pytest.skip("Java not available")
+    require("java")
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     executor = submitit.AutoExecutor(folder=tmp_path / "submitit", cluster="slurm")
     executor.update_parameters(timeout_min=5, cpus_per_task=1)
