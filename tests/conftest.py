@@ -130,6 +130,16 @@ class CISkipGuard:
             terminalreporter.line(f"SKIPPED {nodeid}: {reason}")
 
 
+def pytest_addoption(parser) -> None:
+    parser.addoption("--reverse", action="store_true",
+                     help="run the collected tests in reverse order (a check that no test relies on an earlier one)")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    if config.getoption("--reverse"):
+        items.reverse()
+
+
 def pytest_configure(config) -> None:
     config.pluginmanager.register(CISkipGuard(), "agentgen-ci-skip-guard")
 

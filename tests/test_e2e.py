@@ -3,6 +3,7 @@
 with wandb's own reader."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -66,14 +67,16 @@ def test_wandb_offline_run_has_eval_metrics(smoke_run):
         "eval"]["sokoban"]["success_rate"]
 
 
-def test_completed_job_is_skipped_and_longer_run_resumes(smoke_run):
-    before = (smoke_run / "summary.json").stat().st_mtime
-    launch("debug=smoke", *BEFORE_TRAINING, "eval.envs=[sokoban,webshop]", f"hydra.run.dir={smoke_run}",
-           cwd=smoke_run.parent)
-    assert (smoke_run / "summary.json").stat().st_mtime == before  # resume=skip_completed
+def test_completed_job_is_skipped_and_longer_run_resumes(smoke_run, tmp_path):
+    """On its own copy of the shared smoke run, so the other tests see the 2-step run in any order."""
+    run = tmp_path / "run"
+    shutil.copytree(smoke_run, run)
+    before = (run / "summary.json").stat().st_mtime
+    launch("debug=smoke", *BEFORE_TRAINING, "eval.envs=[sokoban,webshop]", f"hydra.run.dir={run}", cwd=tmp_path)
+    assert (run / "summary.json").stat().st_mtime == before  # resume=skip_completed
     r = launch("debug=smoke", *BEFORE_TRAINING, "eval.envs=[sokoban]", "trainer.steps=3", "resume=always",
-               f"hydra.run.dir={smoke_run}", cwd=smoke_run.parent)
-    s = json.loads((smoke_run / "summary.json").read_text())
+               f"hydra.run.dir={run}", cwd=tmp_path)
+    s = json.loads((run / "summary.json").read_text())
     assert s["status"] == "completed" and s["train"]["steps"] == 3
     assert [h["step"] for h in s["eval_history"]] == [0, 1, 2, 3]  # history kept from the checkpoint
     output = r.stdout + r.stderr
