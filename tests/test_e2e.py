@@ -84,6 +84,60 @@ def test_completed_job_is_skipped_and_longer_run_resumes(smoke_run, tmp_path):
     assert "sft:" not in output  # SFT was not redone
 
 
+def up_only_model(dst: Path) -> Path:
+    """The tiny model rewired to answer "<action>Up</action>" to any prompt (every layer an identity, an
+    untied head mapping the last token to the next of those three): a policy whose evaluation is unmistakable
+    (every action valid), where the tiny base model's random weights almost never write a valid action."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from agentgen.models.loader import model_dir
+    from agentgen.preflight import compose_job
+
+    src = model_dir(compose_job([]).model)
+    tok = AutoTokenizer.from_pretrained(src)
+    model = AutoModelForCausalLM.from_pretrained(src, tie_word_embeddings=False)
+    opening, up, closing = (tok.convert_tokens_to_ids(t) for t in ("<action>", "Up", "</action>"))
+    assert tok.encode("Up", add_special_tokens=False) == [up]
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        emb, head = model.model.embed_tokens.weight, model.lm_head.weight
+        emb.zero_()
+        emb[:, 2] = 1.0  # any other token -> "<action>"
+        emb[opening, 2], emb[opening, 0] = 0.0, 1.0  # "<action>" -> "Up"
+        emb[up, 2], emb[up, 1] = 0.0, 1.0  # "Up" -> "</action>" (a stop token)
+        head.zero_()
+        head[opening, 2], head[up, 0], head[closing, 1] = 5.0, 5.0, 5.0
+    model.config.tie_word_embeddings = False
+    model.save_pretrained(dst)
+    tok.save_pretrained(dst)
+    return dst
+
+
+@pytest.mark.parametrize("form", ["model_dir", "job_output_dir"])
+def test_eval_task_evaluates_the_init_from_weights(form, tmp_path):
+    """task=eval init_from=<a model dir, or a job's output dir (its latest checkpoint)>: no SFT, no RL, and
+    the evaluated policy is the one init_from names."""
+    if form == "model_dir":
+        source = up_only_model(tmp_path / "up_only")
+    else:
+        source = tmp_path / "job"
+        step = up_only_model(source / "checkpoints" / "step_3")
+        (step / "state.json").write_text(json.dumps({"step": 3}))
+        (source / "checkpoints" / "latest").write_text("step_3")
+    out = tmp_path / "eval"
+    r = launch("task=eval", "debug=smoke", "think=false", "eval.envs=[sokoban]", f"init_from={source}",
+               f"hydra.run.dir={out}", cwd=tmp_path)
+    s = json.loads((out / "summary.json").read_text())
+    assert s["status"] == "completed" and s["train"]["steps"] == 0 and s["train"]["sft"] == {}
+    assert "sft:" not in r.stdout + r.stderr and [h["step"] for h in s["eval_history"]] == [0]
+    assert not list((out / "checkpoints").glob("step_*"))
+    sokoban = s["eval"]["sokoban"]
+    assert sokoban["episodes"] == 2 and sokoban["valid_action_ratio"] == 1.0, sokoban
+
+
 @pytest.mark.slow
 def test_sweep_env_by_think_evaluates_every_env(tmp_path):
     """`python launch.py -m env=sokoban,sciworld think=true,false debug=smoke`: four completed summaries,
