@@ -139,6 +139,33 @@ def test_eval_task_evaluates_the_init_from_weights(form, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.jvm
+def test_midtrain_mixes_a_checkpoints_own_trajectories_with_expert_data(tmp_path):
+    """sft=midtrain (SciWorld 19 : ALFWorld 3 : WebShop 1) with sft.sources.alfworld=<a model dir>: ALFWorld's
+    SFT data are that policy's own episodes (every answer "<action>Up</action>"), the others the experts'."""
+    from conftest import require
+
+    require("java")
+    source = up_only_model(tmp_path / "up_only")
+    out = tmp_path / "mid"
+    launch("sft=midtrain", "debug=smoke", "think=false", f"+sft.sources.alfworld={source}", "sft.episodes_per_env=4",
+           "trainer.steps=1", "eval.envs=[sokoban]", "eval.episodes_per_env={sokoban: 1}", "logger=none",
+           f"hydra.run.dir={out}", cwd=tmp_path)
+    s = json.loads((out / "summary.json").read_text())
+    assert s["status"] == "completed" and s["variant"]["sft"] == "midtrain"
+
+    def answers(name: str) -> list[str]:
+        lines = (out / "sft_data" / name).read_text().splitlines()
+        return [json.loads(x)["messages"][-1]["content"] for x in lines]
+
+    assert set(answers("alfworld.nothink.up_only.jsonl")) == {"<action>Up</action>"}
+    for expert in ("sciworld.nothink.jsonl", "webshop.nothink.jsonl"):
+        assert answers(expert) and "<action>Up</action>" not in answers(expert), expert
+    pairs = {e: s["train"]["sft"][f"sft/pairs/{e}"] for e in ("sciworld", "alfworld", "webshop")}
+    assert pairs["sciworld"] > pairs["alfworld"] > pairs["webshop"] > 0, pairs
+
+
+@pytest.mark.slow
 def test_sweep_env_by_think_evaluates_every_env(tmp_path):
     """`python launch.py -m env=sokoban,sciworld think=true,false debug=smoke`: four completed summaries,
     each evaluated on every env of eval.envs (default: all four, in-domain and out-of-domain)."""
