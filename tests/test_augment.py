@@ -442,12 +442,9 @@ def test_webshop_decoys_cannot_be_clicked(webshop_kwargs):
 
 # ---------------------------------------------------------------------------- ScienceWorld (JVM)
 def _require_java():
-    from agentgen.envs.sciworld.engine import find_java
+    from conftest import require
 
-    if find_java() is None:
-        from conftest import require
-
-        require(False, "Java (ScienceWorld)")
+    require("java")
 
 
 @pytest.mark.jvm

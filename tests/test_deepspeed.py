@@ -109,10 +109,10 @@ def run_updates(overrides: list[str], out_dir: Path, check_resume: bool) -> dict
 
 
 def torchrun(strategy: str, out_dir: Path, check_resume: bool, nproc: int = 2) -> subprocess.CompletedProcess:
+    """torchrun --standalone: its rendezvous store binds port 0 and keeps it (a port picked free beforehand can be
+    taken by another process before torchrun binds it)."""
     env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    from agentgen.dist import free_port
-
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", f"--master_port={free_port()}",
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--standalone",
            __file__, "--worker", strategy, str(out_dir)] + (["--resume"] if check_resume else [])
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
 

@@ -22,16 +22,15 @@ pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 
 @pytest.mark.parametrize("zero,tp", [(3, 1), (2, 2)])
 def test_two_rank_deepspeed_job_with_colocated_vllm(zero, tp, tmp_path):
-    from test_vllm import require_vllm
+    from conftest import require
 
-    from agentgen.dist import free_port
     from agentgen.run import Job
 
-    require_vllm()
+    require("vllm")
     assert hasattr(Job, "run_split"), "the training-engine wiring of agentgen/run.py is not applied"
     out = tmp_path / "run"
     env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
            str(ROOT / "launch.py"), f"trainer=deepspeed_zero{zero}", "rollout=vllm", "debug=smoke", "logger=none",
            f"rollout.params.tensor_parallel_size={tp}",
            "eval.envs=[sokoban]", "rollout.params.kv_cache_memory_gb=0.25", "rollout.params.max_model_len=4096",

@@ -24,6 +24,35 @@ def weights_digest(model) -> str:
     return h.hexdigest()
 
 
+def test_tiny_cache_key_follows_the_builder_code(tmp_path, monkeypatch):
+    """A change to any source file the build runs (here a copy of the builder tree) gives a new cache key, so
+    a model built by older code is never reused; the same code and params give the same key."""
+    import shutil
+
+    from agentgen.models import tiny
+
+    params = dict(preset("tiny").params)
+    assert tiny.build_key(params) == tiny.build_key(dict(params))
+    assert tiny.build_key({**params, "num_hidden_layers": 1}) != tiny.build_key(params)
+    assert {"tiny.py", "prompt.py", "parser.py"} <= {p.name for p in tiny.builder_files()}
+    assert any("sokoban" in p.parts for p in tiny.builder_files())
+    copy = tmp_path / "agentgen"
+    for rel in tiny.BUILDER_SOURCES:
+        src, dst = tiny.PACKAGE / rel, copy / rel
+        if src.is_dir():
+            shutil.copytree(src, dst)
+        else:
+            dst.parent.mkdir(parents=True)
+            shutil.copy(src, dst)
+    monkeypatch.setattr(tiny, "PACKAGE", copy)
+    keys = [tiny.build_key(params)]
+    for rel in ("models/tiny.py", "agent/prompt.py", "envs/sokoban/__init__.py"):
+        with open(copy / rel, "a") as f:
+            f.write("\n# changed\n")
+        keys.append(tiny.build_key(params))
+    assert len(set(keys)) == len(keys), keys
+
+
 def test_tiny_build_is_deterministic(tmp_path, monkeypatch):
     from agentgen.models.loader import load_policy
 

@@ -44,6 +44,17 @@ def test_mixture_run_logs_per_env_metrics(tmp_path):
     assert final["rollout/sokoban/episodes"] == final["rollout/webshop/episodes"] == 2  # one group each
 
 
+def test_mixture_shares_set_through_env_share_split_the_groups(tmp_path):
+    """env.sokoban.share=3 with webshop at 1: of 4 groups a step, 3 are Sokoban's and 1 WebShop's (the
+    1:1 default would split them 2:2)."""
+    out = tmp_path / "mix31"
+    launch("debug=smoke", "sft=none", "env=[sokoban,webshop]", "env.sokoban.share=3", "trainer.steps=1",
+           "trainer.prompts_per_step=4", "eval.envs=[sokoban]", "eval.episodes_per_env={sokoban: 1}", "logger=none",
+           f"hydra.run.dir={out}", cwd=tmp_path)
+    final = json.loads((out / "summary.json").read_text())["train"]["final"]
+    assert (final["rollout/sokoban/episodes"], final["rollout/webshop/episodes"]) == (3 * 2, 1 * 2)  # group of 2
+
+
 @pytest.mark.slow
 def test_difficulty_split_then_train_on_easy(tmp_path):
     out = tmp_path / "split"

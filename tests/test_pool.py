@@ -10,6 +10,7 @@ import textwrap
 import time
 
 import pytest
+from conftest import require
 
 from agentgen.envs import make
 from agentgen.envs.base import TextEnv
@@ -274,15 +275,7 @@ def test_ctrl_c_mid_step_leaves_pool_usable():
 def test_sciworld_jvm_killed_or_hung_is_aborted_and_never_outlives_pool():
     """ScienceWorld's JVMs run as children of the workers: a killed JVM aborts only its episode, a
     hung step kills the worker with its JVMs, and close() leaves no JVM behind."""
-    import shutil
-
-    sciworld = pytest.importorskip("agentgen.envs.sciworld")
-    if not hasattr(sciworld, "SciWorldEnv"):
-        pytest.skip("agentgen.envs.sciworld has no SciWorldEnv yet")
-    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
-        if os.environ.get("CI") == "true":
-            pytest.fail("ScienceWorld needs Java; CI must provide it (make install-system)")
-        pytest.skip("ScienceWorld needs Java")
+    require("java")
     kwargs = {"max_steps": 50, "reward": REWARD, "tasks": ["boil"], "gold_path": False, "jvm_heap": "512m"}
     pool = EnvPool("sciworld", kwargs, "train", num_slots=2, num_workers=1, step_timeout=60)
     try:

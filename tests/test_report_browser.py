@@ -4,7 +4,6 @@ embedded PNG figures decode. Skips locally without chromium; fails under CI=true
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -12,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from conftest import require
 
 from agentgen.report import build_report, load_directory, write_report
 
@@ -44,12 +44,8 @@ window.addEventListener('load', () => {
 
 
 def chromium() -> str:
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path:
-        return path
-    if os.environ.get("CI") == "true":
-        pytest.fail("CI=true but no chromium on PATH: run scripts/install-system.sh (apt-get install chromium)")
-    pytest.skip("chromium is not installed (scripts/install-system.sh installs it)")
+    require("chromium")
+    return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def run_chromium(args: list[str]) -> subprocess.CompletedProcess:

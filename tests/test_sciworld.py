@@ -12,11 +12,12 @@ import time
 
 import psutil
 import pytest
+from conftest import require
 from omegaconf import OmegaConf
 
 from agentgen.envs import make
 from agentgen.envs.sciworld import SciWorldEnv
-from agentgen.envs.sciworld.engine import SciWorldEngineError, find_java
+from agentgen.envs.sciworld.engine import SciWorldEngineError
 from agentgen.envs.sciworld.tasks import (
     TASKS,
     InstanceSampler,
@@ -27,15 +28,6 @@ from agentgen.envs.sciworld.tasks import (
 )
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def require_java() -> None:
-    """Skip without Java locally; in CI (CI=true) a missing Java is a failure."""
-    if find_java() is None:
-        msg = "ScienceWorld tests need Java (no $JAVA_HOME/bin/java, no java on PATH)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg + "; CI must provide it (make install-system)")
-        pytest.skip(msg)
 
 
 def java_children() -> list[psutil.Process]:
@@ -152,7 +144,7 @@ def test_config_file_builds_the_env_without_starting_java():
 # ---------------------------------------------------------------------- real engine
 @pytest.fixture(scope="module")
 def env():
-    require_java()
+    require("java")
     e = SciWorldEnv(
         "train",
         max_steps=50,
@@ -282,7 +274,7 @@ def test_a_killed_jvm_is_an_error_and_reset_restarts_it(env):
 
 @pytest.mark.jvm
 def test_no_java_process_outlives_close_gc_or_a_killed_parent():
-    require_java()
+    require("java")
     before = {p.pid for p in java_children()}
     e = SciWorldEnv(tasks=["find-plant"], gold_path=False)
     e.reset(0)

@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
 import psutil
 import pytest
+from conftest import require
 
 from agentgen.envs.sciworld.engine import JavaNotFoundError, SciWorldEngine, _check_heap, find_java
 from agentgen.envs.sciworld.tasks import TASKS
-
-
-def require_java() -> None:
-    """Skip without Java locally; in CI (CI=true) a missing Java is a failure."""
-    if find_java() is None:
-        msg = "ScienceWorld tests need Java (no $JAVA_HOME/bin/java, no java on PATH)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg + "; CI must provide it (make install-system)")
-        pytest.skip(msg)
 
 
 def test_heap_and_option_validation():
@@ -39,7 +29,7 @@ def test_missing_java_is_a_clear_error(monkeypatch):
 
 @pytest.fixture(scope="module")
 def engine():
-    require_java()
+    require("java")
     with SciWorldEngine(heap="512m") as e:
         yield e
     assert not e.alive
@@ -105,7 +95,7 @@ def test_load_errors_and_free_actions(engine):
 
 @pytest.mark.jvm
 def test_a_jvm_that_cannot_start_reports_its_own_error():
-    require_java()
+    require("java")
     from agentgen.envs.sciworld.engine import SciWorldEngineError
 
     with pytest.raises(

@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
+from conftest import require
 
 from agentgen.envs.sciworld import SciWorldEnv
-from agentgen.envs.sciworld.engine import find_java
 from agentgen.envs.sciworld.tasks import TASKS
-
-
-def require_java() -> None:
-    """Skip without Java locally; in CI (CI=true) a missing Java is a failure."""
-    if find_java() is None:
-        msg = "ScienceWorld tests need Java (no $JAVA_HOME/bin/java, no java on PATH)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg + "; CI must provide it (make install-system)")
-        pytest.skip(msg)
 
 
 def replay_expert(env: SciWorldEnv) -> tuple[int, dict, float]:
@@ -33,7 +22,7 @@ def replay_expert(env: SciWorldEnv) -> tuple[int, dict, float]:
 @pytest.mark.slow
 @pytest.mark.jvm
 def test_gold_paths_that_fit_50_steps_solve_every_task():
-    require_java()
+    require("java")
     fitting, longer = [], []
     with SciWorldEnv("train", max_steps=50, tasks=None) as env:
         for task in TASKS:
@@ -57,7 +46,7 @@ def test_gold_paths_that_fit_50_steps_solve_every_task():
 @pytest.mark.jvm
 def test_episodes_may_run_past_the_packages_100_step_limit():
     """The package's wrapper stops games after 100 moves; ours governs alone (here 200)."""
-    require_java()
+    require("java")
     with SciWorldEnv("train", max_steps=200, tasks=["inclined-plane-friction-unnamed-surfaces"]) as env:
         env.reset(env.seed_for_instance("inclined-plane-friction-unnamed-surfaces", 0))
         steps, info, _ = replay_expert(env)

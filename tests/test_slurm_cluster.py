@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from slurm_cluster import REPO, START
+from slurm_cluster import REPO, START, free_port_pair, run_dir
 from slurm_cluster import agentgen_plugins_path as _agentgen_plugins_path  # noqa: F401  (fixture)
 from slurm_cluster import slurm_cluster as _slurm_cluster  # noqa: F401  (fixture)
 
@@ -230,3 +230,19 @@ def test_launcher_refuses_a_model_needing_more_gpus_than_the_preset(tiny_app):
     assert proc.returncode != 0
     assert "2 job(s) need more GPUs" in proc.stderr and "model=stand_in needs 8 GPU(s)" in proc.stderr
     assert not (tiny_app.sweep_dir / manifest.FILENAME).exists()  # nothing was submitted
+
+
+def test_default_state_dir_and_ports_are_per_checkout_and_per_run():
+    """No cluster needed: two checkouts, or two runs of one checkout, get different state dirs; the port
+    search starts apart for them and skips ports in use."""
+    import socket
+
+    here = run_dir()
+    assert here == run_dir(REPO, os.getpid()) and str(os.getpid()) in here.name
+    assert run_dir(REPO, 1) != run_dir(REPO, 2) and run_dir(Path("/a/checkout"), 1) != run_dir(REPO, 1)
+    first = free_port_pair("checkout-a:1")
+    assert first % 2 == 0 and 20000 <= first < 40000
+    assert free_port_pair("checkout-a:1") == first and free_port_pair("checkout-b:1") != first
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as held:
+        held.bind(("", first + 1))  # slurmd's port taken: the pair is skipped
+        assert free_port_pair("checkout-a:1") == first + 2

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import require
 from slurm_cluster import slurm_cluster as _slurm_cluster  # noqa: F401  (fixture)
 
 from agentgen.cluster import preemption
@@ -97,6 +98,20 @@ def _wait_for(cond, timeout: float = 5.0) -> None:
         time.sleep(0.05)
 
 
+def _join_watchdog(timeout: float = 10.0) -> None:
+    """Wait until the watchdog thread has ended (once it has, nothing can requeue any more), with a deadline.
+    The signal watcher thread starts the watchdog, so first wait for it to be started."""
+    deadline = time.monotonic() + timeout
+    while (preemption._state.watchdog is None or preemption._state.watchdog.ident is None) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.01)
+    thread = preemption._state.watchdog
+    assert thread is not None and thread.ident is not None, "USR2 with a submitit handler must start the watchdog"
+    thread.join(max(0.0, deadline - time.monotonic()))
+    assert not thread.is_alive(), f"the watchdog still runs {timeout:.0f} s after it should have ended"
+
+
 def test_watchdog_requeues_when_no_boundary_comes(handler):
     preemption.install(signal_delay_s=0.4, margin_s=0.2)  # requeue 0.2 s before the (nominal) end
     _raise(signal.SIGUSR2)
@@ -125,7 +140,7 @@ def test_job_that_requeues_itself_in_time_leaves_the_watchdog_nothing_to_do(hand
         preemption.exit_for_requeue(4)
     assert preemption.requeue_if_requested() and handler.calls == [signal.SIGUSR2]
     preemption.stand_down()
-    time.sleep(0.6)
+    _join_watchdog()
     assert handler.calls == [signal.SIGUSR2]
 
 
@@ -133,7 +148,7 @@ def test_a_job_that_finishes_stands_the_watchdog_down(handler):
     preemption.install(signal_delay_s=0.4, margin_s=0.2)
     _raise(signal.SIGUSR2)
     preemption.stand_down()  # the job returned on its own before any step boundary
-    time.sleep(0.5)
+    _join_watchdog()
     assert handler.calls == [] and not preemption.was_requeued()
 
 
@@ -343,15 +358,10 @@ class ChildrenJob:
 def test_slurms_warning_does_not_kill_env_workers_or_the_jvm(slurm_cluster, tmp_path):
     """Slurm signals every process of the job step, and USR2 kills a child process (the JVM aborts on
     it); install() keeps the signal from children started after it, and the job still gets it."""
-    import shutil
-
     import cloudpickle
     import submitit
 
-    if shutil.which("java") is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("Java is required in CI (CI=true) but is not available")
-        pytest.skip("Java not available")
+    require("java")
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     executor = submitit.AutoExecutor(folder=tmp_path / "submitit", cluster="slurm")
     executor.update_parameters(timeout_min=5, cpus_per_task=1)

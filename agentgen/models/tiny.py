@@ -20,11 +20,41 @@ CHAT_TEMPLATE = (
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<pad>"]
 # Whole tokens for the answer format, so a tiny model emits each tag in one step.
 FORMAT_TOKENS = ["<think>", "</think>", "<action>", "</action>"]
-BUILD_VERSION = "tiny-v3"  # bump when the corpus or the architecture code changes
+PACKAGE = Path(__file__).resolve().parents[1]  # agentgen/
+# The code a build runs: this module (tokenizer, architecture) and what writes its corpus (the agent's prompts
+# and answer format, the environments). The libraries that train the tokenizer and initialise the weights too.
+BUILDER_SOURCES = ("models/tiny.py", "agent", "envs")
+BUILDER_LIBRARIES = ("tokenizers", "transformers", "torch")
+
+
+def builder_files() -> list[Path]:
+    """The source files of ``BUILDER_SOURCES`` (a file, or every .py file under a package), sorted."""
+    files: list[Path] = []
+    for rel in BUILDER_SOURCES:
+        path = PACKAGE / rel
+        files.extend(sorted(path.rglob("*.py")) if path.is_dir() else [path])
+    return files
+
+
+def builder_hash() -> str:
+    """A hash of the builder's source files and library versions: a cached model built by other code is
+    never reused (a stale model fails in ways that look like training bugs)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    h = hashlib.sha256()
+    for path in builder_files():
+        h.update(path.relative_to(PACKAGE).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    for lib in BUILDER_LIBRARIES:
+        try:
+            h.update(f"{lib}=={version(lib)}\0".encode())
+        except PackageNotFoundError:
+            h.update(f"{lib} missing\0".encode())
+    return h.hexdigest()
 
 
 def build_key(params: dict[str, Any]) -> str:
-    blob = json.dumps({"version": BUILD_VERSION, **params}, sort_keys=True)
+    """The cache key of a build: its params and ``builder_hash()``."""
+    blob = json.dumps({"builder": builder_hash(), **params}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 

@@ -183,8 +183,9 @@ class SciWorldEngine:
             return ""
         return " | ".join(line.strip() for line in text.splitlines()[-lines:] if line.strip())
 
-    def _call(self, what: str, fn, *args):
-        """Run one py4j call; a dead or broken JVM becomes a SciWorldEngineError naming the likely cause."""
+    def _call(self, what: str, method: str, *args):
+        """Run one py4j call of the server's ``method``; a dead or broken JVM becomes a SciWorldEngineError naming
+        the likely cause. The method is looked up inside the guard: py4j asks the JVM on a method's first use."""
         from py4j.protocol import Py4JError
 
         if not self.alive:
@@ -193,7 +194,7 @@ class SciWorldEngine:
             )
         for attempt in range(4):
             try:
-                return fn(*args)
+                return getattr(self._server, method)(*args)
             except Py4JError as exc:
                 # a refused connection to a running JVM sent nothing, so the call is safe to repeat (seen once
                 # in CI right after a restart); any other error, or a JVM that is gone, is reported
@@ -218,7 +219,7 @@ class SciWorldEngine:
     def load(self, task: str, variation: int, simplifications: str = "", gold_path: bool = False) -> None:
         """Build (task, variation) at its start state; ``gold_path`` also computes the gold actions."""
         err = self._call(
-            f"load {task} #{variation}", self._server.load, task, int(variation), simplifications, gold_path
+            f"load {task} #{variation}", "load", task, int(variation), simplifications, gold_path
         )
         if err:
             raise SciWorldEngineError(
@@ -226,61 +227,60 @@ class SciWorldEngine:
             )
 
     def step(self, action: str) -> StepResult:
-        obs = self._call(f"step {action!r}", self._server.step, action)
-        score = self._call("read the score", self._server.getScore)
-        completed = self._call("read completion", self._server.getCompleted)
+        obs = self._call(f"step {action!r}", "step", action)
+        score = self._call("read the score", "getScore")
+        completed = self._call("read completion", "getCompleted")
         return StepResult(observation=str(obs), score=round(100 * float(score)), completed=bool(completed))
 
     def look(self) -> str:
         """The room description; a free action (no game time passes)."""
-        return str(self._call("look around", self._server.freeActionLook))
+        return str(self._call("look around", "freeActionLook"))
 
     def inventory(self) -> str:
-        return str(self._call("list the inventory", self._server.freeActionInventory))
+        return str(self._call("list the inventory", "freeActionInventory"))
 
     def task_description(self) -> str:
-        return str(self._call("read the task", self._server.getTaskDescription))
+        return str(self._call("read the task", "getTaskDescription"))
 
     def action_templates(self) -> list[str]:
         """The engine's action templates for the loaded task ("open OBJ", "go OBJ", ...)."""
-        return [str(a) for a in self._call("list action templates", self._server.getPossibleActions)]
+        return [str(a) for a in self._call("list action templates", "getPossibleActions")]
 
     def objects(self) -> list[str]:
         """Names the parser accepts for what the agent can see now (room, inventory, doors, ...)."""
-        return [str(o) for o in self._call("list objects", self._server.getPossibleObjects)]
+        return [str(o) for o in self._call("list objects", "getPossibleObjects")]
 
     def valid_actions(self) -> list[str]:
         """Every valid action-object combination now. Slow (50-1,300 ms): for analysis, not per step."""
         return [
-            str(a) for a in self._call("list valid actions", self._server.getValidActionObjectCombinations)
+            str(a) for a in self._call("list valid actions", "getValidActionObjectCombinations")
         ]
 
     def gold_actions(self) -> list[str]:
         """The gold action sequence of the last ``load(..., gold_path=True)``."""
-        return [str(a) for a in self._call("read the gold path", self._server.getGoldActionSequence)]
+        return [str(a) for a in self._call("read the gold path", "getGoldActionSequence")]
 
     def num_moves(self) -> int:
         """Game-time moves so far (free actions such as look around do not count)."""
-        return int(self._call("read the move count", self._server.getNumMoves))
+        return int(self._call("read the move count", "getNumMoves"))
 
     def goal_progress(self) -> str:
         """The engine's subgoal table (for debugging)."""
-        return str(self._call("read goal progress", self._server.getGoalProgressStr))
+        return str(self._call("read goal progress", "getGoalProgressStr"))
 
     def task_names(self) -> list[str]:
-        return [str(t) for t in self._call("list tasks", self._server.getTaskNames)]
+        return [str(t) for t in self._call("list tasks", "getTaskNames")]
 
     def variation_splits(self, task: str) -> tuple[list[int], list[int], list[int]]:
         """(train, dev, test) variation indices of ``task``, as the engine defines them (loads the task)."""
         self.load(task, 0, "", False)
-        s = self._server
         return tuple(  # type: ignore[return-value]
-            [int(v) for v in self._call("list variations", fn)]
-            for fn in (s.getVariationsTrain, s.getVariationsDev, s.getVariationsTest)
+            [int(v) for v in self._call("list variations", method)]
+            for method in ("getVariationsTrain", "getVariationsDev", "getVariationsTest")
         )
 
     def max_variations(self, task: str) -> int:
-        return int(self._call("count variations", self._server.getTaskMaxVariations, task))
+        return int(self._call("count variations", "getTaskMaxVariations", task))
 
     def __enter__(self):
         return self
