@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
 
-from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -23,10 +22,6 @@ from agentgen.algos.tree import STEP_ADVANTAGE_MODES
 MODULES = (grpo, rloo, ppo, reinforce_pp, tree_grpo, gigpo, gspo)
 ALGORITHMS: dict[str, Algorithm] = {m.ALGORITHM.name: m.ALGORITHM for m in MODULES}
 GROUP_ALGORITHMS = tuple(n for n, a in ALGORITHMS.items() if issubclass(a.config, GroupConfig))
-
-# The typed configs in Hydra's ConfigStore (group ``algo_schema``), for tools and structured-config users.
-for _algo in ALGORITHMS.values():
-    ConfigStore.instance().store(group="algo_schema", name=_algo.name, node=_algo.config)
 
 
 def get_algo(name: str) -> Algorithm:
