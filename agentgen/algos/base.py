@@ -15,6 +15,7 @@ algorithm is one module, one yaml and its tests.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Optional
@@ -126,7 +127,7 @@ def episode_balanced(advantages: Sequence[Sequence[Any]]) -> list[list[Any]]:
 BadValue = Callable[[str, str], ValueError]
 
 
-class Algorithm:
+class Algorithm(ABC):
     """One RL algorithm: what the trainer must build for it, its checks, its advantages and its loss."""
 
     name: ClassVar[str]
@@ -141,12 +142,13 @@ class Algorithm:
     def required_keys(self) -> list[str]:
         return [f.name for f in fields(self.config) if not f.metadata.get("optional")]
 
-    def check(self, cfg: AlgoConfig, bad: BadValue) -> None:
+    def check(self, cfg: AlgoConfig, bad: BadValue) -> None:  # noqa: B027 - optional hook: few algos need it
         """Values of this algorithm's own keys that types cannot check; ``bad(key, valid)`` builds the error."""
 
     # ------------------------------------------------------------------ advantages and loss
+    @abstractmethod
     def step_advantages(self, algo: Mapping[str, Any], batch: StepBatch) -> StepAdvantages:
-        raise NotImplementedError(f"{self.name} computes its advantages elsewhere (see its module)")
+        """Per-step advantages (and the critic's returns, and diagnostics) of one batch of chains."""
 
     def policy_loss(self, logprobs: Tensor, old_logprobs: Tensor, advantages: Tensor, mask: Tensor,
                     algo: Mapping[str, Any], agg: str) -> tuple[Tensor, dict[str, float]]:

@@ -87,15 +87,22 @@ def gigpo_advantages(rewards: Sequence[Sequence[float]], group_ids: Sequence[int
                      state_keys: Sequence[Sequence[Hashable]], *, gamma: float = 0.95, omega: float = 1.0,
                      mode: str = "mean_std_norm", similarity_thresh: float = 1.0) -> list[list[float]]:
     """Per-step GiGPO advantages (see the module docstring), ragged like ``rewards``."""
+    return advantages_over_step_groups(rewards, group_ids, step_groups(state_keys, group_ids, similarity_thresh),
+                                       gamma=gamma, omega=omega, mode=mode)
+
+
+def advantages_over_step_groups(rewards: Sequence[Sequence[float]], group_ids: Sequence[int],
+                                sid: Sequence[Sequence[int]], *, gamma: float, omega: float,
+                                mode: str) -> list[list[float]]:
+    """``gigpo_advantages`` given the step-group id of every step (``step_groups``)."""
     if mode not in NORM_MODES:
         raise ValueError(f"gigpo mode={mode!r} is invalid; valid: {', '.join(NORM_MODES)}")
-    if [len(k) for k in state_keys] != [len(r) for r in rewards]:
+    if [len(k) for k in sid] != [len(r) for r in rewards]:
         raise ValueError("state_keys must hold one key per step of every episode")
     norm = mode == "mean_std_norm"
     returns = torch.tensor([sum(r) for r in rewards], dtype=torch.float64)
     a_episode = grpo_advantages(returns, torch.tensor(list(group_ids)), norm_by_std=norm).tolist()
     g = discounted_returns(rewards, gamma)
-    sid = step_groups(state_keys, group_ids, similarity_thresh)
     flat_g = torch.tensor([x for row in g for x in row], dtype=torch.float64)
     flat_s = torch.tensor([x for row in sid for x in row])
     a_step_flat = grpo_advantages(flat_g, flat_s, norm_by_std=norm).tolist()  # singleton step groups: 0
@@ -106,11 +113,10 @@ def gigpo_advantages(rewards: Sequence[Sequence[float]], group_ids: Sequence[int
     return out
 
 
-def step_group_sizes(state_keys: Sequence[Sequence[Hashable]], group_ids: Sequence[int],
-                     similarity_thresh: float = 1.0) -> list[int]:
-    """Size of every step group (for the ``rollout/step_group_*`` diagnostics)."""
+def step_group_sizes(sid: Sequence[Sequence[int]]) -> list[int]:
+    """Size of every step group, from ``step_groups``'s ids (the ``gigpo/*`` diagnostics)."""
     counts: dict[int, int] = {}
-    for row in step_groups(state_keys, group_ids, similarity_thresh):
+    for row in sid:
         for s in row:
             counts[s] = counts.get(s, 0) + 1
     return list(counts.values())
@@ -133,10 +139,10 @@ class GiGPO(Algorithm):
     def step_advantages(self, algo: Mapping[str, Any], batch: StepBatch) -> StepAdvantages:
         if batch.state_keys is None:
             raise ValueError("gigpo needs the anchor state of every step (Turn.state_key from the env's state_key)")
-        thresh = float(algo["similarity_thresh"])
-        adv = gigpo_advantages(batch.rewards, batch.group_ids, batch.state_keys, gamma=float(algo["gamma"]),
-                               omega=float(algo["omega"]), mode=str(algo["mode"]), similarity_thresh=thresh)
-        sizes = step_group_sizes(batch.state_keys, batch.group_ids, thresh)
+        sid = step_groups(batch.state_keys, batch.group_ids, float(algo["similarity_thresh"]))
+        adv = advantages_over_step_groups(batch.rewards, batch.group_ids, sid, gamma=float(algo["gamma"]),
+                                          omega=float(algo["omega"]), mode=str(algo["mode"]))
+        sizes = step_group_sizes(sid)
         steps = sum(sizes)
         metrics = {  # how much step-level credit there is: steps in a step group of 2 or more get some
             "gigpo/step_groups": float(len(sizes)),

@@ -23,17 +23,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from agentgen.algos.base import Algorithm, GroupConfig, StepAdvantages, StepBatch, broadcast
-from agentgen.algos.grpo import episode_advantages
+from agentgen.algos.grpo import GRPO, GRPOConfig
 from agentgen.algos.losses import aggregate_loss
 
 LOG_RATIO_MAX = 10.0  # as verl: exp(10) bounds a sequence ratio that would overflow
 
 
 @dataclass
-class GSPOConfig(GroupConfig):
+class GSPOConfig(GRPOConfig):
     name: str = "gspo"
-    norm_adv_by_std: bool = True  # GRPO's advantage: divide by the group's std
     clip_low: float = 3e-4  # the sequence ratio's lower clip: s >= 1 - clip_low (paper: 3e-4)
     clip_high: float = 4e-4  # upper clip: s <= 1 + clip_high (paper: 4e-4)
     loss_agg: str = "seq-mean-token-mean"  # each response counts once (GSPO's objective)
@@ -67,14 +65,12 @@ def gspo_policy_loss(logprobs: Tensor, old_logprobs: Tensor, advantages: Tensor,
     return loss, metrics
 
 
-class GSPO(Algorithm):
+class GSPO(GRPO):
+    """GRPO's advantages (inherited); only the loss differs."""
+
     name = "gspo"
     config = GSPOConfig
     summary = "GRPO advantages with one clipped importance ratio per response (sequence level)"
-
-    def step_advantages(self, algo: Mapping[str, Any], batch: StepBatch) -> StepAdvantages:
-        adv = episode_advantages(batch, bool(algo.get("norm_adv_by_std", True)))
-        return StepAdvantages(broadcast(adv.tolist(), batch.rewards))
 
     def policy_loss(self, logprobs: Tensor, old_logprobs: Tensor, advantages: Tensor, mask: Tensor,
                     algo: Mapping[str, Any], agg: str) -> tuple[Tensor, dict[str, float]]:

@@ -13,7 +13,7 @@ from typing import Any, Dict
 
 from agentgen.algos.advantages import gae_advantages
 from agentgen.algos.base import Algorithm, BadValue, ChainConfig, StepAdvantages, StepBatch
-from agentgen.algos.sequence import CREDIT_LEVELS, pack_rows, unpack
+from agentgen.algos.sequence import check_credit, pack_rows, unpack
 
 
 @dataclass
@@ -35,8 +35,7 @@ class PPO(Algorithm):
     advantage_level = "sequence"
 
     def check(self, cfg: PPOConfig, bad: BadValue) -> None:
-        if cfg.credit not in CREDIT_LEVELS:
-            raise bad("credit", ", ".join(CREDIT_LEVELS))
+        check_credit(cfg, bad)
 
     def step_advantages(self, algo: Mapping[str, Any], batch: StepBatch) -> StepAdvantages:
         if batch.values is None:

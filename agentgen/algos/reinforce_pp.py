@@ -12,7 +12,7 @@ from typing import Any
 
 from agentgen.algos.advantages import reinforce_pp_advantages
 from agentgen.algos.base import Algorithm, BadValue, ChainConfig, StepAdvantages, StepBatch
-from agentgen.algos.sequence import CREDIT_LEVELS, pack_rows, unpack
+from agentgen.algos.sequence import check_credit, pack_rows, unpack
 
 
 @dataclass
@@ -30,8 +30,7 @@ class ReinforcePP(Algorithm):
     advantage_level = "sequence"
 
     def check(self, cfg: ReinforcePPConfig, bad: BadValue) -> None:
-        if cfg.credit not in CREDIT_LEVELS:
-            raise bad("credit", ", ".join(CREDIT_LEVELS))
+        check_credit(cfg, bad)
 
     def step_advantages(self, algo: Mapping[str, Any], batch: StepBatch) -> StepAdvantages:
         rows = pack_rows(batch, str(algo.get("credit", "turn")), with_values=False)

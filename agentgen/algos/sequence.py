@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from agentgen.algos.base import StepBatch
+from agentgen.algos.base import BadValue, StepBatch
 
 CREDIT_LEVELS = ("turn", "token")
 
@@ -30,6 +30,12 @@ class Rows:
     values: Tensor | None
     lengths: list[list[int]]
     as_float: bool  # turn credit: one float per step; token credit: one tensor per step
+
+
+def check_credit(cfg: Any, bad: BadValue) -> None:
+    """``credit`` of a sequence-level algorithm (PPO, REINFORCE++) is one of CREDIT_LEVELS."""
+    if cfg.credit not in CREDIT_LEVELS:
+        raise bad("credit", ", ".join(CREDIT_LEVELS))
 
 
 def _pack(per_episode: Sequence[Sequence[Tensor]], width: int) -> tuple[Tensor, Tensor]:

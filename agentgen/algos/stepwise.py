@@ -51,10 +51,6 @@ def step_advantages(
         raise ValueError(f"step_rewards has {len(step_rewards)} episodes but group_ids {len(group_ids)}")
     if any(len(steps) == 0 for steps in step_rewards):
         raise ValueError("every episode needs at least one step")
-    if algorithm.uses_tree:
-        raise ValueError(f"{algorithm.name}'s step advantages come from its trees: use TreeSearch.step_advantages")
-    if algorithm.needs_critic and values is None:
-        raise ValueError(f"{algorithm.name} needs the critic's values for every step")
     kl_coef = float(algo.get("kl_coef", 0.0)) if algo.get("kl_in") == "reward" else 0.0
     if kl_coef and kl is None:
         raise ValueError(

@@ -8,9 +8,11 @@ leaves of the instance. The rollout is ``agentgen.trainer.tree.TreeRollout``; th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from agentgen.algos.base import AlgoConfig, Algorithm, BadValue
+from agentgen.algos.base import AlgoConfig, Algorithm, BadValue, StepAdvantages, StepBatch
 from agentgen.algos.tree import STEP_ADVANTAGE_MODES
 
 
@@ -37,6 +39,10 @@ class TreeGRPO(Algorithm):
                 raise bad(key, f"an integer >= {minimum}")
         if cfg.step_advantage not in STEP_ADVANTAGE_MODES:
             raise bad("step_advantage", ", ".join(STEP_ADVANTAGE_MODES))
+
+    def step_advantages(self, algo: Mapping[str, Any], batch: StepBatch) -> StepAdvantages:
+        """Chains of independent episodes are not Tree-GRPO's samples: its steps share prefixes in a tree."""
+        raise ValueError(f"{self.name}'s step advantages come from its trees: use TreeSearch.step_advantages")
 
 
 ALGORITHM = TreeGRPO()
