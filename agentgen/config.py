@@ -52,6 +52,7 @@ class EnvConfig:
 class AgentConfig:
     history_k: int = 2  # observation/action pairs of history in the prompt (papers.md A: 1-2)
     system_prompt: Optional[str] = None  # replaces the default system message when set
+    prompt: str = "full"  # full: the study's prompt | compact: the same content without its frame (CPU presets)
 
 
 @dataclass
@@ -340,6 +341,9 @@ def _validate_machine_values(cfg: DictConfig) -> None:
     _need(0 < cfg.rollout.top_p <= 1, f"rollout.top_p={cfg.rollout.top_p} is invalid: it must be in (0, 1].")
     _positive(cfg.rollout.top_k, "rollout.top_k", allow_zero=True)
     _positive(cfg.agent.history_k, "agent.history_k", allow_zero=True)
+    _need(cfg.agent.prompt in ("full", "compact"),
+          f"agent.prompt={cfg.agent.prompt!r} is invalid; valid: full (the study's prompt), compact (the same "
+          "content without the system message, section headers and long format rules: CPU presets).")
     _positive(cfg.trainer.grad_clip, "trainer.grad_clip")
     _positive(cfg.trainer.keep_checkpoints, "trainer.keep_checkpoints")
     _need(0 <= cfg.sft.warmup_ratio < 1, f"sft.warmup_ratio={cfg.sft.warmup_ratio} is invalid: it must be in [0, 1).")

@@ -279,9 +279,7 @@ def play_model(
     model, tokenizer, _ = load_policy(cfg.model, path=_model_path(cfg, policy))
     model.eval()
     generator = make_generator(cfg.rollout, model, tokenizer)
-    prompts = PromptBuilder(
-        think=bool(cfg.think), history_k=cfg.agent.history_k, system_prompt=cfg.agent.system_prompt
-    )
+    prompts = PromptBuilder.from_config(cfg)
     recording = _OptimalLengthPool(pool)
     runner = MeasuringRunner(
         recording, generator, tokenizer, prompts, env_cfg.max_prompt_tokens, env_cfg.max_response_tokens, tmax
@@ -368,9 +366,7 @@ def run_profile(cfg, out_dir: str | Path) -> dict[str, dict[str, Any]]:
     (out / EPISODES_FILE).unlink(missing_ok=True)  # a rerun after a failure starts the episode log afresh
     aug = parse_settings(cfg.get("augment"), default_seed=int(cfg.seed))
     seeds = list(range(pc.seed_start, pc.seed_start + pc.episodes))
-    prompts = PromptBuilder(
-        think=bool(cfg.think), history_k=cfg.agent.history_k, system_prompt=cfg.agent.system_prompt
-    )
+    prompts = PromptBuilder.from_config(cfg)
     tracker = Tracker(
         cfg.logger,
         out,

@@ -105,8 +105,7 @@ class Job:
         self.stage_plan = _stage_plan(cfg)
         self.train_envs = list(dict.fromkeys(e for envs, _ in self.stage_plan for e in envs))
         self.current_envs = self.stage_plan[0][0]
-        self.prompts = PromptBuilder(think=bool(cfg.think), history_k=cfg.agent.history_k,
-                                     system_prompt=cfg.agent.system_prompt)
+        self.prompts = PromptBuilder.from_config(cfg)
         self.pools: dict[tuple[str, str], Any] = {}
         self.env_cfgs: dict[tuple[str, str], DictConfig] = {}
         self.tracker = None

@@ -94,7 +94,7 @@ def test_model_env_params_reach_the_env_where_it_is_used():
 
 
 def test_a_model_preset_sets_the_agents_history_and_the_command_line_wins():
-    # conf/agent/ composes before conf/model/: the tiny preset's history_k 1 is what its runs use
-    assert compose_job([]).agent.history_k == 1
+    # conf/agent/ composes before conf/model/: the tiny preset's history_k 0 is what its runs use
+    assert compose_job([]).agent.history_k == 0
     assert compose_job(["model=smollm2_135m"]).agent.history_k == 2  # the study's default
-    assert compose_job(["agent.history_k=0"]).agent.history_k == 0
+    assert compose_job(["agent.history_k=1"]).agent.history_k == 1

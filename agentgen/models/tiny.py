@@ -20,6 +20,9 @@ CHAT_TEMPLATE = (
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<pad>"]
 # Whole tokens for the answer format, so a tiny model emits each tag in one step.
 FORMAT_TOKENS = ["<think>", "</think>", "<action>", "</action>"]
+# One character of a grid-rendered room (a line of only these characters): a token of its own, so the
+# model sees the room cell by cell (a whole row merged into one token hides where the box is).
+GRID_CELL = r"[#_OX\u221aPS](?=[#_OX\u221aPS]*(?:\n|$))"
 PACKAGE = Path(__file__).resolve().parents[1]  # agentgen/
 # The code a build runs: this module (tokenizer, architecture) and what writes its corpus (the agent's prompts
 # and answer format, the environments). The libraries that train the tokenizer and initialise the weights too.
@@ -59,18 +62,18 @@ def build_key(params: dict[str, Any]) -> str:
 
 
 def corpus(num_episodes: int = 300, seed: int = 0) -> Iterator[str]:
-    """Text the tokenizer learns from: real agent prompts and expert answers on Sokoban (both renderings,
-    thinking on and off) and the other environments' instructions where their engines are installed.
+    """Text the tokenizer learns from: real agent prompts and expert answers on Sokoban (both renderings, the
+    compact prompt, thinking on and off) and the other environments' instructions where their engines are installed.
     Byte-level fallback keeps any other text encodable."""
     from agentgen.agent.parser import format_response
     from agentgen.agent.prompt import PromptBuilder
     from agentgen.envs import make
 
     rng = random.Random(seed)
-    for render in ("coords", "grid"):
-        env = make("sokoban", split="train", max_steps=15, render=render)
+    for render, style in (("coords", "full"), ("grid", "full"), ("grid", "short")):
+        env = make("sokoban", split="train", max_steps=15, render=render, instruction=style)
         for think in (True, False):
-            builder = PromptBuilder(think=think, history_k=2)
+            builder = PromptBuilder(think=think, history_k=2, compact=style == "short")
             for _ in range(num_episodes // 4):
                 obs, info = env.reset(rng.randrange(10**6))
                 history: list[tuple[str, str]] = []
@@ -89,10 +92,10 @@ def build_tokenizer(vocab_size: int, seed: int = 0):
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE(unk_token=None))
-    # A coordinate pair "(r, c)" is one unit and punctuation splits text; within a piece, merges may
-    # cross spaces, so frequent phrases ("Wall at ") become one token but layouts never do.
+    # A coordinate pair "(r, c)" is one unit, a grid cell is one token and punctuation splits text; within a
+    # piece, merges may cross spaces, so frequent phrases ("Wall at ") become one token but layouts never do.
     tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(r"\(\d+, \d+\)|[\n,.:;!?()<>\[\]\"]"), behavior="isolated"),
+        pre_tokenizers.Split(Regex(GRID_CELL + r"|\(\d+, \d+\)|[\n,.:;!?()<>\[\]\"]"), behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
     ])
     tok.decoder = decoders.ByteLevel()

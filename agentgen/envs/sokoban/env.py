@@ -25,6 +25,9 @@ from agentgen.envs.sokoban.solver import SolverBudgetExceeded, solve
 from agentgen.envs.sokoban.splits import layout_split
 
 # Entropy word per split: the two splits draw from unrelated seed streams.
+# full: the rules in words (the study's prompt) | short: one line for CPU presets (model.env_params), which learn
+# the rules from their SFT data and pay for every prompt token in every rollout and update.
+INSTRUCTION_STYLES = ("full", "short")
 _SPLIT_WORD = {"train": 0x5E7A1, "test": 0x7E57}
 
 
@@ -59,6 +62,7 @@ class SokobanEnv(TextEnv):
         render: str = "coords",
         solver_max_expansions: int = 1_000_000,
         thought_moves: int | None = None,
+        instruction: str = "full",
     ):
         super().__init__(split=split, max_steps=max_steps, reward=reward)
         self.height, self.width = _parse_dim(dim)
@@ -80,6 +84,9 @@ class SokobanEnv(TextEnv):
         if render not in RENDER_MODES:
             raise ValueError(f"sokoban: unknown render {render!r}; valid: {', '.join(RENDER_MODES)}")
         self.render_mode = render
+        if instruction not in INSTRUCTION_STYLES:
+            raise ValueError(f"sokoban: unknown instruction {instruction!r}; valid: {', '.join(INSTRUCTION_STYLES)}")
+        self.instruction_style = instruction
         if thought_moves is not None and (isinstance(thought_moves, bool) or int(thought_moves) < 1):
             raise ValueError(f"sokoban: thought_moves must be null (the whole plan) or >= 1, got {thought_moves!r}")
         self.thought_moves = None if thought_moves is None else int(thought_moves)
@@ -165,6 +172,11 @@ class SokobanEnv(TextEnv):
 
     def instruction(self) -> str:
         h, w = (self.room.height, self.room.width) if self.room is not None else (self.height, self.width)
+        if self.instruction_style == "short":  # the goal and how to read the state; the rules are the model's to learn
+            if self.render_mode == "coords":
+                return (f"Sokoban, {h}x{w} room, (row, column): push the box onto the target. Up: row - 1, "
+                        f"Down: row + 1, Left: column - 1, Right: column + 1.")
+            return "Sokoban: push the box X onto the target O. You are P. # wall, _ floor, √ box on target."
         if self.render_mode == "coords":
             seen = (
                 "Each observation lists the walls, the boxes, the targets and the player by position. "
