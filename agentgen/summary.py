@@ -1,9 +1,11 @@
 """The machine-readable result of a job: ``summary.json`` in its output dir (written atomically).
 
-Keys: status ("completed" | "failed" | "running"), error, train_env, train_envs, variant, config (resolved),
+Keys: status ("completed" | "failed" | "interrupted" | "diverged"), error, train_env, train_envs, variant, config (resolved),
 eval (final evaluation: env -> success_rate 0..1, episodes, avg_steps, avg_return, valid_action_ratio),
 eval_history (list of {step, eval}), stages (sequential runs), train (steps, final metrics), profile,
-wall_seconds. agentgen.report aggregates these.
+wall_seconds, recovery (failures and preemptions of the job's earlier runs, the checkpoint it resumed from and
+those it passed over as incomplete), diverged (reason, step, healthy_checkpoint: trainer.health stopped it).
+agentgen.report aggregates these.
 """
 
 from __future__ import annotations
