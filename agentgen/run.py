@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from agentgen import attempts, dist
+from agentgen import attempts, dist, secrets
 from agentgen import summary as summary_io
 from agentgen.agent.prompt import PromptBuilder
 from agentgen.config import CONF_DIR, EnvConfig, validate
@@ -665,6 +665,9 @@ def _lock_output_dir(out: Path):
 
 
 def _run(cfg: DictConfig, out: Path) -> dict[str, Any]:
+    if dist.is_rank0():  # credentials out of the job's log and Hydra's copy of the command line (agentgen.secrets)
+        secrets.install_log_filter()
+        secrets.redact_files(sorted((out / ".hydra").glob("*.yaml")))
     prior = summary_io.read(out)
     if prior and prior.get("status") == "completed" and cfg.resume == "skip_completed":
         log.info("%s already completed; skipping (resume=skip_completed)", out)

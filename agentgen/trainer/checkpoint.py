@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from agentgen import dist
+from agentgen.secrets import redact
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ def save(out_dir: str | Path, tag: str, model, tokenizer, optimizer, state: dict
             dist.barrier()  # rank 0 finishes the checkpoint
             return final
         torch.save(_rng_state(), tmp / "rng.pt")
-        (tmp / "state.json").write_text(json.dumps(state, indent=1, default=float))
+        (tmp / "state.json").write_text(json.dumps(redact(state), indent=1, default=float))
         write_manifest(tmp, tag, state.get("step"))  # last: its presence says every file above is complete
     except Exception as err:  # noqa: BLE001 - torch.save and safetensors report a full disk as their own errors
         full = _disk_full(err, root)
