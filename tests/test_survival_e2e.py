@@ -15,8 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
+from slurm_cluster import slurm_cluster as _slurm_cluster  # noqa: F401  (fixture)
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO = Path(__file__).resolve().parent.parent
 BASE = ["debug=smoke", "eval.envs=[sokoban]", "logger=none"]
 
 
@@ -128,3 +129,41 @@ def test_a_learning_rate_that_breaks_the_model_stops_the_job_as_diverged(tmp_pat
     assert healthy is not None and (out / "checkpoints" / healthy / "manifest.json").exists()
     assert (out / "checkpoints" / "latest").read_text() == healthy  # a re-run resumes from the healthy policy
     print("diverged:", d, shown)
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_a_slurm_job_killed_mid_rl_step_is_resubmitted_and_resumes(slurm_cluster, tmp_path):
+    """SIGKILL (no USR2: the OOM killer, a node failure) of the job process on the node, found through the
+    output dir's lock: the waiting launcher resubmits it (cluster.max_failures) and it resumes."""
+    sweep = tmp_path / "sweep"
+    args = ["-m", "cluster=slurm", "cluster.timeout_min=30", "cluster.max_failures=1", *BASE, "trainer.steps=4",
+            "trainer.save_every=1", "eval.every=0", f"hydra.sweep.dir={sweep}"]
+    env = {**slurm_cluster.env, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env.pop("SLURM_JOB_ID", None)
+    launcher = subprocess.Popen([sys.executable, str(REPO / "launch.py"), *args], cwd=tmp_path, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def latest_is_step_2() -> bool:
+        found = list(sweep.glob("0_*/checkpoints/latest"))
+        return bool(found) and found[0].read_text() == "step_2"
+
+    wait_for(latest_is_step_2, launcher, 1200, "the Slurm job's checkpoint step_2")
+    out = next(sweep.glob("0_*"))
+    holder = json.loads((out / ".agentgen.lock").read_text())
+    assert holder["slurm_job_id"]
+    os.kill(int(holder["pid"]), signal.SIGKILL)
+    t0 = time.monotonic()
+    log, _ = launcher.communicate(timeout=1500)
+    assert launcher.returncode == 0, log[-5000:]
+    assert f"Slurm job {holder['slurm_job_id']} (#0) ended without a result; resubmitted" in log, log[-5000:]
+    s = json.loads((out / "summary.json").read_text())
+    assert s["status"] == "completed" and s["train"]["steps"] == 4
+    assert s["recovery"]["failures"] == 1 and s["recovery"]["preemptions"] == 0
+    assert s["recovery"]["resumed_from"] == "step_2"
+    records = [json.loads(x) for x in (sweep / "agentgen_jobs.jsonl").read_text().splitlines()]
+    assert len(records) == 2 and records[0]["slurm_job_id"] != records[1]["slurm_job_id"]
+    status = subprocess.run([sys.executable, "-m", "agentgen.cluster.status", str(sweep)], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert "1/0" in status.stdout, status.stdout
+    print(f"resubmitted and completed {time.monotonic() - t0:.1f} s after the kill")
