@@ -86,6 +86,7 @@ class _Retries:
 
     executor: Any
     args: dict[int, tuple]
+    limit: int  # cluster.max_failures
     used: dict[int, int] = field(default_factory=dict)
 
 
@@ -97,7 +98,6 @@ class AgentgenSlurmLauncher(SlurmLauncher):
         params = dict(self.params)
         if not params.get("gpus_per_node"):
             params.pop("gpus_per_node", None)  # 0 GPUs: ask for none rather than a GRES of 0
-        params.pop("max_failures", None)  # this launcher's own (resubmissions), not an sbatch/submitit parameter
         init_keys = {"submitit_folder", "max_num_timeout"}
         executor = submitit.AutoExecutor(
             cluster=self._EXECUTOR,
@@ -225,7 +225,8 @@ class AgentgenSlurmLauncher(SlurmLauncher):
         print(submission_note(to_submit, jobs, status_cmd, wait), flush=True)
 
         if wait:
-            self._retries = _Retries(executor, {num: params for (num, _, _), params in zip(to_submit, job_params)})
+            self._retries = _Retries(executor, {num: params for (num, _, _), params in zip(to_submit, job_params)},
+                                     int(OmegaConf.select(cfg, "cluster.max_failures", default=0) or 0))
             returns.update(self._wait_for({num: (overrides, job) for (num, overrides, _), job in zip(to_submit, jobs)},
                                           sweep_dir, {num: out for num, _, out in to_submit}))
         else:
@@ -275,10 +276,10 @@ class AgentgenSlurmLauncher(SlurmLauncher):
                pending: dict[int, tuple[list[str], Any]], why: str) -> bool:
         """Resubmit failed job ``num`` (same overrides, same output dir: it resumes from its checkpoint) while
         it has ``cluster.max_failures`` left; returns whether it was resubmitted."""
-        limit = int(self.params.get("max_failures") or 0)
         retries: _Retries | None = getattr(self, "_retries", None)  # set by launch() before it waits
-        if retries is None or num not in retries.args or retries.used.get(num, 0) >= limit:
+        if retries is None or num not in retries.args or retries.used.get(num, 0) >= retries.limit:
             return False
+        limit = retries.limit
         used = retries.used.get(num, 0)
         retries.used[num] = used + 1
         new = retries.executor.submit(self, *retries.args[num])
