@@ -33,7 +33,7 @@ import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 from agentgen.config import ConfigError  # noqa: E402  (registers the schema)
-from agentgen.preflight import preflight, submits_to_slurm  # noqa: E402
+from agentgen.preflight import check_output_dir, preflight, submits_to_slurm  # noqa: E402
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -55,6 +55,12 @@ if __name__ == "__main__":
         print(f"agentgen: error: {err}", file=sys.stderr)
         sys.exit(2)
     cluster = submits_to_slurm(checked)
+    if not cluster:
+        try:
+            check_output_dir(args, checked)  # before Hydra writes .hydra/ and its log into a running job's dir
+        except ConfigError as err:
+            print(f"agentgen: error: {err}", file=sys.stderr)
+            sys.exit(2)
     if cluster:  # Hydra launches on Slurm only in multirun mode: submit this one job as a one-job sweep
         print(f"agentgen: cluster={cluster}: submitting this job to Slurm (cluster=local runs it here)", flush=True)
         sys.argv.insert(1, "-m")

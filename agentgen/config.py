@@ -116,6 +116,19 @@ class RolloutConfig:
 
 
 @dataclass
+class HealthConfig:
+    """Collapse detection (agentgen/trainer/health.py): a rule failing ``patience`` RL steps in a row stops the
+    job with status "diverged"; the answer rules count only once the run has met them."""
+
+    enabled: bool = True
+    patience: int = 3  # consecutive failing RL steps before the job stops
+    min_format_ratio: float = 0.05  # format-valid answers (think/action tags) below this share fail
+    min_valid_ratio: float = 0.05  # valid env actions below this share fail
+    max_capped_ratio: float = 0.95  # answers cut at the token cap above this share fail
+    max_kl: float = 5.0  # train/kl (per token, algo.kl_estimator) above this fails
+
+
+@dataclass
 class TrainerConfig:
     name: str = "default"
     steps: int = 150  # RL steps (papers.md A)
@@ -127,12 +140,13 @@ class TrainerConfig:
     grad_clip: float = 1.0
     warmup_steps: int = 0
     save_every: int = 15  # checkpoint interval in RL steps (papers.md A)
-    keep_checkpoints: int = 1
+    keep_checkpoints: int = 2  # complete checkpoints kept (a corrupt newest one falls back to the one before)
     max_turns_schedule: Optional[Dict[str, Any]] = None  # ScalingInter-RL: {rounds: [..], phase: N}
     time_budget_s: Optional[float] = None  # stop RL after the step that brings its wall time past this (then
     # checkpoint and evaluate as at the last step); None = run all `steps`
     strategy: str = "single"  # single | deepspeed
     params: Dict[str, Any] = field(default_factory=dict)
+    health: HealthConfig = field(default_factory=HealthConfig)
 
 
 @dataclass
@@ -346,6 +360,12 @@ def _validate_machine_values(cfg: DictConfig) -> None:
           "content without the system message, section headers and long format rules: CPU presets).")
     _positive(cfg.trainer.grad_clip, "trainer.grad_clip")
     _positive(cfg.trainer.keep_checkpoints, "trainer.keep_checkpoints")
+    h = cfg.trainer.health
+    _positive(h.patience, "trainer.health.patience")
+    _positive(h.max_kl, "trainer.health.max_kl")
+    for key in ("min_format_ratio", "min_valid_ratio", "max_capped_ratio"):
+        _need(0.0 <= float(h[key]) <= 1.0, f"trainer.health.{key}={h[key]} is invalid: it is a share of answers, "
+              f"between 0 and 1.")
     _need(0 <= cfg.sft.warmup_ratio < 1, f"sft.warmup_ratio={cfg.sft.warmup_ratio} is invalid: it must be in [0, 1).")
     _need(cfg.logger.mode in (None, "online", "offline", "disabled"), f"logger.mode={cfg.logger.mode!r} is invalid; "
           "valid: online, offline, disabled, or null (offline unless an API key is configured).")

@@ -48,6 +48,23 @@ def submits_to_slurm(checked: bool | DictConfig) -> str | None:
     return None if name == "local" else name
 
 
+def check_output_dir(argv: list[str], checked: bool | DictConfig) -> None:
+    """A single run into a named dir (``hydra.run.dir=`` or ``output_dir=``) where a live job holds the lock
+    is refused here, before Hydra writes anything into it (``agentgen.lock``). Sweeps and timestamped dirs
+    are checked by each job itself when it starts."""
+    from pathlib import Path
+
+    from agentgen.lock import check
+
+    if not isinstance(checked, DictConfig):
+        return
+    overrides, _, _ = split_argv(argv)
+    named = {o.split("=", 1)[0].lstrip("+"): o.split("=", 1)[1] for o in overrides if "=" in o}
+    out = checked.get("output_dir") or named.get("hydra.run.dir")
+    if out:
+        check(Path(str(out)))
+
+
 def compose_job(overrides: list[str]):
     """The composed config of one job (without the hydra node)."""
     from hydra import compose, initialize_config_dir

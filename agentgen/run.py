@@ -9,6 +9,7 @@ import copy
 import json
 import logging
 import random
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -18,12 +19,13 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from agentgen import dist
+from agentgen import attempts, dist, secrets
 from agentgen import summary as summary_io
 from agentgen.agent.prompt import PromptBuilder
 from agentgen.config import CONF_DIR, EnvConfig, validate
 from agentgen.rollout.runner import Episode, EpisodeRunner, EpisodeSpec, episode_metrics
 from agentgen.trainer import checkpoint as ckpt
+from agentgen.trainer.health import Diverged
 
 log = logging.getLogger("agentgen")
 
@@ -115,6 +117,8 @@ class Job:
         self.stage_results: list[dict[str, Any]] = []
         self._rollout_metrics: dict[str, float] = {}
         self.timing: dict[str, float] = {}  # wall seconds per phase (sft, rl, eval), summed over the job's runs
+        self.recovery: dict[str, Any] = {}  # summary.json's: earlier runs' failures, preemptions, bad checkpoints
+        self.health = None  # the RL stage's HealthMonitor (agentgen.trainer.health)
 
     @contextlib.contextmanager
     def timed(self, phase: str):
@@ -230,10 +234,18 @@ class Job:
     def run(self) -> dict[str, Any]:
         from agentgen.rollout import make_generator
         from agentgen.tracking import Tracker
+        from agentgen.trainer.health import HealthMonitor
 
         cfg, t0 = self.cfg, time.time()
-        resume_from = ckpt.latest(self.out)
+        point = dist.broadcast_object(ckpt.resume_point(self.out) if dist.is_rank0() else None)  # rank 0 verifies
+        resume_from = point.path
         state = ckpt.load_state(resume_from) if resume_from else {}
+        if dist.is_rank0():
+            ckpt.discard_partial(self.out)
+            earlier = attempts.start(self.out, resume_from.name if resume_from else None, state.get("step"))
+            self.recovery = {**earlier, "resumed_from": resume_from.name if resume_from else None,
+                             "rejected_checkpoints": point.rejected}
+        self.health = HealthMonitor(cfg.trainer.health, state.get("health"))
         self.eval_history = state.get("eval_history", [])
         self.stage_results = state.get("stages", [])
         self.timing = dict(state.get("timing", {}))
@@ -270,7 +282,10 @@ class Job:
             end = begin + n
             if step < end:
                 self.current_envs = envs
-                train_metrics, step = self.rl(step, end, resume_from if step > begin else None, sft_metrics)
+                try:
+                    train_metrics, step = self.rl(step, end, resume_from if step > begin else None, sft_metrics)
+                except Diverged as d:
+                    return self.diverged(d, t0, sft_metrics)
                 if step < end:  # trainer.time_budget_s ran out: the job ends here, evaluated at this step
                     total = step
                     break
@@ -310,12 +325,39 @@ class Job:
             else "+".join(self.train_envs)
 
     def save_state(self, step: int, optimizer, train_metrics: dict, sft_metrics: dict) -> None:
-        """All ranks call it; with ``optimizer=None`` the engine writes the model alone."""
+        """All ranks call it; with ``optimizer=None`` the engine writes the model alone. The last healthy
+        checkpoint is kept from pruning while the run is failing a health rule."""
+        trusted = self.healthy_checkpoint(step)
         ckpt.save(self.out, f"step_{step}", self.model, self.tokenizer, optimizer,
                   {"sft_done": True, "step": step, "eval_history": self.eval_history, "stages": self.stage_results,
-                   "train_metrics": train_metrics, "sft_metrics": sft_metrics, "timing": self.timing},
+                   "train_metrics": train_metrics, "sft_metrics": sft_metrics, "timing": self.timing,
+                   "health": self.health.state() if self.health else {}},
                   keep=self.cfg.trainer.keep_checkpoints,
-                  engine=self.engine)
+                  engine=self.engine, protect={trusted} if trusted else None)
+
+    def healthy_checkpoint(self, step: int) -> str | None:
+        """The newest checkpoint whose policy was still healthy as of RL step ``step`` (health.trusted_step)."""
+        if self.health is None:
+            return None
+        trusted = self.health.trusted_step(step)
+        root = ckpt.ckpt_root(self.out)
+        steps = [int(p.name.split("_")[1]) for p in root.glob("step_*") if p.name.split("_")[1].isdigit()]
+        best = max((n for n in steps if n <= trusted), default=None)
+        if best is not None:
+            return f"step_{best}"
+        return "sft" if (root / "sft").is_dir() else None
+
+    def diverged(self, d: "Diverged", t0: float, sft_metrics: dict) -> dict[str, Any]:
+        """The run collapsed: no more training or evaluation; ``latest`` points at the last healthy checkpoint,
+        so re-running (e.g. with a lower learning rate) resumes from there."""
+        if dist.is_rank0() and d.healthy_checkpoint:
+            ckpt.set_latest(self.out, d.healthy_checkpoint)
+        log.error("training diverged at RL step %d: %s; last healthy checkpoint: %s", d.step, d.reason,
+                  d.healthy_checkpoint or "none (the starting model)")
+        result = self.summary("diverged", f"diverged at RL step {d.step}: {d.reason}", t0, sft_metrics,
+                              d.metrics, d.step)
+        result["diverged"] = {"reason": d.reason, "step": d.step, "healthy_checkpoint": d.healthy_checkpoint}
+        return result
 
     def sft(self) -> dict[str, float]:
         """Collect (or reuse) trajectories for each env of the SFT mixture, then supervised warm-up."""
@@ -412,8 +454,12 @@ class Job:
                 metrics = {**trainer.step(step), **self._rollout_metrics}
                 self.generator.sync_weights()
             done = step + 1
+            sick = self.health.observe(done, metrics)
+            metrics["train/nonfinite_skipped_total"] = self.health.nonfinite_total
             self.tracker.log(metrics, done)
             self.write_records("metrics.jsonl", [{"step": done, **metrics}], append=True)
+            if sick:
+                raise Diverged(sick, done, self.healthy_checkpoint(done), metrics)
             bar.set_postfix(success=f"{metrics.get('rollout/success_rate', 0):.2f}",
                             ret=f"{metrics.get('rollout/return', 0):.2f}")
             budget = cfg.trainer.get("time_budget_s")
@@ -513,6 +559,7 @@ class Job:
             "wall_seconds": time.time() - t0,
             "timing": {k: round(v, 2) for k, v in self.timing.items()},  # per phase, over every run of the job
             "output_dir": str(self.out),
+            "recovery": self.recovery,
         }
         if self.cfg.get("stages"):
             result["stages"] = self.stage_results
@@ -590,6 +637,36 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """Entry point of a job (called by launch.py under Hydra, locally or on a Slurm node)."""
     dist.init()  # one process per GPU (torchrun, Slurm tasks): join the group; a no-op for one process
     out = Path(dist.broadcast_object(str(output_dir(cfg))))  # rank 0's: ranks' Hydra timestamps may differ
+    job_lock = _lock_output_dir(out)  # before the job reads or writes anything of its own
+    try:
+        return _run(cfg, out)
+    finally:
+        if job_lock is not None:
+            job_lock.release()
+
+
+def _lock_output_dir(out: Path):
+    """Rank 0 holds the output dir's lock for the whole job (``agentgen.lock``); when another live job holds
+    it, every rank stops with exit code 2 and the one-paragraph error naming that job."""
+    from agentgen.lock import JobLock, OutputDirBusy
+
+    held, refusal = None, None
+    if dist.is_rank0():
+        try:
+            held = JobLock(out).acquire()
+        except OutputDirBusy as err:
+            refusal = str(err)
+    refusal = dist.broadcast_object(refusal)
+    if refusal:
+        print(f"agentgen: error: {refusal}", file=sys.stderr, flush=True)
+        raise SystemExit(2)
+    return held
+
+
+def _run(cfg: DictConfig, out: Path) -> dict[str, Any]:
+    if dist.is_rank0():  # credentials out of the job's log and Hydra's copy of the command line (agentgen.secrets)
+        secrets.install_log_filter()
+        secrets.redact_files(sorted((out / ".hydra").glob("*.yaml")))
     prior = summary_io.read(out)
     if prior and prior.get("status") == "completed" and cfg.resume == "skip_completed":
         log.info("%s already completed; skipping (resume=skip_completed)", out)
@@ -613,14 +690,17 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                   "train_env": job.train_env_label(), "train_envs": job.train_envs, "variant": variant(cfg),
                   "config": OmegaConf.to_container(cfg, resolve=True), "eval": {},
                   "eval_history": job.eval_history, "train": {}, "wall_seconds": time.time() - t0,
-                  "output_dir": str(out)}
+                  "output_dir": str(out), "recovery": job.recovery}
         if dist.is_rank0():
             summary_io.write(out, result)
+            attempts.end(out, result["status"])
         if job.tracker:
             job.tracker.finish(failed=not interrupted)
         job.close()
         raise
     path = summary_io.write(out, result) if dist.is_rank0() else None
+    if dist.is_rank0():
+        attempts.end(out, result["status"])
     if job.tracker.run:
         from agentgen.report.wandb_tables import log_summary_to_wandb
 

@@ -1,9 +1,12 @@
 """The machine-readable result of a job: ``summary.json`` in its output dir (written atomically).
 
-Keys: status ("completed" | "failed" | "running"), error, train_env, train_envs, variant, config (resolved),
-eval (final evaluation: env -> success_rate 0..1, episodes, avg_steps, avg_return, valid_action_ratio),
+Keys: status ("completed" | "failed" | "interrupted" | "diverged"), error, train_env, train_envs, variant,
+config (resolved, credentials masked: agentgen.secrets), eval (final evaluation: env -> success_rate 0..1,
+episodes, avg_steps, avg_return, valid_action_ratio),
 eval_history (list of {step, eval}), stages (sequential runs), train (steps, final metrics), profile,
-wall_seconds. agentgen.report aggregates these.
+wall_seconds, recovery (failures and preemptions of the job's earlier runs, the checkpoint it resumed from and
+those it passed over as incomplete), diverged (reason, step, healthy_checkpoint: trainer.health stopped it).
+agentgen.report aggregates these.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from agentgen.secrets import redact
+
 FILENAME = "summary.json"
 
 
@@ -20,7 +25,7 @@ def write(out_dir: str | Path, summary: dict[str, Any]) -> Path:
     path = Path(out_dir) / FILENAME
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(summary, indent=2, default=_default))
+    tmp.write_text(json.dumps(redact(summary), indent=2, default=_default))  # no credentials (agentgen.secrets)
     os.replace(tmp, path)
     return path
 

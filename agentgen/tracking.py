@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agentgen.secrets import masked_argv, redact
+
 log = logging.getLogger(__name__)
 STEP_METRIC = "trainer/global_step"
 # The modeling choices that sit at the top of a run's config, so the runs table can group and filter by
@@ -185,13 +187,16 @@ class Tracker:
         identity = run_identity()
         choices = job_choices(config)
         tags = list(dict.fromkeys([*(logger_cfg.get("tags") or []), *tags, *choice_tags(choices)]))
-        self.run = wandb.init(
-            project=logger_cfg.project, entity=logger_cfg.get("entity"),
-            group=logger_cfg.get("group") or identity.group, job_type=logger_cfg.get("job_type"), tags=tags,
-            name=identity.name or name, config=dashboard_config(config), dir=str(out_dir), id=run_id(out_dir),
-            resume="allow", mode=mode,
-            settings=wandb.Settings(silent=True, console="off", x_disable_stats=True),
-        )
+        # every string wandb stores is masked: a config may interpolate a credential, the command line
+        # (in wandb's run metadata) may carry one (agentgen.secrets)
+        with masked_argv():
+            self.run = wandb.init(
+                project=redact(logger_cfg.project), entity=redact(logger_cfg.get("entity")),
+                group=redact(logger_cfg.get("group") or identity.group), job_type=redact(logger_cfg.get("job_type")),
+                tags=redact(tags), name=redact(identity.name or name), config=redact(dashboard_config(config)),
+                dir=str(out_dir), id=run_id(out_dir), resume="allow", mode=mode,
+                settings=wandb.Settings(silent=True, console="off", x_disable_stats=True),
+            )
         self.run.define_metric(STEP_METRIC)
         self.run.define_metric("*", step_metric=STEP_METRIC)
         self._tables: dict[str, Any] = {}

@@ -10,6 +10,9 @@ On a time limit or preemption the job checkpoints at its next RL step boundary a
 (``agentgen.cluster.preemption``; ``__call__`` installs it in the job process, ``cluster.signal_delay_s``
 gives the warning time, ``cluster.max_requeues`` -> submitit's ``max_num_timeout`` caps time-limit
 requeues): the requeued job runs again in the same output dir and resumes from that checkpoint.
+A job that *fails* (killed without warning: the OOM killer, a node failure, SIGKILL; or an error) is
+resubmitted while the launcher waits, up to ``cluster.max_failures`` times, into the same output dir, where it
+resumes from its last complete checkpoint; failures are not preemptions and do not use up ``max_requeues``.
 
 Hydra accepts launchers only from the ``hydra_plugins`` namespace; ``hydra_plugins/agentgen_cluster``
 subclasses this one there (see ``agentgen.cluster.plugins``).
@@ -21,6 +24,7 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +77,17 @@ def submission_note(to_submit: Sequence[tuple[int, list[str], Path]], jobs: Sequ
     lines.append("Waiting for the job(s) to end (cluster.wait=false returns right after submission)." if wait
                  else "cluster.wait=false: not waiting; follow them with the status command above.")
     return "\n".join(lines)
+
+
+@dataclass
+class _Retries:
+    """What resubmitting a failed job needs: the sweep's executor, each job's submission arguments, and how
+    many of its ``cluster.max_failures`` it has used."""
+
+    executor: Any
+    args: dict[int, tuple]
+    limit: int  # cluster.max_failures
+    used: dict[int, int] = field(default_factory=dict)
 
 
 class AgentgenSlurmLauncher(SlurmLauncher):
@@ -210,7 +225,10 @@ class AgentgenSlurmLauncher(SlurmLauncher):
         print(submission_note(to_submit, jobs, status_cmd, wait), flush=True)
 
         if wait:
-            returns.update(self._wait_for({num: (overrides, job) for (num, overrides, _), job in zip(to_submit, jobs)}))
+            self._retries = _Retries(executor, {num: params for (num, _, _), params in zip(to_submit, job_params)},
+                                     int(OmegaConf.select(cfg, "cluster.max_failures", default=0) or 0))
+            returns.update(self._wait_for({num: (overrides, job) for (num, overrides, _), job in zip(to_submit, jobs)},
+                                          sweep_dir, {num: out for num, _, out in to_submit}))
         else:
             for (num, overrides, out), job in zip(to_submit, jobs):
                 returns[num] = self._skipped(
@@ -220,8 +238,9 @@ class AgentgenSlurmLauncher(SlurmLauncher):
                 )
         return [returns[initial_job_idx + i] for i in range(len(job_overrides))]
 
-    def _wait_for(self, submitted: dict[int, tuple[list[str], Any]]) -> dict[int, JobReturn]:
-        """Each submitted job's JobReturn once it has ended (requeues included).
+    def _wait_for(self, submitted: dict[int, tuple[list[str], Any]], sweep_dir: Path | None = None,
+                  outs: dict[int, Path] | None = None) -> dict[int, JobReturn]:
+        """Each submitted job's JobReturn once it has ended (requeues and resubmissions after failures included).
 
         submitit learns that a job ended from its result file or from ``sacct``. Without Slurm accounting
         (sacct fails, as on the one-node test cluster) a job that ended *without* a result (killed by its
@@ -236,16 +255,41 @@ class AgentgenSlurmLauncher(SlurmLauncher):
             queue = slurm.queue_snapshot(str(job.job_id) for _, job in pending.values())
             for num, (overrides, job) in list(pending.items()):
                 if job.paths.result_pickle.exists():
-                    returns[num] = job.results()[0]
-                    del pending[num]
+                    result = job.results()[0]
+                    retry = result.status == JobStatus.FAILED and self._retry(num, overrides, job, sweep_dir, outs,
+                                                                              pending, f"failed: {result.return_value}")
+                    if not retry:
+                        returns[num] = result
+                        del pending[num]
                 elif queue is None or queue.get(str(job.job_id)) in slurm.ACTIVE_STATES:
                     gone_since.pop(num, None)  # still queued / running / requeued (or squeue did not answer)
                 elif time.monotonic() - gone_since.setdefault(num, time.monotonic()) >= NO_RESULT_GRACE_S:
-                    returns[num] = self._ended_without_result(num, overrides, job)
-                    del pending[num]
+                    gone_since.pop(num, None)
+                    if not self._retry(num, overrides, job, sweep_dir, outs, pending, "ended without a result"):
+                        returns[num] = self._ended_without_result(num, overrides, job)
+                        del pending[num]
             if pending:
                 time.sleep(min(30.0, 2.0 + 0.02 * (time.monotonic() - t0)))
         return returns
+
+    def _retry(self, num: int, overrides: Sequence[str], job, sweep_dir: Path | None, outs: dict[int, Path] | None,
+               pending: dict[int, tuple[list[str], Any]], why: str) -> bool:
+        """Resubmit failed job ``num`` (same overrides, same output dir: it resumes from its checkpoint) while
+        it has ``cluster.max_failures`` left; returns whether it was resubmitted."""
+        retries: _Retries | None = getattr(self, "_retries", None)  # set by launch() before it waits
+        if retries is None or num not in retries.args or retries.used.get(num, 0) >= retries.limit:
+            return False
+        limit = retries.limit
+        used = retries.used.get(num, 0)
+        retries.used[num] = used + 1
+        new = retries.executor.submit(self, *retries.args[num])
+        log.warning("Slurm job %s (#%d) %s; resubmitted as Slurm job %s (failure %d of cluster.max_failures=%d); "
+                    "it resumes from its last complete checkpoint", job.job_id, num, why, new.job_id, used + 1, limit)
+        if sweep_dir is not None and outs is not None:
+            manifest.append(sweep_dir, [manifest.JobRecord(num, list(overrides), str(outs[num]), str(new.job_id),
+                                                           manifest.now())])
+        pending[num] = (list(overrides), new)
+        return True
 
     def _ended_without_result(self, num: int, overrides: Sequence[str], job) -> JobReturn:
         jid = str(job.job_id)

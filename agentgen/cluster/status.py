@@ -40,6 +40,8 @@ class JobState:
     summary: str | None = None  # summary.json status
     step: int | None = None  # RL step of the latest checkpoint
     log: str | None = None  # the job's stderr log (submitit), when there is one
+    failures: int = 0  # runs of the job that crashed or failed (agentgen.attempts), each resumed from a checkpoint
+    preemptions: int = 0  # runs that stopped for a requeue (time limit, preemption): nothing lost
 
 
 def _job_dirs(sweep_dir: Path) -> dict[str, tuple[int | None, list[str]]]:
@@ -65,8 +67,8 @@ def _state(summary: str | None, queue: str | None, acct: str | None, submitted: 
         return "completed"
     if queue:
         return queue.lower()
-    if summary == "failed":
-        return "failed"
+    if summary in ("failed", "diverged"):
+        return summary
     if acct and acct != "COMPLETED":
         return acct.lower()
     if summary in ("running", "interrupted"):
@@ -74,6 +76,14 @@ def _state(summary: str | None, queue: str | None, acct: str | None, submitted: 
     if submitted:
         return "ended without summary" if acct == "COMPLETED" else "unknown"
     return "not started"
+
+
+def _recovery(out: str) -> dict[str, int]:
+    """Failures and preemptions of a job's runs so far, from its attempts ledger."""
+    from agentgen import attempts
+
+    c = attempts.counts(attempts.read(out)) if Path(out).is_dir() else {}
+    return {"failures": c.get("failures", 0), "preemptions": c.get("preemptions", 0)}
 
 
 def sweep_status(sweep_dir: str | Path) -> list[JobState]:
@@ -109,6 +119,7 @@ def sweep_status(sweep_dir: str | Path) -> list[JobState]:
                 step=checkpoint_step(out),
                 state=_state(summary, q, a, rec is not None),
                 log=str(log) if log is not None and log.exists() else None,
+                **_recovery(out),
             )
         )
     jobs.sort(key=lambda j: (j.num is None, j.num if j.num is not None else 0, j.output_dir))
@@ -142,7 +153,7 @@ def format_status(sweep_dir: str | Path, jobs: list[JobState]) -> str:
     if not jobs:
         lines.append("  no jobs found (no agentgen_jobs.jsonl and no job dirs with a .hydra folder)")
         return "\n".join(lines)
-    rows = [("#", "state", "slurm id", "step", "job")]
+    rows = [("#", "state", "slurm id", "step", "fail/preempt", "job")]
     for j in jobs:
         rows.append(
             (
@@ -150,17 +161,18 @@ def format_status(sweep_dir: str | Path, jobs: list[JobState]) -> str:
                 j.state,
                 j.slurm_job_id or "-",
                 str(j.step) if j.step is not None else "-",
+                f"{j.failures}/{j.preemptions}",
                 format_job(j.overrides) if j.overrides else Path(j.output_dir).name,
             )
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for r in rows:
-        lines.append("  " + "  ".join(f"{c:<{w}}" for c, w in zip(r[:4], widths)) + "  " + r[4])
+        lines.append("  " + "  ".join(f"{c:<{w}}" for c, w in zip(r[:5], widths)) + "  " + r[5])
     bad = [
         j
         for j in jobs
         if j.state
-        in ("failed", "timeout", "cancelled", "out_of_memory", "node_fail", "ended without summary")
+        in ("failed", "diverged", "timeout", "cancelled", "out_of_memory", "node_fail", "ended without summary")
     ]
     for j in bad:
         lines.append(f"  #{j.num}: {j.state}; output {j.output_dir}" + (f"; log {j.log}" if j.log else ""))

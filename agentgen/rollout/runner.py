@@ -39,6 +39,7 @@ class Turn:
     format_ok: bool
     invalid: bool
     state_key: Any = None  # the env's key of the state this turn acted in (GiGPO's anchor state)
+    capped: bool = False  # the answer was cut at the token cap (trainer.health watches the share)
 
 
 @dataclass
@@ -165,7 +166,8 @@ class EpisodeRunner:
                 obs, reward, done, info = steps[slot]
                 text, p = parsed[slot]
                 st.episode.turns.append(Turn(pids, rids, text, p.action, float(reward), st.observation, p.format_ok,
-                                             bool(info.get("invalid_action", False)), st.state_key))
+                                             bool(info.get("invalid_action", False)), st.state_key,
+                                             len(rids) >= self.max_response_tokens))
                 st.history.append((st.observation, p.action if p.action is not None else text.strip()[:200]))
                 st.observation, st.admissible, st.state_key = obs, info.get("admissible_actions"), info.get("state_key")
                 ep = st.episode

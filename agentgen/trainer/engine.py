@@ -398,7 +398,8 @@ class TrainEngine(abc.ABC):
 
     @abc.abstractmethod
     def step(self) -> float:
-        """Clip, optimiser step (and LR schedule), zero grads; returns the pre-clip global grad norm."""
+        """Clip, optimiser step (and LR schedule), zero grads; returns the pre-clip global grad norm. A
+        non-finite norm (a NaN/inf loss or gradient) skips the optimiser step: the weights stay as they were."""
         ...
 
     @property
@@ -538,12 +539,13 @@ class SingleEngine(TrainEngine):
 
     def step(self) -> float:
         params = [p for p in self.module.parameters() if p.requires_grad]
-        norm = torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
-        self.optimizer.step()
-        if self.scheduler is not None:
-            self.scheduler.step()
+        norm = float(torch.nn.utils.clip_grad_norm_(params, self.grad_clip))
+        if math.isfinite(norm):
+            self.optimizer.step()
+            if self.scheduler is not None:
+                self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return float(norm)
+        return norm
 
     def _save_training_state(self, path: Path) -> None:
         torch.save(self.optimizer.state_dict(), path / "optimizer.pt")
@@ -617,7 +619,7 @@ class DeepSpeedEngine(TrainEngine):
         self.ds.backward(loss * self.world_size, scale_wrt_gas=False)
 
     def step(self) -> float:
-        self.ds.step()
+        self.ds.step()  # ZeRO's optimizer skips a step whose global grad norm is not finite (its overflow check)
         norm = self.ds.get_global_grad_norm()
         return float(norm) if norm is not None else float("nan")
 

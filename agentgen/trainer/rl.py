@@ -30,6 +30,7 @@ the loss; ``reward``: beta * per-token KL subtracted from the rewards before the
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from collections.abc import Callable
@@ -296,6 +297,7 @@ class RLTrainer:
         on_policy = self._on_policy(len(samples))
         train_actor = step >= self.critic_warmup
         micro_size = int(tc.micro_batch_states)
+        updates = skipped = 0  # optimiser steps, and those skipped for a non-finite loss or gradient
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
 
@@ -320,7 +322,13 @@ class RLTrainer:
                         w = len(micro) / len(mb) if turn else _micro_weight(micro, mb, self.agg)
                         add(self.value_model.micro_step(micro, self.pad_id, w, turn, self.agg))
                 if train_actor:
-                    add({"train/grad_norm": self.engine.step()})  # clip, optimiser step, zero grads
+                    norm = self.engine.step()  # clip, optimiser step, zero grads; skipped when norm is not finite
+                    updates += 1
+                    if math.isfinite(norm):
+                        add({"train/grad_norm": norm})
+                    else:
+                        skipped += 1
+                        log.warning("RL step %d: non-finite loss or gradient (norm %s): update skipped", step, norm)
                 if self.value_model is not None:
                     add({"critic/grad_norm": self.value_model.optimizer_step()})
         self.model.eval()
@@ -329,6 +337,8 @@ class RLTrainer:
         out = self.engine.reduce_metrics(sums, counts)  # means over every rank's micro-batches
         out["train/lr"] = self.engine.lr
         out["train/actor_updated"] = float(train_actor)
+        out["train/updates"] = float(updates)
+        out["train/nonfinite_skipped"] = float(skipped)  # the same on every rank: the norm is global
         return out
 
     def _policy_micro_step(self, micro: list[Sample], weight: float, on_policy: bool) -> dict[str, float]:
@@ -449,6 +459,8 @@ def _episode_metrics(episodes: list[Episode], train: list[Sample]) -> dict[str, 
         "rollout/return": sum(e.ret for e in episodes) / n,
         "rollout/episode_steps": len(turns) / n,
         "rollout/invalid_ratio": sum(t.invalid for t in turns) / max(1, len(turns)),
+        "rollout/format_ratio": sum(t.format_ok for t in turns) / max(1, len(turns)),
+        "rollout/capped_ratio": sum(t.capped for t in turns) / max(1, len(turns)),
         "rollout/response_tokens": tokens / max(1, len(turns)),
         "rollout/prompt_tokens": sum(len(t.prompt_ids) for t in turns) / max(1, len(turns)),
         "rollout/samples": float(len(train)),
@@ -476,6 +488,8 @@ def _tree_rollout_metrics(forest: Forest) -> dict[str, float]:
         "rollout/return": sum(leaf.path_return() for leaf in leaves) / n,
         "rollout/episode_steps": sum(leaf.depth for leaf in leaves) / n,
         "rollout/invalid_ratio": sum(t.invalid for t in turns) / max(1, len(turns)),
+        "rollout/format_ratio": sum(t.format_ok for t in turns) / max(1, len(turns)),
+        "rollout/capped_ratio": sum(t.capped for t in turns) / max(1, len(turns)),
         "rollout/response_tokens": sum(len(t.response_ids) for t in turns) / max(1, len(turns)),
         "rollout/prompt_tokens": sum(len(t.prompt_ids) for t in turns) / max(1, len(turns)),
         "rollout/zero_adv_groups": _zero_signal_share(groups),
