@@ -124,5 +124,6 @@ def test_readme_first_screen_shows_set_up_run_what_it_prints_and_help():
                     r"  summary      \S+/summary\.json", r"  metrics      \S+/metrics\.jsonl",
                     r"  checkpoints  \S+/checkpoints  \(latest: step_\d+\)", r"  log          \S+/launch\.log",
                     r"  wandb run    (\S+/wandb/offline-run-\S+)  \(offline\)",
-                    r"  upload       wandb sync \S+/wandb/offline-run-\S+", r"  report       python -m agentgen\.report \S+"):
+                    r"  upload       wandb sync \S+/wandb/offline-run-\S+",
+                    r"  report       python -m agentgen\.report \S+"):
         assert any(re.fullmatch(pattern, line) for line in screen), pattern
