@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 install: install-system install-python
 
 # Debian packages for the real services the tests start: Slurm + munge (one-node cluster),
-# Java (ScienceWorld's JVM), Chromium (report rendering check). Skipped when not root.
+# Java (ScienceWorld's JVM), Chromium (report rendering check), tmux (the first-run test's terminal). Skipped when not root.
 install-system:
 	bash scripts/install-system.sh
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from agentgen import attempts, dist, secrets
+from agentgen import attempts, console, dist, secrets
 from agentgen import summary as summary_io
 from agentgen.agent.prompt import PromptBuilder
 from agentgen.config import CONF_DIR, EnvConfig, validate
@@ -221,13 +221,15 @@ class Job:
             return contextlib.nullcontext()
         return generation_context(self.model, self.engine)
 
-    def run_split(self, runner: EpisodeRunner, specs: list[EpisodeSpec], *args, **kwargs) -> list[Episode]:
+    def run_split(self, runner: EpisodeRunner, specs: list[EpisodeSpec], *args, bar: str | None = None,
+                  **kwargs) -> list[Episode]:
         """Run ``specs`` split across the ranks (groups of ranks that generate together, e.g. a vLLM
-        tensor-parallel group, share one part) and return every episode, in order, on every rank."""
+        tensor-parallel group, share one part) and return every episode, in order, on every rank.
+        ``bar``: the title of a bar over this rank's episodes (rank 0's is drawn)."""
         group = int(getattr(self.generator, "group_size", 1))
         mine = dist.split(specs, dist.world_size() // group, dist.rank() // group)
-        with self.generation():
-            eps = runner.run(mine, *args, **kwargs) if mine else []
+        with console.episode_bar(bar, len(mine)) as on_episode, self.generation():
+            eps = runner.run(mine, *args, on_episode=on_episode, **kwargs) if mine else []
         return dist.gather_split(eps, group)
 
     # ------------------------------------------------------------------ phases
@@ -375,7 +377,7 @@ class Job:
                             cfg.seed, log_fn=lambda m: self.tracker.log(m, 0), engine=engine)
         metrics.update({f"sft/pairs/{n}": sum(1 for r in mixed if r["env"] == n) for n in mixture})
         self.generator.sync_weights()
-        log.info("SFT done: %s", {k: round(v, 4) for k, v in metrics.items()})
+        console.progress_log.info("SFT done: %s", {k: round(v, 4) for k, v in metrics.items()})
         return metrics
 
     def sft_records(self, name: str, source: str) -> list[dict]:
@@ -421,8 +423,6 @@ class Job:
            sft_metrics: dict) -> tuple[dict[str, float], int]:
         """RL steps [start_step, end_step) on ``self.current_envs``; evaluates and checkpoints on schedule.
         Returns the last step's metrics and the step reached (< end_step when ``trainer.time_budget_s`` ran out)."""
-        from tqdm.auto import tqdm
-
         from agentgen.cluster import preemption
         from agentgen.trainer.rl import RLTrainer
 
@@ -446,13 +446,18 @@ class Job:
             ckpt.restore_training(resume_from, None)  # random generators
             trainer.load_state(resume_from, start_step)  # what the policy checkpoint does not hold (PPO's critic)
         metrics: dict[str, float] = {}
-        bar = tqdm(range(start_step, end_step), desc=f"rl {'+'.join(self.current_envs)}", initial=start_step,
-                   total=end_step)
-        for step in bar:
+        label = f"rl {'+'.join(self.current_envs)}"
+        # the stage's bar: steps done (evaluation and checkpoint included), the rollouts' success rate and the
+        # seconds of the training step (rollouts + update); tqdm's own rate would count the evaluations too
+        bar = console.progress(end_step, label, unit="step", initial=start_step,
+                               bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]")
+        for step in range(start_step, end_step):
             self._rollout_metrics = {}
+            t_step = time.time()
             with self.timed("rl"):
                 metrics = {**trainer.step(step), **self._rollout_metrics}
                 self.generator.sync_weights()
+            seconds = time.time() - t_step
             done = step + 1
             sick = self.health.observe(done, metrics)
             metrics["train/nonfinite_skipped_total"] = self.health.nonfinite_total
@@ -460,22 +465,27 @@ class Job:
             self.write_records("metrics.jsonl", [{"step": done, **metrics}], append=True)
             if sick:
                 raise Diverged(sick, done, self.healthy_checkpoint(done), metrics)
-            bar.set_postfix(success=f"{metrics.get('rollout/success_rate', 0):.2f}",
-                            ret=f"{metrics.get('rollout/return', 0):.2f}")
+            success = metrics.get("rollout/success_rate", 0.0)
+            bar.set_postfix({"success": f"{success:.2f}", "s/step": f"{seconds:.1f}"}, refresh=False)
+            console.progress_log.info("%s step %d/%d: rollout success %.2f, return %.2f, %.1f s/step", label, done,
+                                      end_step, success, metrics.get("rollout/return", 0.0), seconds)
             budget = cfg.trainer.get("time_budget_s")
             if budget and self.timing.get("rl", 0.0) >= float(budget) and done < end_step:
                 log.info("trainer.time_budget_s=%s reached after step %d: evaluating and stopping", budget, done)
-                end_step = done
+                end_step = bar.total = done
             if done == end_step or (cfg.eval.every and done % cfg.eval.every == 0):
                 self.evaluate(done)  # before the checkpoint, so a resumed job keeps this evaluation
             stop = preemption.requested()  # Slurm's time-limit / preemption warning, honoured at this boundary
             if stop or (cfg.trainer.save_every and done % cfg.trainer.save_every == 0) or done == end_step:
                 self.save_state(done, trainer.optimizer, metrics, sft_metrics)
                 trainer.save_state(ckpt.ckpt_root(self.out) / f"step_{done}", done)
+            bar.update(1)
             if stop:
+                bar.close()
                 preemption.exit_for_requeue(done)  # requeue (USR2) and exit; the requeued job resumes here
             if done == end_step:
                 break
+        bar.close()
         return metrics, end_step
 
     def stage_start_checkpoint(self, step: int) -> str | None:
@@ -529,7 +539,7 @@ class Job:
             runner = self.runner(name, "test", n)
             with self.timed("eval"):
                 eps = self.run_split(runner, [EpisodeSpec(env=name, seed=s) for s in seeds], cfg.eval.temperature,
-                                     desc=f"eval {name} @ step {step}")
+                                     bar=f"eval {name} @ step {step}")
             results[name] = episode_metrics(eps)
             self.write_records(f"eval_episodes/{name}/step_{step}.jsonl", [
                 {"seed": e.spec.seed, "success": bool(e.success), "return": e.ret, "steps": e.steps,
@@ -537,8 +547,8 @@ class Job:
             self.tracker.log({f"eval/{name}/{k}": v for k, v in results[name].items()}, step)
             self.tracker.log_samples(f"samples/{name}", [_sample_row(e) for e in eps[:cfg.logger.get(
                 "sample_trajectories", 0) or 0]], step)
-            log.info("eval %s @ step %d: success %.3f over %d episodes", name, step,
-                     results[name]["success_rate"], n)
+            console.progress_log.info("eval %s @ step %d: success %.3f over %d episodes", name, step,
+                                      results[name]["success_rate"], n)
         self.eval_history.append({"step": step, "eval": results})
         return results
 
@@ -670,6 +680,7 @@ def _run(cfg: DictConfig, out: Path) -> dict[str, Any]:
     prior = summary_io.read(out)
     if prior and prior.get("status") == "completed" and cfg.resume == "skip_completed":
         log.info("%s already completed; skipping (resume=skip_completed)", out)
+        console.print_end(out, prior, cfg.logger.name, skipped=True)
         return prior
     validate(cfg)
     seed_everything(int(cfg.seed) + 7919 * dist.rank())  # ranks sample different rollouts
@@ -680,7 +691,8 @@ def _run(cfg: DictConfig, out: Path) -> dict[str, Any]:
     job = Job(cfg, out)
     t0 = time.time()
     try:
-        result = job.run()
+        with console.bars_and_logs():
+            result = job.run()
     except BaseException as exc:  # the summary records failures too, then the error propagates
         from agentgen.cluster.preemption import JobInterrupted
 
@@ -697,6 +709,7 @@ def _run(cfg: DictConfig, out: Path) -> dict[str, Any]:
         if job.tracker:
             job.tracker.finish(failed=not interrupted)
         job.close()
+        console.print_end(out, result, cfg.logger.name)
         raise
     path = summary_io.write(out, result) if dist.is_rank0() else None
     if dist.is_rank0():
@@ -707,4 +720,5 @@ def _run(cfg: DictConfig, out: Path) -> dict[str, Any]:
         log_summary_to_wandb(job.tracker.run, path)
     job.tracker.finish()
     job.close()
+    console.print_end(out, result, cfg.logger.name)
     return result

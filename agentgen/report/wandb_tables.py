@@ -158,4 +158,15 @@ def log_summary_to_wandb(run: Any, summary_path: str | Path) -> None:
         run.summary[key] = value
     if path.name != SUMMARY_FILE:
         raise ValueError(f"the report looks for a file named {SUMMARY_FILE!r} in wandb runs, got {path.name!r}")
-    run.save(str(path), base_path=str(path.parent), policy="now")
+    # wandb warns "Symlinked 1 file into the W&B run directory; call wandb.save again to sync new files" on the
+    # console of every job, which would tell the user to do something for a file that is final here
+    from wandb.errors import term
+
+    shown = getattr(term, "_show_warnings", None)
+    if shown is not None:
+        term._show_warnings = False
+    try:
+        run.save(str(path), base_path=str(path.parent), policy="now")
+    finally:
+        if shown is not None:
+            term._show_warnings = shown

@@ -20,10 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from agentgen.agent.parser import parse_response
 from agentgen.agent.prompt import PromptBuilder
+from agentgen.console import progress
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +125,8 @@ class EpisodeRunner:
         free = list(range(self.pool.num_slots))[::-1]
         active: dict[int, tuple[int, _Active]] = {}
         results: list[Episode | None] = [None] * len(specs)
-        bar = tqdm(total=len(specs), desc=desc or "episodes", leave=False, disable=desc is None)
+        # a transient bar when ``desc`` names one (rollouts and evaluations have their phase's bars instead)
+        bar = progress(len(specs), desc or "episodes", unit="episode", leave=False, show=None if desc else False)
         while pending or active:
             starting: dict[int, tuple[int, EpisodeSpec]] = {}
             while free and pending:

@@ -9,9 +9,8 @@ import math
 import random
 import time
 
-from tqdm.auto import tqdm
-
 from agentgen import dist
+from agentgen.console import progress, progress_log
 from agentgen.trainer.batch import Sample, collate, response_logits, token_logprobs
 from agentgen.trainer.engine import EngineOptions, SingleEngine
 
@@ -53,8 +52,9 @@ def train_sft(model, tokenizer, records: list[dict], cfg, max_tokens: int, seed:
     order: list[int] = []
     metrics: dict[str, float] = {}
     t0 = time.time()
-    bar = tqdm(range(cfg.steps), desc="sft", leave=False)
-    for step in bar:
+    bar = progress(cfg.steps, "sft", unit="step")  # the SFT phase's bar (rank 0, on a terminal)
+    every = max(1, cfg.steps // 10)  # without a bar: a log line every tenth of the steps
+    for step in range(cfg.steps):
         batch_idx = []
         while len(batch_idx) < cfg.batch_size:
             if not order:
@@ -77,9 +77,14 @@ def train_sft(model, tokenizer, records: list[dict], cfg, max_tokens: int, seed:
         loss_sum, correct = dist.all_reduce_sum([loss_sum, correct])
         metrics = {"sft/loss": loss_sum / total_tokens, "sft/token_accuracy": correct / total_tokens,
                    "sft/grad_norm": grad_norm, "sft/lr": engine.lr, "sft/step": step + 1}
-        bar.set_postfix(loss=f"{metrics['sft/loss']:.3f}", acc=f"{metrics['sft/token_accuracy']:.2f}")
+        bar.set_postfix(loss=f"{metrics['sft/loss']:.3f}", acc=f"{metrics['sft/token_accuracy']:.2f}", refresh=False)
+        bar.update(1)
+        if (step + 1) % every == 0 or step + 1 == cfg.steps:
+            progress_log.info("sft step %d/%d: loss %.3f, token accuracy %.2f", step + 1, cfg.steps,
+                              metrics["sft/loss"], metrics["sft/token_accuracy"])
         if log_fn:
             log_fn(metrics)
+    bar.close()
     metrics["sft/seconds"] = time.time() - t0
     metrics["sft/samples"] = len(samples)
     engine.model.eval()

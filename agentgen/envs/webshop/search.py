@@ -9,12 +9,15 @@ by catalog order (Lucene breaks ties by document id).
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
 import bm25s
 import numpy as np
 from bm25s.stopwords import STOPWORDS_EN
+
+logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets DEBUG: "Building index ..." in every job's console
 
 try:
     import Stemmer  # PyPI: PyStemmer
