@@ -142,10 +142,22 @@ def seeds_bench(args, overrides: list[str]) -> None:
     print(f"learning curve: {png}")
 
 
+def start_records(init_from: Path, env: str) -> dict[int, bool] | None:
+    """The step-0 evaluation of the job that ``init_from`` (a job dir or one of its checkpoints) belongs to."""
+    for job in (init_from, *init_from.parents[:2]):
+        if (job / "eval_episodes" / env / "step_0.jsonl").exists():
+            return eval_records(job, env, 0)
+    return None
+
+
 def compare_bench(args, overrides: list[str]) -> None:
     env = args.env
     print(f"from {args.init_from}, {args.minutes} min of RL each, {args.episodes} evaluation episodes on {env}")
     print(f"{'algo':>10} {'after RL':>9} {'+-SE':>6} {'steps':>6} {'s/step':>7} {'rollout succ (last 3)':>22}")
+    start = start_records(Path(args.init_from), env)
+    if start:  # the starting checkpoint's own evaluation (a job's step-0 evaluation on the same instances)
+        p = statistics.fmean(float(v) for v in start.values())
+        print(f"{'(start)':>10} {p:>9.3f} {math.sqrt(p * (1 - p) / len(start)):>6.3f} {0:>6}")
     for algo in args.compare.split(","):
         out = args.out / f"compare_{algo}"
         s = launch(out, [f"algo={algo}", f"init_from={args.init_from}", "sft=none", "eval.before_training=false",
