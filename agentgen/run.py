@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import json
 import logging
 import random
@@ -64,9 +65,11 @@ def env_config(cfg: DictConfig, name: str, for_eval: bool = False) -> DictConfig
         with open_dict(node):
             node.params = merged
     model_params = (cfg.model.get("env_params") or {}).get(name)
-    if model_params:
+    if model_params:  # the preset's choice, unless the user set that key (its value differs from the env's file)
+        chosen = {k: v for k, v in OmegaConf.to_container(model_params, resolve=True).items()
+                  if node.params.get(k) == _env_file_params(name).get(k)}
         with open_dict(node):
-            node.params = OmegaConf.merge(node.params, model_params)
+            node.params = OmegaConf.merge(node.params, chosen)
     dbg = cfg.get("debug") or {}
     if dbg.get("max_steps"):
         node.max_steps = min(node.max_steps, int(dbg.max_steps))
@@ -75,6 +78,12 @@ def env_config(cfg: DictConfig, name: str, for_eval: bool = False) -> DictConfig
     if cfg.model.get("max_response_tokens"):  # the model preset's own cap (a small model's answers are short)
         node.max_response_tokens = min(node.max_response_tokens, int(cfg.model.max_response_tokens))
     return node
+
+
+@functools.lru_cache(maxsize=None)
+def _env_file_params(name: str) -> dict[str, Any]:
+    """conf/env/<name>.yaml's own params: what a key is when nobody (command line, experiment file) set it."""
+    return OmegaConf.to_container(OmegaConf.load(CONF_DIR / "env" / f"{name}.yaml").get("params", {}), resolve=True)
 
 
 def instance_subset(ec, split: str) -> list[int] | None:
@@ -586,11 +595,16 @@ def _stage_plan(cfg: DictConfig) -> list[tuple[list[str], int]]:
 
 
 def _resolve_checkpoint(src: Path) -> str:
-    found = ckpt.latest(src)
-    if found:
-        return str(found)
+    point = ckpt.resume_point(src, quiet=True)
+    if point.path:
+        return str(point.path)
     if (src / "config.json").exists():
         return str(src)
+    if point.rejected:  # e.g. checkpoints saved before manifests existed: name them and the way around
+        why = "; ".join(f"{r['checkpoint']}: {r['reason']}" for r in point.rejected)
+        example = ckpt.ckpt_root(src) / point.rejected[0]["checkpoint"]
+        raise FileNotFoundError(f"{src} has no complete checkpoint ({why}); to use one anyway, point init_from "
+                                f"at its directory, e.g. init_from={example}")
     raise FileNotFoundError(f"{src} is neither a job output dir with checkpoints nor a model directory")
 
 

@@ -135,5 +135,5 @@ def test_allow_skip_without_a_reason_is_a_usage_error(inner, pytester):
 def test_require_names_the_valid_services():
     from conftest import require
 
-    with pytest.raises(ValueError, match="unknown service 'javaa'; valid services: chromium, java, slurm, vllm"):
+    with pytest.raises(ValueError, match="unknown service 'javaa'; valid services: chromium, java, slurm, tmux, vllm"):
         require("javaa")

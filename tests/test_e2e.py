@@ -49,8 +49,10 @@ def test_smoke_run_writes_complete_summary(smoke_run):
     assert (smoke_run / "checkpoints" / "latest").read_text() == "step_2"
     assert (smoke_run / "checkpoints" / "sft" / "model.safetensors").exists()
     records = [json.loads(x) for x in (smoke_run / "sft_data" / "sokoban.jsonl").read_text().splitlines()]
-    assert records and [m["role"] for m in records[0]["messages"]] == ["system", "user", "assistant"]
-    assert records[0]["messages"][2]["content"].startswith("<think>")
+    # the tiny preset's compact prompt: no system message, the state and a one-line answer format
+    assert records and [m["role"] for m in records[0]["messages"]] == ["user", "assistant"]
+    assert records[0]["messages"][0]["content"].endswith("Answer: <think>...</think><action>...</action>")
+    assert records[0]["messages"][-1]["content"].startswith("<think>")
 
 
 def test_wandb_offline_run_has_eval_metrics(smoke_run):
@@ -125,8 +127,11 @@ def test_eval_task_evaluates_the_init_from_weights(form, tmp_path):
         source = up_only_model(tmp_path / "up_only")
     else:
         source = tmp_path / "job"
+        from agentgen.trainer.checkpoint import write_manifest
+
         step = up_only_model(source / "checkpoints" / "step_3")
         (step / "state.json").write_text(json.dumps({"step": 3}))
+        write_manifest(step, "step_3", 3)  # what a job's save writes last: the checkpoint is complete
         (source / "checkpoints" / "latest").write_text("step_3")
     out = tmp_path / "eval"
     r = launch("task=eval", "debug=smoke", "think=false", "eval.envs=[sokoban]", f"init_from={source}",
@@ -188,4 +193,5 @@ def test_alfworld_smoke_on_generated_games(tmp_path):
     s = json.loads((out / "summary.json").read_text())
     assert s["status"] == "completed" and s["eval"]["alfworld"]["episodes"] == 2
     records = (out / "sft_data" / "alfworld.jsonl").read_text().splitlines()
-    assert records and "Admissible actions:" in json.loads(records[0])["messages"][1]["content"]
+    user = next(m for m in json.loads(records[0])["messages"] if m["role"] == "user")
+    assert records and "\nActions: " in user["content"]  # the tiny preset's compact prompt lists them too

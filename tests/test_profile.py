@@ -224,6 +224,9 @@ def test_model_policy_profiles_through_the_rollout_runner(tmp_path):
         "logger=none",
         "env.sokoban.max_response_tokens=12",
         "agent.history_k=0",
+        "agent.prompt=full",  # the study's prompt on the coordinate state (the tiny preset's are compact, grid)
+        "model.env_params.sokoban.render=coords",
+        "model.env_params.sokoban.instruction=full",
     ]
     rows = run_profile(compose_config(["sokoban"], "medium", overrides), tmp_path)
     row = rows["sokoban"]
