@@ -13,6 +13,7 @@ requeues): the requeued job runs again in the same output dir and resumes from t
 A job that *fails* (killed without warning: the OOM killer, a node failure, SIGKILL; or an error) is
 resubmitted while the launcher waits, up to ``cluster.max_failures`` times, into the same output dir, where it
 resumes from its last complete checkpoint; failures are not preemptions and do not use up ``max_requeues``.
+A job someone cancelled (``scancel``) is not resubmitted: it fails, naming its state.
 
 Hydra accepts launchers only from the ``hydra_plugins`` namespace; ``hydra_plugins/agentgen_cluster``
 subclasses this one there (see ``agentgen.cluster.plugins``).
@@ -77,6 +78,12 @@ def submission_note(to_submit: Sequence[tuple[int, list[str], Path]], jobs: Sequ
     lines.append("Waiting for the job(s) to end (cluster.wait=false returns right after submission)." if wait
                  else "cluster.wait=false: not waiting; follow them with the status command above.")
     return "\n".join(lines)
+
+
+def _final_state(job) -> str:
+    """The Slurm state a job ended in (CANCELLED, TIMEOUT, OUT_OF_MEMORY, NODE_FAIL, ...), or "" if unknown."""
+    jid = str(job.job_id)
+    return (slurm.queue_snapshot([jid], all_states=True) or {}).get(jid) or ""
 
 
 @dataclass
@@ -265,7 +272,9 @@ class AgentgenSlurmLauncher(SlurmLauncher):
                     gone_since.pop(num, None)  # still queued / running / requeued (or squeue did not answer)
                 elif time.monotonic() - gone_since.setdefault(num, time.monotonic()) >= NO_RESULT_GRACE_S:
                     gone_since.pop(num, None)
-                    if not self._retry(num, overrides, job, sweep_dir, outs, pending, "ended without a result"):
+                    cancelled = _final_state(job).startswith("CANCELLED")  # scancel is a decision, not a failure
+                    if cancelled or not self._retry(num, overrides, job, sweep_dir, outs, pending,
+                                                    "ended without a result"):
                         returns[num] = self._ended_without_result(num, overrides, job)
                         del pending[num]
             if pending:
@@ -293,7 +302,7 @@ class AgentgenSlurmLauncher(SlurmLauncher):
 
     def _ended_without_result(self, num: int, overrides: Sequence[str], job) -> JobReturn:
         jid = str(job.job_id)
-        state = (slurm.queue_snapshot([jid], all_states=True) or {}).get(jid) or "unknown: it left the queue"
+        state = _final_state(job) or "unknown: it left the queue"
         tail = "\n".join((job.stderr() or "").strip().splitlines()[-12:])
         err = RuntimeError(
             f"Slurm job {jid} (#{num}: {' '.join(filter_overrides(overrides))}) ended ({state}) without a result; "
