@@ -49,13 +49,15 @@ def metric_steps(out: Path) -> list[int]:
 @pytest.mark.slow
 def test_sigkill_mid_rl_step_resumes_from_the_last_complete_checkpoint(tmp_path):
     out = tmp_path / "run"
-    cmd = command(out, "trainer.steps=4", "trainer.save_every=1", "eval.every=0")
+    # 64 episodes a step, so that a step lasts seconds (a smoke step of 4 can end in under one)
+    cmd = command(out, "trainer.steps=4", "trainer.save_every=1", "eval.every=0", "trainer.prompts_per_step=8",
+                  "algo.group_size=8")
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=job_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True)
     latest = out / "checkpoints" / "latest"
     # step_2 is complete (manifest, latest): the job is now inside RL step 3 (its rollouts or update)
     wait_for(lambda: latest.exists() and latest.read_text() == "step_2", proc, 900, "checkpoint step_2")
-    time.sleep(1.0)
+    time.sleep(0.5)
     assert proc.poll() is None and 3 not in metric_steps(out)
     os.kill(proc.pid, signal.SIGKILL)  # no signal handler runs: the OOM killer's way
     proc.wait()
