@@ -126,6 +126,7 @@ def _time_limited_job(cluster, tmp_path: Path, steps: int) -> tuple[Path, subpro
         "cluster.timeout_min=1",  # Slurm's minimum
         "cluster.signal_delay_s=10",
         "cluster.max_requeues=40",
+        "trainer.health.enabled=false",  # a 2-SFT-step smoke model over 30-90 steps is no health case
         f"hydra.sweep.dir={sweep}",
     )
     t0 = time.monotonic()
