@@ -355,7 +355,9 @@ def _validate_machine_values(cfg: DictConfig) -> None:
     _need(0 < cfg.rollout.top_p <= 1, f"rollout.top_p={cfg.rollout.top_p} is invalid: it must be in (0, 1].")
     _positive(cfg.rollout.top_k, "rollout.top_k", allow_zero=True)
     _positive(cfg.agent.history_k, "agent.history_k", allow_zero=True)
-    _need(cfg.agent.prompt in ("full", "compact"),
+    from agentgen.agent.prompt import PROMPT_STYLES
+
+    _need(cfg.agent.prompt in PROMPT_STYLES,
           f"agent.prompt={cfg.agent.prompt!r} is invalid; valid: full (the study's prompt), compact (the same "
           "content without the system message, section headers and long format rules: CPU presets).")
     _positive(cfg.trainer.grad_clip, "trainer.grad_clip")

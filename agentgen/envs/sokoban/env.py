@@ -24,10 +24,10 @@ from agentgen.envs.sokoban.room import ACTIONS, Cell, Room, State, apply_move, p
 from agentgen.envs.sokoban.solver import SolverBudgetExceeded, solve
 from agentgen.envs.sokoban.splits import layout_split
 
-# Entropy word per split: the two splits draw from unrelated seed streams.
 # full: the rules in words (the study's prompt) | short: one line for CPU presets (model.env_params), which learn
 # the rules from their SFT data and pay for every prompt token in every rollout and update.
 INSTRUCTION_STYLES = ("full", "short")
+# Entropy word per split: the two splits draw from unrelated seed streams.
 _SPLIT_WORD = {"train": 0x5E7A1, "test": 0x7E57}
 
 
