@@ -17,12 +17,10 @@ from typing import Any, Dict, List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from agentgen.errors import ConfigError
+
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 TASKS = ("train", "eval", "profile", "split", "plan")
-
-
-class ConfigError(ValueError):
-    """A user error in the configuration: printed as one paragraph, exit code 2, no traceback."""
 
 
 # --------------------------------------------------------------------------- schema

@@ -18,7 +18,7 @@ import os
 import socket
 from pathlib import Path
 
-from agentgen.config import ConfigError
+from agentgen.errors import ConfigError
 
 LOCK_FILE = ".agentgen.lock"
 _HELD: set[int] = set()  # descriptors of the locks this process holds

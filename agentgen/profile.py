@@ -42,6 +42,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from agentgen.errors import ConfigError
+
 log = logging.getLogger("agentgen.profile")
 
 PROFILE_FILE = "profile.json"
@@ -66,8 +68,6 @@ class ProfileConfig:
 
 def profile_config(cfg: Any) -> ProfileConfig:
     """The job's ``profile`` node (absent keys take the defaults), checked."""
-    from agentgen.config import ConfigError
-
     node = cfg.get("profile") if hasattr(cfg, "get") else None
     raw: dict[str, Any] = {}
     if node is not None:
@@ -511,7 +511,7 @@ def compose_config(envs: list[str], augment: str, overrides: list[str]):
 def main(argv: list[str] | None = None) -> int:
     from hydra.errors import HydraException
 
-    from agentgen.config import ConfigError, describe_compose_error, group_options
+    from agentgen.config import describe_compose_error, group_options
 
     envs_available = group_options("env")
     parser = argparse.ArgumentParser(

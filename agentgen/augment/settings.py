@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from agentgen.envs import ENV_NAMES
+from agentgen.errors import ConfigError
 
 APPLY_TO = ("train", "eval", "both")
 RESAMPLE = ("step", "episode")
@@ -21,10 +22,7 @@ KEYS = ("name", "eps", "prob", "apply_to", "seed", "resample", "webshop_alpha")
 
 
 def _fail(message: str) -> None:
-    """Raise the launcher's ConfigError (printed as one paragraph), imported late: env workers only
-    rebuild settings from a checked dict and need not load the config module."""
-    from agentgen.config import ConfigError
-
+    """Raise the launcher's ConfigError (printed as one paragraph)."""
     raise ConfigError(message)
 
 

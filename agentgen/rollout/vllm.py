@@ -32,6 +32,7 @@ from typing import Any, Iterator, Mapping
 import torch
 
 from agentgen import dist
+from agentgen.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +120,6 @@ class VLLMOptions:
 
 
 def parse_options(params: Mapping[str, Any] | None) -> VLLMOptions:
-    from agentgen.config import ConfigError
-
     raw = dict(params or {})
     try:
         from omegaconf import DictConfig, OmegaConf
@@ -233,8 +232,6 @@ class VLLMGenerator:
         world = dist.world_size()
         if world > 1 and o.placement == "colocate":
             if world % o.tensor_parallel_size:
-                from agentgen.config import ConfigError
-
                 raise ConfigError(f"rollout.params.tensor_parallel_size={o.tensor_parallel_size} must divide the "
                                   f"number of ranks ({world}) when vLLM is colocated with the trainer.")
             kwargs.update(distributed_executor_backend="external_launcher",

@@ -37,7 +37,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import torch
 
 from agentgen import dist
-from agentgen.config import ConfigError
+from agentgen.errors import ConfigError
 from agentgen.trainer.batch import chunks
 from agentgen.trainer.optim import make_optimizer, make_scheduler
 

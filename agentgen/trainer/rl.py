@@ -45,6 +45,7 @@ from agentgen.algos.losses import entropy_from_logits, kl_divergence, kl_penalty
 from agentgen.algos.registry import validate_algo_config
 from agentgen.algos.schedule import schedule_from_config
 from agentgen.algos.stepwise import step_advantages
+from agentgen.errors import ConfigError
 from agentgen.rollout.runner import Episode, EpisodeSpec, Turn
 from agentgen.trainer.batch import Sample, chunks, collate, response_logits, token_logprobs
 from agentgen.trainer.critic import ValueModel, _right_aligned
@@ -67,8 +68,6 @@ def instance_seeds(step: int, prompts_per_step: int, run_seed: int, round_: int 
 
 def checked_algo(algo_cfg) -> Algorithm:
     """The algorithm's spec after checking its config; a bad key becomes one ConfigError paragraph."""
-    from agentgen.config import ConfigError
-
     plain = OmegaConf.to_container(algo_cfg, resolve=True) if isinstance(algo_cfg, DictConfig) else dict(algo_cfg)
     try:
         return validate_algo_config(plain)
@@ -104,8 +103,6 @@ class RLTrainer:
         self.value_model = ValueModel.from_config(model, cfg.algo, cfg.trainer) if self.spec.needs_critic else None
         self.engine = engine if engine is not None else make_engine(cfg, model)
         if self.value_model is not None and self.engine.world_size > 1:
-            from agentgen.config import ConfigError
-
             raise ConfigError(f"algo={cfg.algo.name}'s critic trains in one process only; run it with one rank "
                               f"(this job has {self.engine.world_size}) or choose algo=grpo, rloo or reinforce_pp.")
         self.model = self.engine.model
