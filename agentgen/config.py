@@ -8,14 +8,16 @@ The schema is registered in Hydra's ConfigStore as ``agentgen_schema`` and sits 
 
 from __future__ import annotations
 
+import copy
+import json
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 
 from agentgen.errors import ConfigError
 
@@ -51,6 +53,7 @@ class AgentConfig:
     history_k: int = 2  # observation/action pairs of history in the prompt (papers.md A: 1-2)
     system_prompt: Optional[str] = None  # replaces the default system message when set
     prompt: str = "full"  # full: the study's prompt | compact: the same content without its frame (CPU presets)
+    memory: str = "last_k"  # the past turns the prompt shows: last_k (history_k of them) | full (agent.memory)
 
 
 @dataclass
@@ -210,6 +213,110 @@ class AgentgenConfig:
 
 ConfigStore.instance().store(name="agentgen_schema", node=AgentgenConfig)
 
+PROFILE_POLICIES = ("expert", "random", "model")
+
+
+@dataclass
+class ProfileConfig:
+    """``profile.*`` keys of a task=profile job."""
+
+    policy: str = "expert"  # expert | random | model | <model dir or job output dir>
+    episodes: int = 128  # trajectories per env (papers.md A)
+    tmax: int = 50  # step cap per trajectory; a failure counts as tmax steps (papers.md A)
+    split: str = "train"  # which instances: train or test
+    seed_start: int = 0  # episodes play env seeds seed_start .. seed_start + episodes - 1
+    temperature: float | None = None  # model policy sampling temperature; null = rollout.temperature
+
+
+def profile_config(cfg: Any) -> ProfileConfig:
+    """The job's ``profile`` node (absent keys take the defaults), checked."""
+    node = cfg.get("profile") if hasattr(cfg, "get") else None
+    raw: dict[str, Any] = {}
+    if node is not None:
+        raw = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node)
+    known = {f.name for f in fields(ProfileConfig)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(
+            f"profile has unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(known))}."
+        )
+    pc = ProfileConfig(**raw)
+    if not isinstance(pc.policy, str) or not pc.policy:
+        raise ConfigError(
+            f"profile.policy={pc.policy!r} is invalid; valid: {', '.join(PROFILE_POLICIES)} or a model path."
+        )
+    if pc.policy not in PROFILE_POLICIES and not Path(pc.policy).exists():
+        raise ConfigError(
+            f"profile.policy={pc.policy!r} is neither a policy ({', '.join(PROFILE_POLICIES)}) nor an existing model "
+            "directory or job output dir."
+        )
+    for key in ("episodes", "tmax"):
+        value = getattr(pc, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"profile.{key}={value!r} is invalid: it must be a positive integer.")
+    if pc.split not in ("train", "test"):
+        raise ConfigError(f"profile.split={pc.split!r} is invalid; valid: train, test.")
+    if isinstance(pc.seed_start, bool) or not isinstance(pc.seed_start, int) or pc.seed_start < 0:
+        raise ConfigError(f"profile.seed_start={pc.seed_start!r} is invalid: it must be an integer >= 0.")
+    if pc.temperature is not None and (not isinstance(pc.temperature, (int, float)) or pc.temperature < 0):
+        raise ConfigError(f"profile.temperature={pc.temperature!r} is invalid: it must be >= 0 or null.")
+    return pc
+
+
+# --------------------------------------------------------------------------- an env's config in a job
+def env_config(cfg: DictConfig, name: str, for_eval: bool = False) -> DictConfig:
+    """The config of env ``name``: the training env's own (with the user's overrides) when it is one,
+    otherwise conf/env/<name>.yaml; for evaluation, ``eval.env_overrides[name]`` on top (e.g. train on the
+    easy split, evaluate on the hard one); the chosen difficulty's params merged in, then the model's
+    ``env_params[name]``; debug caps and the model's ``max_response_tokens`` applied."""
+    if name in cfg.env:
+        node = copy.deepcopy(cfg.env[name])
+    else:
+        node = OmegaConf.merge(OmegaConf.structured(EnvConfig), OmegaConf.load(CONF_DIR / "env" / f"{name}.yaml"))
+    if for_eval and name in cfg.eval.env_overrides:
+        node = OmegaConf.merge(node, cfg.eval.env_overrides[name])
+    if node.difficulty != "all":
+        if node.difficulty not in node.difficulties:
+            raise ValueError(f"env.{name}.difficulty={node.difficulty!r} is invalid; valid: all, "
+                             f"{', '.join(node.difficulties)}")
+        merged = {**OmegaConf.to_container(node.params, resolve=True),
+                  **OmegaConf.to_container(node.difficulties[node.difficulty], resolve=True)}
+        with open_dict(node):
+            node.params = merged
+    model_params = (cfg.model.get("env_params") or {}).get(name)
+    if model_params:  # the preset's choice, unless the user set that key (its value differs from the env's file)
+        chosen = {k: v for k, v in OmegaConf.to_container(model_params, resolve=True).items()
+                  if node.params.get(k) == _env_file_params(name).get(k)}
+        with open_dict(node):
+            node.params = OmegaConf.merge(node.params, chosen)
+    dbg = cfg.get("debug") or {}
+    if dbg.get("max_steps"):
+        node.max_steps = min(node.max_steps, int(dbg.max_steps))
+    if dbg.get("max_response_tokens"):
+        node.max_response_tokens = min(node.max_response_tokens, int(dbg.max_response_tokens))
+    if cfg.model.get("max_response_tokens"):  # the model preset's own cap (a small model's answers are short)
+        node.max_response_tokens = min(node.max_response_tokens, int(cfg.model.max_response_tokens))
+    return node
+
+
+@lru_cache(maxsize=None)
+def _env_file_params(name: str) -> dict[str, Any]:
+    """conf/env/<name>.yaml's own params: what a key is when nobody (command line, experiment file) set it."""
+    return OmegaConf.to_container(OmegaConf.load(CONF_DIR / "env" / f"{name}.yaml").get("params", {}), resolve=True)
+
+
+def instance_subset(ec, split: str) -> list[int] | None:
+    """Seeds of the instances ``env.<name>.instances`` selects ("difficulty.json:easy"), for ``split``."""
+    if not ec.get("instances"):
+        return None
+    path, _, level = str(ec.instances).rpartition(":")
+    data = json.loads(Path(path).read_text())
+    seeds = data.get(split, {}).get(level)
+    if not seeds:
+        raise ValueError(f"{path} has no {split!r} instances at level {level!r}; levels there: "
+                         f"{', '.join(data.get(split, {}))}")
+    return [int(x) for x in seeds]
+
 
 # --------------------------------------------------------------------------- validation
 def group_options(group: str) -> list[str]:
@@ -319,8 +426,6 @@ def validate(cfg: DictConfig) -> None:
         validate_augment(cfg.augment)
         validate_algo_config(cfg.algo)
         if cfg.task == "profile":
-            from agentgen.profile import profile_config
-
             profile_config(cfg)
     except ConfigError:
         raise
@@ -379,8 +484,6 @@ def _validate_machine_values(cfg: DictConfig) -> None:
     if cfg.sft.name != "none" and cfg.sft.data_dir:
         _need(Path(str(cfg.sft.data_dir)).expanduser().is_dir(), f"sft.data_dir={cfg.sft.data_dir} does not exist; "
               "give the output dir of an earlier job that wrote expert data (its sft_data/), or null to collect it.")
-    from agentgen.run import env_config
-
     train = list(cfg.env) + [str(st.get("env")) for st in (cfg.get("stages") or [])]
     for name in dict.fromkeys(train + list(cfg.eval.envs)):
         for split in (["train"] if name in train else []) + (["test"] if name in cfg.eval.envs else []):

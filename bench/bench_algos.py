@@ -71,16 +71,18 @@ class Setup:
         self.pools = {split: EnvPool("sokoban", kwargs, split=split, num_slots=64, num_workers=0)
                       for split in ("train", "test")}
 
-    def runner(self, split: str):
+    def runner(self, split: str, temperature: float, top_p: float = 1.0, top_k: int = 0):
+        from agentgen.rollout.policy import ModelPolicy
         from agentgen.rollout.runner import EpisodeRunner
 
-        return EpisodeRunner(self.pools[split], self.generator, self.tokenizer, self.prompts,
-                             self.ec.max_prompt_tokens, self.ec.max_response_tokens, self.ec.max_steps)
+        policy = ModelPolicy(self.generator, self.tokenizer, self.prompts, self.ec.max_prompt_tokens,
+                             self.ec.max_response_tokens, temperature, top_p, top_k)
+        return EpisodeRunner(self.pools[split], policy, self.ec.max_steps)
 
     def rollout(self, specs, step):
         r = self.cfg.rollout
-        return self.runner("train").run([dataclasses.replace(s, env="sokoban") for s in specs], r.temperature,
-                                        r.top_p, r.top_k)
+        return self.runner("train", r.temperature, r.top_p, r.top_k).run(
+            [dataclasses.replace(s, env="sokoban") for s in specs])
 
     def trainer(self):
         from agentgen.trainer.rl import RLTrainer
@@ -91,7 +93,7 @@ class Setup:
     def evaluate(self, episodes: int) -> float:
         from agentgen.rollout.runner import EpisodeSpec, episode_metrics
 
-        eps = self.runner("test").run([EpisodeSpec("sokoban", i) for i in range(episodes)], self.cfg.eval.temperature)
+        eps = self.runner("test", self.cfg.eval.temperature).run([EpisodeSpec("sokoban", i) for i in range(episodes)])
         return episode_metrics(eps)["success_rate"]
 
     def close(self):

@@ -72,7 +72,7 @@ def test_resources_checked_against_cluster():
 
 
 def test_model_caps_every_envs_answer_budget():
-    from agentgen.run import env_config
+    from agentgen.config import env_config
 
     cfg = compose_job([])  # model=tiny: 128 tokens on top of the envs' 512 / 1024
     assert cfg.model.max_response_tokens == 128
@@ -82,8 +82,8 @@ def test_model_caps_every_envs_answer_budget():
 
 
 def test_model_env_params_reach_the_env_where_it_is_used():
+    from agentgen.config import env_config
     from agentgen.envs import make
-    from agentgen.run import env_config
 
     cfg = compose_job([])  # model=tiny: a one-move plan in Sokoban's expert thought
     assert env_config(cfg, "sokoban").params.thought_moves == 1

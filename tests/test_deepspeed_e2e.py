@@ -24,10 +24,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 def test_two_rank_deepspeed_job_with_colocated_vllm(zero, tp, tmp_path):
     from conftest import require
 
-    from agentgen.run import Job
+    from agentgen.workspace import Workspace
 
     require("vllm")
-    assert hasattr(Job, "run_split"), "the training-engine wiring of agentgen/run.py is not applied"
+    assert hasattr(Workspace, "run_split"), "the training-engine wiring of agentgen/workspace.py is not applied"
     out = tmp_path / "run"
     env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",

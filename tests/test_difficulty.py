@@ -2,11 +2,10 @@
 reach the env and the instances honour them; evaluation can use another level than training."""
 
 from agentgen.augment import env_kwargs
-from agentgen.config import validate
+from agentgen.config import env_config, validate
 from agentgen.envs import make
 from agentgen.envs.webshop.env import goal_requirements
 from agentgen.preflight import compose_job
-from agentgen.run import env_config
 
 
 def built(overrides, name, for_eval=False, split="train"):

@@ -7,8 +7,9 @@ import json
 
 import pytest
 
+from agentgen.config import env_config, instance_subset
+from agentgen.phases.rl import step_turn_limit as _turn_limit
 from agentgen.preflight import compose_job
-from agentgen.run import _turn_limit, env_config, instance_subset
 
 
 @pytest.mark.parametrize("rounds,limits", [

@@ -10,19 +10,11 @@ import pytest
 from agentgen.agent.prompt import FORMAT_THINK, PromptBuilder
 from agentgen.augment import WRAPPER_TARGET, parse_settings
 from agentgen.augment.vocab import SOKOBAN_OBJECTS, SOKOBAN_PLACES, with_article
-from agentgen.config import ConfigError
+from agentgen.config import ConfigError, profile_config
 from agentgen.envs.pool import EnvPool
 from agentgen.envs.sokoban import SokobanEnv, parse_grid, solve
-from agentgen.profile import (
-    EPISODES_FILE,
-    PROFILE_FILE,
-    compose_config,
-    main,
-    play_scripted,
-    profile_config,
-    run_profile,
-    summarize,
-)
+from agentgen.phases.profile import EPISODES_FILE, PROFILE_FILE, play_scripted, summarize
+from agentgen.profile import compose_config, main, run_profile
 
 # Two hand-made rooms: even seeds play A (solved by Right, Right), odd seeds play B (the box is stuck in
 # a corner: no solution, so the expert has no action and the trajectory fails at once).

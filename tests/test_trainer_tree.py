@@ -18,6 +18,7 @@ from agentgen.augment import env_kwargs
 from agentgen.envs.pool import EnvPool
 from agentgen.preflight import compose_job
 from agentgen.rollout.hf import HFGenerator
+from agentgen.rollout.policy import ModelPolicy
 from agentgen.rollout.runner import EpisodeRunner, EpisodeSpec
 from agentgen.trainer.tree import TreeRollout
 
@@ -81,8 +82,9 @@ class RandomAdmissiblePolicy:
         return out
 
 
-def make_runner(pool, generator, tokenizer, max_turns: int = 6) -> EpisodeRunner:
-    return EpisodeRunner(pool, generator, tokenizer, PromptBuilder(think=True, history_k=2), 4096, 24, max_turns)
+def make_runner(pool, generator, tokenizer, max_turns: int = 6, temperature: float = 1.0) -> EpisodeRunner:
+    policy = ModelPolicy(generator, tokenizer, PromptBuilder(think=True, history_k=2), 4096, 24, temperature)
+    return EpisodeRunner(pool, policy, max_turns)
 
 
 def continuation(episode, depth: int, index: int = 0) -> EpisodeSpec:
@@ -96,15 +98,15 @@ def test_continuing_a_deterministic_policy_reproduces_the_chain_suffix(policy, p
     inner = HFGenerator(model, tokenizer, batch_size=8) if policy == "tiny_greedy" else \
         RandomAdmissiblePolicy(tokenizer, deterministic=True)
     gen = CountingGenerator(inner)
-    runner = make_runner(pool, gen, tokenizer)
-    chains = runner.run([EpisodeSpec("sokoban", seed, g) for g, seed in enumerate([11, 12, 13])], temperature=0.0)
+    runner = make_runner(pool, gen, tokenizer, temperature=0.0)
+    chains = runner.run([EpisodeSpec("sokoban", seed, g) for g, seed in enumerate([11, 12, 13])])
     long_chains = [e for e in chains if e.steps >= 3]
     assert long_chains, [e.steps for e in chains]
     if policy == "random_admissible":  # the state really moves, so the replay has something to restore
         assert any(not t.invalid for e in chains for t in e.turns)
     gen.prompts.clear()
     specs = [continuation(e, d, i) for i, (e, d) in enumerate((e, d) for e in long_chains for d in (1, e.steps - 1))]
-    conts = runner.run(specs, temperature=0.0)
+    conts = runner.run(specs)
     assert len(conts) == len(specs)
     new_turns = 0
     for spec, cont in zip(specs, conts):
@@ -126,10 +128,10 @@ def test_continuing_a_deterministic_policy_reproduces_the_chain_suffix(policy, p
 def test_turn_limit_counts_the_replayed_prefix(pool, tiny):
     _, tokenizer = tiny
     runner = make_runner(pool, RandomAdmissiblePolicy(tokenizer, deterministic=False, seed=3), tokenizer, max_turns=6)
-    chains = [e for e in runner.run([EpisodeSpec("sokoban", s, s) for s in range(20, 28)], 1.0) if e.steps >= 4]
+    chains = [e for e in runner.run([EpisodeSpec("sokoban", s, s) for s in range(20, 28)]) if e.steps >= 4]
     assert chains
     runner.max_turns = 4
-    conts = runner.run([continuation(e, 3, i) for i, e in enumerate(chains)], 1.0)
+    conts = runner.run([continuation(e, 3, i) for i, e in enumerate(chains)])
     for c in conts:
         assert c.prefix_steps == 3 and c.steps == 1  # one new step fits under the limit of 4
         assert c.success or c.truncated
@@ -138,12 +140,12 @@ def test_turn_limit_counts_the_replayed_prefix(pool, tiny):
 def test_a_replay_that_cannot_restore_the_prefix_aborts_only_its_own_continuation(pool, tiny):
     _, tokenizer = tiny
     runner = make_runner(pool, RandomAdmissiblePolicy(tokenizer, deterministic=False, seed=5), tokenizer, max_turns=6)
-    chains = runner.run([EpisodeSpec("sokoban", s, s) for s in range(40, 52)], 1.0)
+    chains = runner.run([EpisodeSpec("sokoban", s, s) for s in range(40, 52)])
     finished = next(e for e in chains if e.success or e.steps == 6)  # success or the env's step limit
     ok = next(e for e in chains if e.steps >= 3 and e is not finished)
     ended = continuation(finished, finished.steps, 0)  # the whole episode: nothing left to continue
     elsewhere = dataclasses.replace(continuation(ok, 2, 1), seed=ok.spec.seed + 1000)  # another puzzle
-    conts = runner.run([ended, elsewhere, continuation(ok, 1, 2)], 1.0)
+    conts = runner.run([ended, elsewhere, continuation(ok, 1, 2)])
     by_index = {c.spec.meta["expansion"]: c for c in conts}
     assert by_index[0].aborted and by_index[0].turns == [] and by_index[0].final_info["replay_done_early"]
     assert by_index[1].aborted and by_index[1].turns == [] and by_index[1].replay_mismatches == 1
@@ -158,7 +160,7 @@ def test_forest_on_sokoban_has_M_LN_plus_1_leaves_and_one_generation_per_node(M,
     runner = make_runner(pool, gen, tokenizer)
 
     def rollout(specs, step):
-        return runner.run([dataclasses.replace(s, env="sokoban") for s in specs], 1.0)
+        return runner.run([dataclasses.replace(s, env="sokoban") for s in specs])
 
     forest = TreeRollout(M, N, L, rollout, run_seed=0).build(seeds=[101, 102, 103], step=0)
     for _, search in forest.live():

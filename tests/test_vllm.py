@@ -54,8 +54,8 @@ def run_checks(out_dir: Path) -> dict:
     from agentgen.rollout.hf import HFGenerator
     from agentgen.rollout.runner import EpisodeSpec
     from agentgen.rollout.vllm import VLLMGenerator
-    from agentgen.run import Job
     from agentgen.trainer.engine import make_engine
+    from agentgen.workspace import Workspace
 
     cfg = compose_job(OVERRIDES + ["trainer.lr=0.003"])
     model, tok, _ = load_policy(cfg.model)
@@ -67,7 +67,7 @@ def run_checks(out_dir: Path) -> dict:
         result["seconds"][name] = round(now - clock[0], 2)
         clock[0] = now
 
-    job = Job(cfg, out_dir)
+    job = Workspace(cfg, out_dir)
     job.tokenizer = tok
     job.generator = gen = make_generator(cfg.rollout, model, tok)
     result["generator"] = type(gen).__name__
@@ -75,7 +75,8 @@ def run_checks(out_dir: Path) -> dict:
     assert isinstance(gen, VLLMGenerator)
     hf = HFGenerator(model, tok)
     try:
-        episodes = job.runner("sokoban", "train", 4).run([EpisodeSpec("sokoban", seed=s) for s in range(4)], 1.0)
+        runner = job.runner("sokoban", "train", 4, temperature=1.0)
+        episodes = runner.run([EpisodeSpec("sokoban", seed=s) for s in range(4)])
         result["episodes"] = len(episodes)
         result["turns"] = sum(e.steps for e in episodes)
         result["response_tokens"] = sum(len(t.response_ids) for e in episodes for t in e.turns)

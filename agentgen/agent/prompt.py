@@ -9,8 +9,10 @@ the frame is cheap, on 2 cores every prompt token is paid for in every rollout a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from agentgen.agent.memory import Memory, make_memory
 
 DEFAULT_SYSTEM = "You are an agent acting in a text-based environment. Reach the goal in as few steps as you can."
 FORMAT_THINK = ("First think step by step inside <think> </think>, then give exactly one action inside "
@@ -28,6 +30,11 @@ class PromptBuilder:
     history_k: int = 2
     system_prompt: str | None = None
     compact: bool = False
+    memory_name: str = "last_k"  # agent.memory: which past turns the prompt shows (agentgen.agent.memory)
+    memory: Memory = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.memory = make_memory(self.memory_name, self.history_k)
 
     @classmethod
     def from_config(cls, cfg: Any) -> PromptBuilder:
@@ -37,19 +44,19 @@ class PromptBuilder:
         if style not in PROMPT_STYLES:
             raise ValueError(f"agent.prompt={style!r} is invalid; valid: {', '.join(PROMPT_STYLES)}")
         return cls(think=bool(cfg.think), history_k=int(agent.history_k), system_prompt=agent.system_prompt,
-                   compact=style == "compact")
+                   compact=style == "compact", memory_name=str(agent.get("memory", "last_k")))
 
     def user_message(self, instruction: str, task: str, history: list[tuple[str, str]], observation: str,
-                     admissible: list[str] | None, history_k: int | None = None) -> str:
-        k = self.history_k if history_k is None else history_k
+                     admissible: list[str] | None, limit: int | None = None) -> str:
+        """The turn's user message; ``limit`` caps the past turns shown (the model policy's token budget)."""
+        recent = self.memory.recall(history, limit)
         if self.compact:
-            return self._compact_message(instruction, task, history[-k:] if k > 0 else [], observation, admissible)
+            return self._compact_message(instruction, task, recent, observation, admissible)
         parts = []
         if instruction:
             parts.append(instruction.strip())
         if task:
             parts.append(f"Your task: {task.strip()}")
-        recent = history[-k:] if k > 0 else []
         if recent:
             start = len(history) - len(recent) + 1
             lines = [f"Previous steps (last {len(recent)}):"]

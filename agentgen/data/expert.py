@@ -21,57 +21,20 @@ import json
 import os
 from pathlib import Path
 
-from agentgen.agent.parser import format_response
 from agentgen.agent.prompt import PromptBuilder
-from agentgen.console import progress
+from agentgen.rollout.policy import ExpertPolicy
+from agentgen.rollout.runner import EpisodeRunner, EpisodeSpec
 
 
 def collect(pool, env_name: str, seeds: list[int], prompts: PromptBuilder, max_turns: int,
             desc: str | None = None) -> list[dict]:
-    """Play ``seeds`` with the env's expert through ``pool`` and return the chat records."""
-    records: list[dict] = []
-    pending = list(seeds)[::-1]
-    bar = progress(len(seeds), desc or f"expert data {env_name}", unit="episode", leave=False)  # SFT's prelude
-    while pending:
-        batch = {slot: pending.pop() for slot in range(min(pool.num_slots, len(pending)))}
-        resets = pool.reset(batch)
-        instr = pool.call(list(batch), "instruction")
-        state = {s: {"obs": o, "info": i, "hist": [], "recs": []} for s, (o, i) in resets.items()}
-        active = set(batch)
-        while active:
-            slots = sorted(active)
-            acts = pool.expert_actions(slots)
-            thoughts = pool.expert_thoughts(slots) if prompts.think else {s: None for s in slots}
-            step_actions = {}
-            for s in slots:
-                st = state[s]
-                action = acts[s]
-                if action is None:  # the expert has nothing to say: end this trajectory here
-                    active.discard(s)
-                    continue
-                user = prompts.user_message(instr[s] or "", st["info"].get("task", ""), st["hist"], st["obs"],
-                                            st["info"].get("admissible_actions"))
-                st["recs"].append({"env": env_name, "seed": batch[s], "step": len(st["recs"]),
-                                   "messages": prompts.messages(user) + [
-                                       {"role": "assistant", "content": format_response(action, thoughts[s],
-                                                                                        prompts.think)}]})
-                st["hist"].append((st["obs"], action))
-                step_actions[s] = action
-            if not step_actions:
-                break
-            for s, (obs, _r, done, info) in pool.step(step_actions).items():
-                st = state[s]
-                st["obs"], st["info"] = obs, info
-                if done or len(st["recs"]) >= max_turns:
-                    active.discard(s)
-                    st["success"] = bool(info.get("success"))
-        for s in batch:
-            for r in state[s]["recs"]:
-                r["success"] = bool(state[s].get("success", False))
-            records.extend(state[s]["recs"])
-            bar.update(1)
-    bar.close()
-    return records
+    """Play ``seeds`` with the env's expert through ``pool`` (the episode runner every policy goes through)
+    and return the chat records, one per turn, in the order of ``seeds``."""
+    runner = EpisodeRunner(pool, ExpertPolicy(pool, prompts), max_turns)
+    episodes = runner.run([EpisodeSpec(env=env_name, seed=s) for s in seeds], desc=desc or f"expert data {env_name}")
+    return [{"env": env_name, "seed": ep.spec.seed, "step": i,
+             "messages": prompts.messages(t.user) + [{"role": "assistant", "content": t.response}],
+             "success": bool(ep.success)} for ep in episodes for i, t in enumerate(ep.turns)]
 
 
 def write(records: list[dict], path: Path) -> None:

@@ -1,9 +1,10 @@
-"""Plays episodes: batched generation across many environment instances at once.
+"""Plays episodes: the one loop through which every policy meets the environments.
 
-Each turn, every active episode gets a fresh prompt (instruction, task, last k steps, observation,
-admissible actions), all prompts are generated in batches, the parsed actions are stepped in the env
-pool, and finished episodes free their slot for the next pending one. The result is a list of
-``Episode`` records holding every turn's prompt and response tokens, ready for training.
+RL rollouts, evaluation, the expert's SFT data and profiling all run here, so they are guaranteed to build the
+same prompts. Each turn, the ``Policy`` (``agentgen.rollout.policy``: the model, the env's scripted expert, a
+random policy) acts for every active episode at once (the model generates them as one batch), the actions are
+stepped in the env pool, and finished episodes free their slot for the next pending one. The result is a list
+of ``Episode`` records holding every turn's prompt, answer and (for the model) tokens, ready for training.
 
 An episode can also *continue* an earlier one (Tree-GRPO expansions): ``spec.meta["prefix"]`` holds the
 earlier episode's first turns; the runner resets the env with the same seed, replays their actions
@@ -18,10 +19,8 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from agentgen.agent.parser import parse_response
-from agentgen.agent.prompt import PromptBuilder
 from agentgen.console import progress
 
 log = logging.getLogger(__name__)
@@ -39,6 +38,7 @@ class Turn:
     invalid: bool
     state_key: Any = None  # the env's key of the state this turn acted in (GiGPO's anchor state)
     capped: bool = False  # the answer was cut at the token cap (trainer.health watches the share)
+    user: str = ""  # the user message of the turn's prompt (before any token truncation)
 
 
 @dataclass
@@ -61,6 +61,7 @@ class Episode:
     aborted: bool = False
     truncated: bool = False
     final_info: dict[str, Any] = field(default_factory=dict)
+    augmented: bool = False  # the env showed this episode distractors (``augment``; decided at reset)
     prefix_steps: int = 0
     replay_mismatches: int = 0  # 1 when the replay did not reproduce the prefix (the episode is aborted)
 
@@ -75,7 +76,11 @@ class Episode:
 
 
 @dataclass
-class _Active:
+class AgentState:
+    """What a policy sees of one running episode: its pool slot, the env's instruction, the current observation
+    and admissible actions, and the (observation, action) pairs so far."""
+
+    slot: int
     episode: Episode
     instruction: str
     observation: str
@@ -84,49 +89,52 @@ class _Active:
     state_key: Any = None
 
 
-class EpisodeRunner:
-    """Runs episodes of one environment through an env pool and a generator."""
+@dataclass
+class Decision:
+    """A policy's answer for one episode's turn: the text it gave, the action parsed from it and, for a model,
+    the prompt and answer tokens (what the trainer trains on)."""
 
-    def __init__(self, pool, generator, tokenizer, prompts: PromptBuilder, max_prompt_tokens: int,
-                 max_response_tokens: int, max_turns: int):
+    response: str
+    action: str | None
+    format_ok: bool = True
+    user: str = ""
+    prompt_ids: list[int] = field(default_factory=list)
+    response_ids: list[int] = field(default_factory=list)
+    capped: bool = False
+
+
+class Policy(Protocol):
+    def act(self, states: list[AgentState]) -> list[Decision | None]:
+        """One decision per state, in order; None when the policy has nothing to do there (the episode ends,
+        failed: an expert without a plan, a random policy without actions)."""
+
+
+class EpisodeRunner:
+    """Runs episodes of one environment through an env pool and a policy."""
+
+    def __init__(self, pool, policy: Policy, max_turns: int):
         self.pool = pool
-        self.generator = generator
-        self.tokenizer = tokenizer
-        self.prompts = prompts
-        self.max_prompt_tokens = max_prompt_tokens
-        self.max_response_tokens = max_response_tokens
+        self.policy = policy
         self.max_turns = max_turns
-        self.num_prompt_truncations = 0
         self.num_replayed_steps = 0  # env steps spent restoring continuation prefixes
         self.num_replay_mismatches = 0  # continuations aborted because the replay differed from the prefix
 
-    def encode_prompt(self, state: _Active) -> list[int]:
-        """Chat-template the prompt; drop history, oldest first, until it fits the token budget."""
-        k = self.prompts.history_k
-        while True:
-            user = self.prompts.user_message(state.instruction, state.episode.task, state.history,
-                                             state.observation, state.admissible, history_k=k)
-            ids = self.tokenizer.apply_chat_template(self.prompts.messages(user), add_generation_prompt=True,
-                                                     tokenize=True, return_dict=False)
-            if hasattr(ids, "input_ids"):
-                ids = ids["input_ids"]
-            ids = list(ids)
-            if len(ids) <= self.max_prompt_tokens or k == 0:
-                break
-            k -= 1
-        if len(ids) > self.max_prompt_tokens:  # last resort: keep the end (observation and format rules)
-            self.num_prompt_truncations += 1
-            ids = ids[-self.max_prompt_tokens:]
-        return ids
-
-    def run(self, specs: list[EpisodeSpec], temperature: float, top_p: float = 1.0, top_k: int = 0,
-            desc: str | None = None, on_episode: Callable[[Episode], None] | None = None) -> list[Episode]:
+    def run(self, specs: list[EpisodeSpec], desc: str | None = None,
+            on_episode: Callable[[Episode], None] | None = None) -> list[Episode]:
         pending = deque(enumerate(specs))
         free = list(range(self.pool.num_slots))[::-1]
-        active: dict[int, tuple[int, _Active]] = {}
+        active: dict[int, tuple[int, AgentState]] = {}
         results: list[Episode | None] = [None] * len(specs)
         # a transient bar when ``desc`` names one (rollouts and evaluations have their phase's bars instead)
         bar = progress(len(specs), desc or "episodes", unit="episode", leave=False, show=None if desc else False)
+
+        def finish(slot: int) -> None:
+            i, st = active.pop(slot)
+            results[i] = st.episode
+            free.append(slot)
+            bar.update(1)
+            if on_episode:
+                on_episode(st.episode)
         while pending or active:
             starting: dict[int, tuple[int, EpisodeSpec]] = {}
             while free and pending:
@@ -136,39 +144,30 @@ class EpisodeRunner:
                 instructions = self.pool.call(list(starting), "instruction")
                 for slot, (obs, info) in resets.items():
                     i, spec = starting[slot]
-                    ep = Episode(spec=spec, task=info.get("task", ""))
-                    active[slot] = (i, _Active(ep, instructions[slot] or "", obs, info.get("admissible_actions"),
-                                               state_key=info.get("state_key")))
+                    ep = Episode(spec=spec, task=info.get("task", ""), augmented=bool(info.get("augmented", False)))
+                    active[slot] = (i, AgentState(slot, ep, instructions[slot] or "", obs,
+                                                  info.get("admissible_actions"), state_key=info.get("state_key")))
                 prefixes = {slot: spec.meta["prefix"] for slot, (_, spec) in starting.items()
                             if spec.meta.get("prefix")}
                 for slot in self._replay(prefixes, {slot: active[slot][1] for slot in prefixes}):
-                    i, st = active.pop(slot)  # the replay could not restore the state: abort, free the slot
-                    results[i] = st.episode
-                    free.append(slot)
-                    bar.update(1)
-                    if on_episode:
-                        on_episode(st.episode)
+                    finish(slot)  # the replay could not restore the state: aborted, the slot is free again
             if not active:
                 continue
             slots = list(active)
-            prompt_ids = [self.encode_prompt(active[s][1]) for s in slots]
-            responses = self.generator.generate(prompt_ids, self.max_response_tokens, temperature, top_p, top_k)
-            actions: dict[int, str | None] = {}
-            parsed = {}
-            for slot, ids in zip(slots, responses):
-                text = self.tokenizer.decode(ids, skip_special_tokens=True)
-                p = parse_response(text, self.prompts.think)
-                parsed[slot] = (text, p)
-                actions[slot] = p.action
-            steps = self.pool.step(actions)
-            for slot, pids, rids in zip(slots, prompt_ids, responses):
-                i, st = active[slot]
+            decisions = dict(zip(slots, self.policy.act([active[s][1] for s in slots])))
+            for slot in [s for s in slots if decisions[s] is None]:
+                finish(slot)  # the policy has nothing to do here: the episode ends, failed
+            acting = {slot: d for slot, d in decisions.items() if d is not None}
+            if not acting:
+                continue
+            steps = self.pool.step({slot: d.action for slot, d in acting.items()})
+            for slot, d in acting.items():
+                st = active[slot][1]
                 obs, reward, done, info = steps[slot]
-                text, p = parsed[slot]
-                st.episode.turns.append(Turn(pids, rids, text, p.action, float(reward), st.observation, p.format_ok,
-                                             bool(info.get("invalid_action", False)), st.state_key,
-                                             len(rids) >= self.max_response_tokens))
-                st.history.append((st.observation, p.action if p.action is not None else text.strip()[:200]))
+                st.episode.turns.append(Turn(d.prompt_ids, d.response_ids, d.response, d.action, float(reward),
+                                             st.observation, d.format_ok, bool(info.get("invalid_action", False)),
+                                             st.state_key, d.capped, d.user))
+                st.history.append((st.observation, d.action if d.action is not None else d.response.strip()[:200]))
                 st.observation, st.admissible, st.state_key = obs, info.get("admissible_actions"), info.get("state_key")
                 ep = st.episode
                 if not done and ep.prefix_steps + len(ep.turns) >= self.max_turns:
@@ -178,16 +177,11 @@ class EpisodeRunner:
                     ep.aborted = bool(info.get("aborted", False))
                     ep.truncated = ep.truncated or bool(info.get("truncated", False))
                     ep.final_info = {k: v for k, v in info.items() if k not in ("admissible_actions", "state_key")}
-                    results[i] = ep
-                    del active[slot]
-                    free.append(slot)
-                    bar.update(1)
-                    if on_episode:
-                        on_episode(ep)
+                    finish(slot)
         bar.close()
         return [r for r in results if r is not None]
 
-    def _replay(self, prefixes: dict[int, list[Turn]], states: dict[int, _Active]) -> list[int]:
+    def _replay(self, prefixes: dict[int, list[Turn]], states: dict[int, AgentState]) -> list[int]:
         """Step each slot through its prefix's actions (one batched pool step per depth) and rebuild the
         agent's history from the stored turns. Returns the slots whose replay failed; those episodes are
         marked aborted.

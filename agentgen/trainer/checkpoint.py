@@ -253,3 +253,18 @@ def restore_training(path: Path, optimizer) -> None:
         optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))
     if (path / "rng.pt").exists():
         _set_rng_state(torch.load(path / "rng.pt", weights_only=False))
+
+
+def resolve(src: Path) -> str:
+    """The checkpoint to load from ``src``: a job output dir's newest complete checkpoint, or a model directory."""
+    point = resume_point(src, quiet=True)
+    if point.path:
+        return str(point.path)
+    if (src / "config.json").exists():
+        return str(src)
+    if point.rejected:  # e.g. checkpoints saved before manifests existed: name them and the way around
+        why = "; ".join(f"{r['checkpoint']}: {r['reason']}" for r in point.rejected)
+        example = ckpt_root(src) / point.rejected[0]["checkpoint"]
+        raise FileNotFoundError(f"{src} has no complete checkpoint ({why}); to use one anyway, point init_from "
+                                f"at its directory, e.g. init_from={example}")
+    raise FileNotFoundError(f"{src} is neither a job output dir with checkpoints nor a model directory")
