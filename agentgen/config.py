@@ -21,7 +21,10 @@ from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 
 from agentgen.errors import ConfigError
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONF_DIR = REPO_ROOT / "conf"
+SWEEPS_DIR = REPO_ROOT / "sweeps"
+SWEEP_GROUP = SWEEPS_DIR.name  # `+sweeps=<file>` selects sweeps/<file>.yaml
 TASKS = ("train", "eval", "profile", "split", "plan")
 
 
@@ -657,8 +660,6 @@ def _validate_resources(cfg: DictConfig) -> None:
 
 def _group_dir(group: str) -> tuple[Path, str]:
     """(folder, how to name it) of a config group: conf/<group>/, or sweeps/ for +sweeps=."""
-    from agentgen.cluster.sweep import SWEEP_GROUP, SWEEPS_DIR
-
     if group == SWEEP_GROUP:
         return SWEEPS_DIR, "sweeps/"
     return CONF_DIR / group, f"conf/{group}/"

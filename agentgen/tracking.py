@@ -11,6 +11,7 @@ modeling choices are top-level config keys and tags (``dashboard_config``).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -213,8 +214,6 @@ class Tracker:
         """Trajectory samples as an incremental table (rows appended across evaluations)."""
         if not self.run or not rows:
             return
-        from agentgen.report.wandb_tables import TrajectorySampleTable
-
         if key not in self._tables:
             self._tables[key] = TrajectorySampleTable(self.run, key=key)
         self._tables[key].log(step, rows)
@@ -228,3 +227,39 @@ class Tracker:
         if self.run:
             self.run.finish(exit_code=1 if failed else 0)
             self.run = None
+
+
+TRAJECTORY_COLUMNS = ("step", "env", "split", "seed", "success", "return", "turns", "trajectory")
+
+
+class TrajectorySampleTable:
+    """Trajectory samples of a run as one incremental wandb table: ``log(step, samples)`` appends the
+    samples of that evaluation (dicts keyed by ``columns``; missing keys are left empty)."""
+
+    def __init__(self, run: Any = None, key: str = "samples/trajectories",
+                 columns: Sequence[str] = TRAJECTORY_COLUMNS, step_key: str = STEP_METRIC) -> None:
+        import wandb
+
+        self.run = run or wandb.run
+        if self.run is None:
+            raise RuntimeError("TrajectorySampleTable needs a wandb run: call wandb.init(...) first or pass run=")
+        self.key, self.columns, self.step_key = key, list(columns), step_key
+        self.table = wandb.Table(columns=self.columns, log_mode="INCREMENTAL", allow_mixed_types=True)
+        self.rows_logged = 0
+
+    def log(self, step: int, samples: Sequence[Mapping[str, Any]]) -> None:
+        unknown = sorted({k for s in samples for k in s} - set(self.columns))
+        if unknown:
+            raise ValueError(f"trajectory sample keys {unknown} are not columns of {self.key!r}; "
+                             f"valid columns: {', '.join(self.columns)}")
+        for sample in samples:
+            row = {**sample, "step": sample.get("step", step)} if "step" in self.columns else sample
+            self.table.add_data(*[_cell(row.get(c)) for c in self.columns])
+        self.run.log({self.key: self.table, self.step_key: step})
+        self.rows_logged += len(samples)
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, ensure_ascii=False)
+    return value

@@ -26,9 +26,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SWEEPS_DIR = REPO_ROOT / "sweeps"
-SWEEP_GROUP = SWEEPS_DIR.name  # `+sweeps=<file>` selects sweeps/<file>.yaml
+from agentgen.config import REPO_ROOT, SWEEP_GROUP, SWEEPS_DIR  # noqa: F401  (the sweep files' home, re-exported)
 
 
 class SweepError(ValueError):

@@ -7,7 +7,7 @@ from typing import Any
 
 from agentgen import console
 from agentgen.config import instance_subset
-from agentgen.rollout.runner import Episode, EpisodeSpec, episode_metrics
+from agentgen.episode import Episode, EpisodeSpec, episode_metrics
 from agentgen.workspace import Workspace
 
 

@@ -17,8 +17,8 @@ from agentgen import console, dist
 from agentgen.algos.schedule import turn_limit
 from agentgen.cluster import preemption
 from agentgen.config import instance_subset
+from agentgen.episode import Episode, EpisodeSpec, episode_metrics
 from agentgen.phases.evaluate import evaluate
-from agentgen.rollout.runner import Episode, EpisodeSpec, episode_metrics
 from agentgen.trainer import checkpoint as ckpt
 from agentgen.trainer.health import Diverged
 from agentgen.trainer.rl import RLTrainer

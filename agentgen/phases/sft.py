@@ -9,9 +9,9 @@ from pathlib import Path
 
 from agentgen import console
 from agentgen.data import expert
+from agentgen.episode import EpisodeSpec
 from agentgen.models.loader import load_policy
 from agentgen.rollout import make_generator
-from agentgen.rollout.runner import EpisodeSpec
 from agentgen.trainer import checkpoint as ckpt
 from agentgen.trainer.sft import sft_schedule, train_sft
 from agentgen.workspace import Workspace

@@ -6,7 +6,7 @@ import json
 import logging
 from typing import Any
 
-from agentgen.rollout.runner import EpisodeSpec
+from agentgen.episode import EpisodeSpec
 from agentgen.workspace import Workspace
 
 log = logging.getLogger("agentgen")

@@ -15,18 +15,18 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from agentgen.report.aggregate import Settings, SweepAggregate
 from agentgen.report.document import Report
 from agentgen.report.schema import RunSummary, SummaryError
-from agentgen.report.sources import EVAL_PREFIX, STEP_KEY, SUMMARY_FILE
+from agentgen.report.sources import EVAL_PREFIX, SUMMARY_FILE
+from agentgen.tracking import TRAJECTORY_COLUMNS, TrajectorySampleTable  # noqa: F401  (re-exported)
 
 FINAL_PREFIX = "final/"
 
-TRAJECTORY_COLUMNS = ("step", "env", "split", "seed", "success", "return", "turns", "trajectory")
 
 
 def _wandb():
@@ -67,38 +67,6 @@ def log_report_tables(report: Report, run: Any = None, images: bool = True) -> d
         if row.delta is not None:
             run.summary[f"report/delta_ood/{agg.choice_label(row.choice)}/{row.train_label}"] = row.delta
     return payload
-
-
-class TrajectorySampleTable:
-    """Trajectory samples of a run as one incremental wandb table: ``log(step, samples)`` appends the
-    samples of that evaluation (dicts keyed by ``columns``; missing keys are left empty)."""
-
-    def __init__(self, run: Any = None, key: str = "samples/trajectories",
-                 columns: Sequence[str] = TRAJECTORY_COLUMNS, step_key: str = STEP_KEY) -> None:
-        wandb = _wandb()
-        self.run = run or wandb.run
-        if self.run is None:
-            raise RuntimeError("TrajectorySampleTable needs a wandb run: call wandb.init(...) first or pass run=")
-        self.key, self.columns, self.step_key = key, list(columns), step_key
-        self.table = wandb.Table(columns=self.columns, log_mode="INCREMENTAL", allow_mixed_types=True)
-        self.rows_logged = 0
-
-    def log(self, step: int, samples: Sequence[Mapping[str, Any]]) -> None:
-        unknown = sorted({k for s in samples for k in s} - set(self.columns))
-        if unknown:
-            raise ValueError(f"trajectory sample keys {unknown} are not columns of {self.key!r}; "
-                             f"valid columns: {', '.join(self.columns)}")
-        for sample in samples:
-            row = {**sample, "step": sample.get("step", step)} if "step" in self.columns else sample
-            self.table.add_data(*[_cell(row.get(c)) for c in self.columns])
-        self.run.log({self.key: self.table, self.step_key: step})
-        self.rows_logged += len(samples)
-
-
-def _cell(value: Any) -> Any:
-    if isinstance(value, (list, dict)):
-        return json.dumps(value, ensure_ascii=False)
-    return value
 
 
 def run_summary_metrics(summary: Mapping[str, Any], settings: Settings | None = None) -> dict[str, float]:

@@ -45,8 +45,8 @@ from agentgen.algos.losses import entropy_from_logits, kl_divergence, kl_penalty
 from agentgen.algos.registry import validate_algo_config
 from agentgen.algos.schedule import schedule_from_config
 from agentgen.algos.stepwise import step_advantages
+from agentgen.episode import Episode, EpisodeSpec, Turn
 from agentgen.errors import ConfigError
-from agentgen.rollout.runner import Episode, EpisodeSpec, Turn
 from agentgen.trainer.batch import Sample, chunks, collate, response_logits, token_logprobs
 from agentgen.trainer.critic import ValueModel, _right_aligned
 from agentgen.trainer.engine import make_engine

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from agentgen.algos.tree import TreeNode, TreeSearch
-from agentgen.rollout.runner import Episode, EpisodeSpec
+from agentgen.episode import Episode, EpisodeSpec
 
 RolloutFn = Callable[[list[EpisodeSpec], int], list[Episode]]
 
