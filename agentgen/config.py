@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 
+from agentgen.agent.memory import MEMORIES
 from agentgen.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -466,6 +467,8 @@ def _validate_machine_values(cfg: DictConfig) -> None:
     _need(cfg.agent.prompt in PROMPT_STYLES,
           f"agent.prompt={cfg.agent.prompt!r} is invalid; valid: full (the study's prompt), compact (the same "
           "content without the system message, section headers and long format rules: CPU presets).")
+    _need(cfg.agent.memory in MEMORIES, f"agent.memory={cfg.agent.memory!r} is invalid; valid: last_k (the last "
+          "agent.history_k turns, the study's), full (every turn, trimmed to the prompt's token budget).")
     _positive(cfg.trainer.grad_clip, "trainer.grad_clip")
     _positive(cfg.trainer.keep_checkpoints, "trainer.keep_checkpoints")
     h = cfg.trainer.health

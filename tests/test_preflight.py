@@ -57,6 +57,7 @@ BAD = [
     ("trainer", ["trainer.grad_clip=0"], ["trainer.grad_clip=0"]),
     ("eval", ["+eval.episodes_per_env.chess=3"], ["chess", "webshop"]),
     ("agent", ["agent.history_k=-1"], ["agent.history_k=-1"]),
+    ("agent", ["agent.memory=episodic"], ["agent.memory='episodic'", "last_k", "full"]),
     ("logger", ["logger.mode=loud"], ["logger.mode='loud'", "offline"]),
     ("cluster", ["cluster=slurm_gpu"], ["cluster=slurm_gpu", "slurm_8gpu"]),
     ("cluster", ["model=llama3_1_8b_instruct", "cluster=slurm"], ["needs 8 GPU(s)", "cluster=slurm_8gpu"]),

@@ -1,0 +1,113 @@
+"""The one episode loop (agentgen.rollout.runner) and its policies: the expert's SFT records are prompted
+exactly as the model is prompted on the same states, the random policy does not depend on batching, and the
+agent's memory decides which past turns a prompt shows."""
+
+import pytest
+
+from agentgen.agent.memory import FullHistory, LastK, make_memory
+from agentgen.agent.prompt import PromptBuilder
+from agentgen.augment import env_kwargs
+from agentgen.data import expert
+from agentgen.envs.pool import EnvPool
+from agentgen.preflight import compose_job
+from agentgen.rollout.policy import ExpertPolicy, ModelPolicy, RandomPolicy
+from agentgen.rollout.runner import EpisodeRunner, EpisodeSpec
+
+SEEDS = [3, 4, 5, 6, 7]
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return compose_job(["debug=smoke"])
+
+
+@pytest.fixture
+def pool(cfg):
+    with EnvPool("sokoban", env_kwargs(cfg.env.sokoban), split="train", num_slots=3, num_workers=0) as p:
+        yield p
+
+
+class Recording:
+    """The expert's actions, while noting the token ids the model policy would have been prompted with."""
+
+    def __init__(self, pool, prompts, tokenizer):
+        self.expert = ExpertPolicy(pool, prompts)
+        self.model = ModelPolicy(None, tokenizer, prompts, 4096, 64)
+        self.prompt_ids: dict[tuple[int, int], list[int]] = {}
+
+    def act(self, states):
+        for st in states:
+            self.prompt_ids[(st.episode.spec.seed, len(st.episode.turns))] = self.model.encode_prompt(st)[0]
+        return self.expert.act(states)
+
+
+@pytest.mark.parametrize("history_k,compact", [(2, False), (0, True)])
+def test_sft_records_are_prompted_as_the_model_is(pool, cfg, history_k, compact):
+    from agentgen.models.loader import load_policy
+
+    _, tokenizer, _ = load_policy(cfg.model)
+    prompts = PromptBuilder(think=True, history_k=history_k, compact=compact)
+    records = expert.collect(pool, "sokoban", SEEDS, prompts, max_turns=8)
+    recorder = Recording(pool, prompts, tokenizer)
+    EpisodeRunner(pool, recorder, 8).run([EpisodeSpec("sokoban", s) for s in SEEDS])
+    assert len(records) == len(recorder.prompt_ids) > len(SEEDS)  # several turns per episode
+    for r in records:
+        ids = tokenizer.apply_chat_template(r["messages"][:-1], add_generation_prompt=True, tokenize=True,
+                                            return_dict=False)
+        assert list(ids) == recorder.prompt_ids[(r["seed"], r["step"])], (r["seed"], r["step"])
+    assert [r["seed"] for r in records] == sorted(r["seed"] for r in records)  # in the order of the seeds
+
+
+def test_random_policy_does_not_depend_on_batching(cfg):
+    prompts = PromptBuilder(think=False, history_k=1)
+    runs = []
+    for slots in (1, 4):
+        with EnvPool("sokoban", env_kwargs(cfg.env.sokoban), split="train", num_slots=slots, num_workers=0) as p:
+            eps = EpisodeRunner(p, RandomPolicy(p, prompts, seed=9), 6).run([EpisodeSpec("sokoban", s) for s in SEEDS])
+            runs.append([[t.action for t in e.turns] for e in eps])
+    assert runs[0] == runs[1]
+    assert len({tuple(a) for a in runs[0]}) > 1
+
+
+def test_an_expert_without_a_plan_ends_its_episode_failed(pool):
+    class NoPlan(ExpertPolicy):
+        def act(self, states):
+            return [None if st.episode.spec.seed == 4 else d for st, d in zip(states, super().act(states))]
+
+    eps = EpisodeRunner(pool, NoPlan(pool, PromptBuilder(think=True)), 8).run([EpisodeSpec("sokoban", s)
+                                                                              for s in SEEDS])
+    by_seed = {e.spec.seed: e for e in eps}
+    assert by_seed[4].steps == 0 and not by_seed[4].success
+    assert all(by_seed[s].steps > 0 for s in SEEDS if s != 4)
+
+
+def test_memory_decides_the_past_turns_shown():
+    history = [(f"obs {i}", f"act {i}") for i in range(5)]
+    assert LastK(2).recall(history) == history[-2:]
+    assert LastK(0).recall(history) == []
+    assert LastK(3).recall(history, limit=1) == history[-1:]
+    assert FullHistory().recall(history) == history
+    assert FullHistory().recall(history, limit=2) == history[-2:]
+    full = PromptBuilder(think=False, history_k=1, memory_name="full").user_message("rules", "", history, "now", None)
+    assert all(f"act {i}" in full for i in range(5))
+    last = PromptBuilder(think=False, history_k=1).user_message("rules", "", history, "now", None)
+    assert "act 4" in last and "act 3" not in last
+    with pytest.raises(ValueError, match="agent.memory='episodic' is invalid; valid: last_k, full"):
+        make_memory("episodic", 2)
+
+
+def test_model_policy_drops_the_oldest_turns_to_fit_its_budget(cfg):
+    from agentgen.episode import Episode
+    from agentgen.models.loader import load_policy
+    from agentgen.rollout.runner import AgentState
+
+    _, tokenizer, _ = load_policy(cfg.model)
+    history = [("#" * 40 + f"\nobs {i}", f"Up {i}") for i in range(6)]
+    st = AgentState(0, Episode(EpisodeSpec("sokoban", 1), task=""), "rules", "now", None, history)
+    roomy = ModelPolicy(None, tokenizer, PromptBuilder(think=False, memory_name="full"), 100_000, 8)
+    ids, user = roomy.encode_prompt(st)
+    tight = ModelPolicy(None, tokenizer, PromptBuilder(think=False, memory_name="full"), len(ids) - 20, 8)
+    tight_ids, tight_user = tight.encode_prompt(st)
+    assert len(tight_ids) <= len(ids) - 20 and tight.num_prompt_truncations == 0
+    assert tight_user == user  # the message recorded is the memory's whole view (before the budget)
+    assert "Up 0" in tokenizer.decode(ids) and "Up 0" not in tokenizer.decode(tight_ids)
