@@ -21,6 +21,7 @@ class Turn:
     state_key: Any = None  # the env's key of the state this turn acted in (GiGPO's anchor state)
     capped: bool = False  # the answer was cut at the token cap (trainer.health watches the share)
     user: str = ""  # the user message of the turn's prompt (before any token truncation)
+    sampler_logprobs: list[float] | None = None  # the rollout engine's log-prob of each response token
 
 
 @dataclass

@@ -80,6 +80,19 @@ def run_checks(out_dir: Path) -> dict:
         result["episodes"] = len(episodes)
         result["turns"] = sum(e.steps for e in episodes)
         result["response_tokens"] = sum(len(t.response_ids) for e in episodes for t in e.turns)
+        # the sampler's log-probs (rollout/logprob_gap) against the trainer's scoring of the same tokens
+        import torch
+
+        from agentgen.trainer.batch import Sample, collate, response_logits, token_logprobs
+
+        turns = [t for e in episodes for t in e.turns]
+        result["vllm_logprobs_given"] = all(len(t.sampler_logprobs or []) == len(t.response_ids) for t in turns)
+        tb = collate([Sample(t.prompt_ids, t.response_ids) for t in turns], tok.pad_token_id)
+        with torch.no_grad():
+            lp = token_logprobs(response_logits(model, tb, 1.0), tb)
+        width = lp.shape[1]
+        result["vllm_logprob_gap_max"] = max(abs(float(lp[b, width - len(t.response_ids) + j]) - t.sampler_logprobs[j])
+                                             for b, t in enumerate(turns) for j in range(len(t.response_ids)))
         prompts = [e.turns[0].prompt_ids for e in episodes[:2]]
         lap("rollout")
 
@@ -128,6 +141,8 @@ def test_vllm_rollout_then_weight_update_reaches_the_engine(tmp_path):
     r = json.loads((tmp_path / "result.json").read_text())
     assert r["generator"] == "VLLMGenerator"
     assert r["episodes"] == 4 and r["turns"] >= 4 and r["response_tokens"] > 0  # a rollout played on vLLM
+    assert r["vllm_logprobs_given"]  # every sampled token carries vLLM's log-prob ...
+    assert r["vllm_logprob_gap_max"] < 1e-2, r["vllm_logprob_gap_max"]  # ... close to the trainer's in fp32 on CPU
     assert r["v0"] == r["h0"], "greedy vLLM output differs from the HF policy's before any update"
     assert r["h1"] != r["h0"], "the update did not change the HF policy's greedy output: nothing was tested"
     assert r["stale"] == r["v0"], "vLLM changed before the weights were pushed"

@@ -49,6 +49,8 @@ class AlgoConfig:
     entropy_coef: float = 0.0  # entropy bonus: loss -= entropy_coef * entropy
     ppo_epochs: int = 1  # passes over each rollout batch (1 = on-policy, the ratio starts at 1)
     loss_agg: str = "token-mean"  # token-mean | seq-mean-token-mean | seq-mean-token-sum
+    tis_cap: Optional[float] = field(default=None, metadata=OPTIONAL)  # truncated importance sampling: weigh
+    # each token by min(pi_trainer / pi_sampler, tis_cap) (vLLM sampling in bf16 on a cluster); None = off
 
 
 @dataclass
@@ -174,6 +176,8 @@ def check_common(cfg: AlgoConfig, algorithm: Algorithm, bad: BadValue) -> None:
         raise bad("dual_clip", "null or a number > 1")
     if cfg.ppo_epochs < 1:
         raise bad("ppo_epochs", "an integer >= 1")
+    if cfg.tis_cap is not None and not cfg.tis_cap > 0:
+        raise bad("tis_cap", "null (off) or a number > 0, e.g. 2")
     min_group = 2 if algorithm.uses_groups and not algorithm.uses_tree else 1
     if cfg.group_size < min_group:
         raise bad("group_size", f"an integer >= {min_group}"

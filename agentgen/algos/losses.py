@@ -203,3 +203,19 @@ def entropy_from_logits(logits: Tensor, mask: Tensor, agg: str = "token-mean") -
             f"got {tuple(logits.shape)} and {tuple(mask.shape)}"
         )
     return aggregate_loss(token_entropy(logits), mask, agg)
+
+
+def logprob_gap(behaviour: Tensor, sampler: Tensor, mask: Tensor) -> tuple[float, float, int]:
+    """(sum, max, count) over the response tokens of |behaviour - sampler|: how far the trainer's log-probs of
+    the sampled tokens are from the rollout engine's (precision, kernels, KV cache, top-p truncation)."""
+    gap = (behaviour - sampler).abs() * mask
+    n = int(mask.sum())
+    return float(gap.sum()), float(gap.max()) if n else 0.0, n
+
+
+def tis_weights(behaviour: Tensor, sampler: Tensor, mask: Tensor, cap: float) -> Tensor:
+    """Truncated importance sampling (Yao et al. 2025, "off-policy RL from the sampler/trainer mismatch"): the
+    tokens were sampled by the rollout engine, so each token's policy gradient is weighted by
+    min(pi_trainer / pi_sampler, cap), computed from the behaviour log-probs and detached; 1 off the response."""
+    w = torch.exp((behaviour - sampler).detach()).clamp(max=float(cap))
+    return torch.where(mask > 0, w, torch.ones_like(w))

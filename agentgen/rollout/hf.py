@@ -8,6 +8,11 @@ Two things keep the rollouts exactly what the trainer scores:
 - a response holds only sampled tokens: when a row stops on a multi-token stop string while others go on, HF
   pads the finished row (with the eos token, for tokenizers whose pad is eos); the row is cut right after its
   stop string, so no padding is trained on as if sampled.
+
+``generate_with_logprobs`` also returns each sampled token's log-probability under softmax(logits / temperature),
+from the logits ``generate`` sampled from (with its KV cache): the trainer compares them with its own scoring
+pass (``rollout/logprob_gap``). With top-p or top-k on, the sampler drew from a truncated distribution; these
+log-probs are the untruncated ones, as the trainer computes them.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from __future__ import annotations
 import contextlib
 
 import torch
-from transformers import GenerationConfig
+from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
 
 class HFGenerator:
@@ -36,11 +41,17 @@ class HFGenerator:
         self.eos_ids = eos
         self.stop_strings = [s for s in stop_strings if len(tokenizer.encode(s, add_special_tokens=False)) > 1]
 
-    @torch.no_grad()
     def generate(self, prompts: list[list[int]], max_new_tokens: int, temperature: float, top_p: float = 1.0,
                  top_k: int = 0) -> list[list[int]]:
         """Return the generated token ids for each prompt (end-of-turn token included when emitted)."""
+        return self.generate_with_logprobs(prompts, max_new_tokens, temperature, top_p, top_k)[0]
+
+    @torch.no_grad()
+    def generate_with_logprobs(self, prompts: list[list[int]], max_new_tokens: int, temperature: float,
+                               top_p: float = 1.0, top_k: int = 0) -> tuple[list[list[int]], list[list[float]]]:
+        """(token ids, their log-probabilities) per prompt; see the module docstring."""
         out: list[list[int]] = [[] for _ in prompts]
+        logprobs: list[list[float]] = [[] for _ in prompts]
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # similar lengths pad less
         was_training = self.model.training
         self.model.eval()
@@ -61,14 +72,19 @@ class HFGenerator:
                 kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
             if self.stop_strings:
                 kwargs.update(stop_strings=self.stop_strings, tokenizer=self.tokenizer)
+            recorder = SampledLogprobs(temperature)
             with clean_generation_config(self.model):
-                gen = self.model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs)
-            gen = gen[:, width:].tolist()
+                gen = self.model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
+                                          logits_processor=LogitsProcessorList([recorder]), **kwargs)
+            gen = gen[:, width:]
+            lps = recorder.finish(gen).tolist()
+            gen = gen.tolist()
             for row, i in enumerate(idx):
                 out[i] = self.sampled_part(gen[row])
+                logprobs[i] = lps[row][:len(out[i])]
         if was_training:
             self.model.train()
-        return out
+        return out, logprobs
 
     def sampled_part(self, seq: list[int]) -> list[int]:
         """The tokens ``generate`` sampled for one row: up to and including its first end token, or up to the end
@@ -90,6 +106,33 @@ class HFGenerator:
 
     def sync_weights(self) -> None:
         """Nothing to do: generation uses the training model's live weights."""
+
+
+class SampledLogprobs(LogitsProcessor):
+    """Notes log_softmax(logits / temperature) at each step and, one step later (when the sampled token is the
+    last of ``input_ids``), that token's entry; ``finish`` adds the last step's. Custom processors run before
+    HF's warpers, so the scores seen here are the model's logits (no processor of the clean generation config
+    changes them). Greedy decoding (temperature 0) is scored at temperature 1."""
+
+    def __init__(self, temperature: float):
+        self.temperature = float(temperature) if temperature and temperature > 0 else 1.0
+        self.prev: torch.Tensor | None = None
+        self.rows: list[torch.Tensor] = []
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self.prev is not None:
+            self.rows.append(self.prev.gather(1, input_ids[:, -1:]).squeeze(1))
+        self.prev = torch.log_softmax(scores.float() / self.temperature, dim=-1)
+        return scores
+
+    def finish(self, generated: torch.Tensor) -> torch.Tensor:
+        """[B, T] log-probs of the ``generated`` tokens (the rows past a row's end are padding)."""
+        if self.prev is not None and len(self.rows) < generated.shape[1]:
+            self.rows.append(self.prev.gather(1, generated[:, len(self.rows)].unsqueeze(1).to(self.prev.device))
+                             .squeeze(1))
+        if not self.rows:
+            return torch.zeros(generated.shape, dtype=torch.float32)
+        return torch.stack(self.rows, dim=1).cpu()
 
 
 @contextlib.contextmanager

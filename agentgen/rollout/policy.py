@@ -60,13 +60,19 @@ class ModelPolicy:
 
     def act(self, states: list[AgentState]) -> list[Decision]:
         encoded = [self.encode_prompt(st) for st in states]
-        responses = self.generator.generate([ids for ids, _ in encoded], self.max_response_tokens, *self.sampling)
+        prompts = [ids for ids, _ in encoded]
+        if hasattr(self.generator, "generate_with_logprobs"):  # the sampler's own log-probs (rollout/logprob_gap)
+            responses, logprobs = self.generator.generate_with_logprobs(prompts, self.max_response_tokens,
+                                                                        *self.sampling)
+        else:
+            responses = self.generator.generate(prompts, self.max_response_tokens, *self.sampling)
+            logprobs = [None] * len(responses)
         out = []
-        for (pids, user), rids in zip(encoded, responses):
+        for (pids, user), rids, lps in zip(encoded, responses, logprobs):
             text = self.tokenizer.decode(rids, skip_special_tokens=True)
             parsed = parse_response(text, self.prompts.think)
             out.append(Decision(text, parsed.action, parsed.format_ok, user, pids, list(rids),
-                                len(rids) >= self.max_response_tokens))
+                                len(rids) >= self.max_response_tokens, lps))
         return out
 
 

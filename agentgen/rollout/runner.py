@@ -55,6 +55,7 @@ class Decision:
     prompt_ids: list[int] = field(default_factory=list)
     response_ids: list[int] = field(default_factory=list)
     capped: bool = False
+    logprobs: list[float] | None = None  # the sampler's log-probability of each response token, when it gives them
 
 
 class Policy(Protocol):
@@ -120,7 +121,7 @@ class EpisodeRunner:
                 obs, reward, done, info = steps[slot]
                 st.episode.turns.append(Turn(d.prompt_ids, d.response_ids, d.response, d.action, float(reward),
                                              st.observation, d.format_ok, bool(info.get("invalid_action", False)),
-                                             st.state_key, d.capped, d.user))
+                                             st.state_key, d.capped, d.user, d.logprobs))
                 st.history.append((st.observation, d.action if d.action is not None else d.response.strip()[:200]))
                 st.observation, st.admissible, st.state_key = obs, info.get("admissible_actions"), info.get("state_key")
                 ep = st.episode

@@ -222,7 +222,7 @@ class VLLMGenerator:
             tensor_parallel_size=o.tensor_parallel_size, gpu_memory_utilization=utilization,
             max_num_seqs=o.max_num_seqs, enforce_eager=eager, enable_prefix_caching=o.enable_prefix_caching,
             seed=o.seed + dist.rank() // o.tensor_parallel_size,  # engines of different ranks sample differently
-            worker_extension_cls=EXTENSION)
+            worker_extension_cls=EXTENSION, logprobs_mode="processed_logprobs")
         if o.max_model_len:
             kwargs["max_model_len"] = o.max_model_len
         if o.kv_cache_memory_gb:
@@ -284,22 +284,30 @@ class VLLMGenerator:
     def generate(self, prompts: list[list[int]], max_new_tokens: int, temperature: float, top_p: float = 1.0,
                  top_k: int = 0) -> list[list[int]]:
         """Generated token ids per prompt (end-of-turn token included when emitted)."""
+        return self.generate_with_logprobs(prompts, max_new_tokens, temperature, top_p, top_k)[0]
+
+    def generate_with_logprobs(self, prompts: list[list[int]], max_new_tokens: int, temperature: float,
+                               top_p: float = 1.0, top_k: int = 0) -> tuple[list[list[int]], list[list[float]]]:
+        """(token ids, the sampler's log-probability of each) per prompt: vLLM's own figure for the distribution
+        it sampled from (``logprobs_mode=processed_logprobs``: after temperature, top-k and top-p)."""
         if not prompts:
-            return []
+            return [], []
         self.wake()
         params = self.vllm.SamplingParams(
             n=1, temperature=float(temperature), top_p=float(top_p) if temperature > 0 else 1.0,
             top_k=int(top_k) if temperature > 0 and top_k else 0, max_tokens=int(max_new_tokens),
             stop_token_ids=list(self.eos_ids), stop=list(self.stop_strings) or None, include_stop_str_in_output=True,
-            skip_special_tokens=False, seed=None)
+            skip_special_tokens=False, seed=None, logprobs=0)
         inputs = [{"prompt_token_ids": list(p)} for p in prompts]
         outputs = self.llm.generate(inputs, params, use_tqdm=False, lora_request=self._lora_request)
-        out = []
+        out, logprobs = [], []
         for o in outputs:
             ids = list(o.outputs[0].token_ids)
             cut = next((j + 1 for j, t in enumerate(ids) if t in self.eos_ids), len(ids))
             out.append(ids[:cut])
-        return out
+            steps = o.outputs[0].logprobs or []
+            logprobs.append([float(step[t].logprob) for step, t in zip(steps[:cut], ids[:cut])])
+        return out, logprobs
 
     # ---------------------------------------------------------------- weights
     def sync_weights(self) -> None:

@@ -40,8 +40,9 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from agentgen import dist
 from agentgen.algos.base import Algorithm
-from agentgen.algos.losses import entropy_from_logits, kl_divergence, kl_penalty_loss
+from agentgen.algos.losses import entropy_from_logits, kl_divergence, kl_penalty_loss, logprob_gap, tis_weights
 from agentgen.algos.registry import validate_algo_config
 from agentgen.algos.schedule import schedule_from_config
 from agentgen.algos.stepwise import step_advantages
@@ -78,8 +79,12 @@ def checked_algo(algo_cfg) -> Algorithm:
 
 
 def turn_sample(turn: Turn) -> Sample:
-    """A training sample for one generated turn; ``extras["reward"]`` is its environment reward."""
-    return Sample(list(turn.prompt_ids), list(turn.response_ids), extras={"reward": float(turn.reward)})
+    """A training sample for one generated turn; ``extras["reward"]`` is its environment reward and
+    ``extras["sampler"]`` the rollout engine's log-probs of its tokens, when the engine gave them."""
+    extras: dict = {"reward": float(turn.reward)}
+    if turn.sampler_logprobs is not None and len(turn.sampler_logprobs) == len(turn.response_ids):
+        extras["sampler"] = torch.tensor(turn.sampler_logprobs, dtype=torch.float32)
+    return Sample(list(turn.prompt_ids), list(turn.response_ids), extras=extras)
 
 
 @dataclass
@@ -121,6 +126,8 @@ class RLTrainer:
         self.kl_coef = float(self.algo.kl_coef) if self.ref_model is not None else 0.0
         self.kl_in = str(self.algo.kl_in)
         self.agg = str(self.algo.loss_agg)
+        self.tis_cap = self.algo.get("tis_cap")  # None: no importance correction for the sampler's mismatch
+        self._gap = [0.0, 0.0, 0]  # this update's |trainer - sampler| log-prob gap: sum, max, tokens
         self.credit = str(self.algo.get("credit", "turn"))
         self.critic_warmup = int((self.algo.get("critic") or {}).get("warmup_steps", 0)) if self.value_model else 0
         self.tree = TreeRollout(int(self.algo.M), int(self.algo.N), int(self.algo.L), rollout_fn,
@@ -304,14 +311,16 @@ class RLTrainer:
                 counts[k] = counts.get(k, 0) + 1
 
         self.model.train()
-        for _ in range(epochs):
+        self._gap = [0.0, 0.0, 0]
+        for epoch in range(epochs):
             order = samples[:]
             rng.shuffle(order)
             for mb in chunks(order, int(tc.mini_batch_states)):
                 for micro, share in self.engine.micro_batches(mb, micro_size):
                     # share 0: a padding pass that keeps the ranks' collectives in step (no loss, no metrics)
                     if train_actor:
-                        m = self._policy_micro_step(micro, _micro_weight(micro, mb, self.agg) * share, on_policy)
+                        m = self._policy_micro_step(micro, _micro_weight(micro, mb, self.agg) * share, on_policy,
+                                                    measure_gap=epoch == 0 and share > 0)
                         if share:
                             add(m)
                     if self.value_model is not None:
@@ -336,9 +345,22 @@ class RLTrainer:
         out["train/actor_updated"] = float(train_actor)
         out["train/updates"] = float(updates)
         out["train/nonfinite_skipped"] = float(skipped)  # the same on every rank: the norm is global
+        out.update(self._gap_metrics())
         return out
 
-    def _policy_micro_step(self, micro: list[Sample], weight: float, on_policy: bool) -> dict[str, float]:
+    def _gap_metrics(self) -> dict[str, float]:
+        """``rollout/logprob_gap_mean`` / ``_max``: per token, |trainer's behaviour log-prob - sampler's|, over
+        every rank's tokens of this update (absent when the rollout engine gives no log-probs)."""
+        total, peak, n = self._gap
+        if self.engine.world_size > 1:
+            total, n = dist.all_reduce_sum([total, float(n)])
+            peak = max(dist.all_gather_objects(peak))
+        if not n:
+            return {}
+        return {"rollout/logprob_gap_mean": total / n, "rollout/logprob_gap_max": peak}
+
+    def _policy_micro_step(self, micro: list[Sample], weight: float, on_policy: bool,
+                           measure_gap: bool = False) -> dict[str, float]:
         algo = self.algo
         tb = collate(micro, self.pad_id)
         logits = response_logits(self.model, tb, self.temperature)
@@ -346,9 +368,21 @@ class RLTrainer:
         lp = token_logprobs(logits, tb)
         old = lp.detach() if on_policy else _right_aligned(micro, "old", lp)
         adv = _advantage_tensor(micro, lp)
+        metrics: dict[str, float] = {}
+        if all("sampler" in s.extras for s in micro):
+            sampler = _right_aligned(micro, "sampler", lp)
+            if measure_gap:  # each sample once (the first epoch), against the policy that was sampled
+                total, peak, n = logprob_gap(old, sampler, mask)
+                self._gap = [self._gap[0] + total, max(self._gap[1], peak), self._gap[2] + n]
+            if self.tis_cap is not None:
+                w = tis_weights(old, sampler, mask, float(self.tis_cap))
+                adv = adv * w  # w > 0 scales both branches of the clipped surrogate alike
+                tokens = mask.sum().clamp(min=1)
+                metrics["train/tis_weight_mean"] = float((w * mask).sum() / tokens)
+                metrics["train/tis_capped_frac"] = float(((w >= float(self.tis_cap)) * mask).sum() / tokens)
         pg, pm = self.spec.policy_loss(lp, old, adv, mask, self.algo_dict, self.agg)
         loss = pg
-        metrics = {"train/pg_loss": pg.item(), **{f"train/{k}": float(v) for k, v in pm.items()}}
+        metrics.update({"train/pg_loss": pg.item(), **{f"train/{k}": float(v) for k, v in pm.items()}})
         if self.kl_coef > 0:
             ref = _right_aligned(micro, "ref", lp)
             estimator = str(algo.kl_estimator)
