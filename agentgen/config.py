@@ -147,9 +147,15 @@ class TrainerConfig:
     health: HealthConfig = field(default_factory=HealthConfig)
 
 
+def _default_eval_envs() -> list[str]:
+    from agentgen.envs.registry import default_eval_envs
+
+    return default_eval_envs()
+
+
 @dataclass
 class EvalConfig:
-    envs: List[str] = field(default_factory=lambda: ["sokoban", "alfworld", "sciworld", "webshop"])
+    envs: List[str] = field(default_factory=_default_eval_envs)  # the study's four (their plugins say)
     episodes: int = 64  # test-split episodes per env per evaluation
     episodes_per_env: Dict[str, int] = field(default_factory=dict)  # env -> episodes, overriding `episodes`
     temperature: float = 0.4  # validation temperature (papers.md A)
@@ -213,8 +219,13 @@ ConfigStore.instance().store(name="agentgen_schema", node=AgentgenConfig)
 
 # --------------------------------------------------------------------------- validation
 def group_options(group: str) -> list[str]:
-    """Option names of a config group (the yaml files in conf/<group>/)."""
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+    """Option names of a config group (the yaml files in conf/<group>/; for env, also third-party envs' own)."""
+    names = {p.stem for p in (CONF_DIR / group).glob("*.yaml")}
+    if group == "env":
+        from agentgen.envs import registry
+
+        names |= {n for n in registry.names() if registry.env_conf_file(n).is_file()}
+    return sorted(names)
 
 
 def _need(cond: bool, msg: str) -> None:
@@ -460,7 +471,7 @@ def _validate_env(name: str, ec: DictConfig, split: str, where: str) -> None:
     import inspect
 
     from agentgen.augment import env_kwargs
-    from agentgen.envs import env_class
+    from agentgen.envs import registry
 
     if ec.get("instances"):
         path, _, level = str(ec.instances).rpartition(":")
@@ -475,67 +486,20 @@ def _validate_env(name: str, ec: DictConfig, split: str, where: str) -> None:
                               f"({err}).") from None
         _need(bool(levels.get(level)), f"{where}.instances={ec.instances}: {path} has no {split!r} instances at "
               f"level {level!r}; levels there: {', '.join(levels) or 'none'}.")
-    cls = env_class(name)
+    plugin = registry.get(name)
+    cls = plugin.env_class()
     kwargs = env_kwargs(ec)
     accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "split")]
     unknown = [k for k in kwargs if k not in accepted]
     _need(not unknown, f"{where}.params.{unknown[0] if unknown else ''} is not a parameter of the {name} env; valid: "
           f"{', '.join(p for p in accepted if p not in ('max_steps', 'reward'))}.")
     try:
-        if name in ("sokoban", "sciworld"):  # cheap to build: the constructor checks every parameter
-            cls(split=split, **kwargs)
-        elif name == "alfworld":
-            _validate_alfworld(kwargs)
-        elif name == "webshop":
-            _validate_webshop(kwargs)
+        if plugin.validate_params is not None:  # the env's own rules (agentgen/envs/<env>/plugin.py)
+            plugin.validate_params(kwargs, split)
     except ConfigError:
         raise
     except (ValueError, TypeError) as err:
         raise ConfigError(f"{where}.params: {str(err).rstrip('.')}.") from None
-
-
-def _validate_alfworld(p: dict) -> None:
-    """AlfWorldEnv's own parameter rules (building it finds or generates games, which takes minutes)."""
-    from agentgen.envs.alfworld.env import TEST_SPLITS
-    from agentgen.envs.alfworld.games import DATA_VERSION_DIR, SOURCES, default_data_dir
-    from agentgen.envs.alfworld.problem import TASK_TYPES
-
-    source = p.get("source", "auto")
-    _need(source in SOURCES, f"env.alfworld.params.source={source!r} is invalid; valid: {', '.join(SOURCES)}.")
-    split = p.get("test_split", "valid_unseen")
-    _need(split in TEST_SPLITS,
-          f"env.alfworld.params.test_split={split!r} is invalid; valid: {', '.join(TEST_SPLITS)}.")
-    bad = [t for t in (p.get("task_types") or []) if t not in TASK_TYPES]
-    _need(not bad, f"env.alfworld.params.task_types has {', '.join(map(str, bad))}, not an ALFWorld task type; "
-          f"valid: {', '.join(TASK_TYPES)}.")
-    if p.get("data_dir"):
-        _need(Path(str(p["data_dir"])).expanduser().is_dir(), f"env.alfworld.params.data_dir={p['data_dir']} does "
-              f"not exist; give the folder holding {DATA_VERSION_DIR}/, or null ($ALFWORLD_DATA, else generated "
-              "games).")
-    if source == "data":
-        root = Path(str(p.get("data_dir") or default_data_dir())).expanduser() / DATA_VERSION_DIR
-        _need(root.is_dir(), f"env.alfworld.params.source=data needs the released games, but {root} does not "
-              "exist; set env.alfworld.params.data_dir (or $ALFWORLD_DATA), or use source=auto / generated.")
-
-
-def _validate_webshop(p: dict) -> None:
-    """WebShopEnv's own parameter rules (building it loads or generates the catalog and its search index)."""
-    catalog, goals = p.get("catalog", "generated"), p.get("goals", "synthetic")
-    _need(catalog in ("generated", "files"), f"env.webshop.params.catalog={catalog!r} is invalid; valid: generated, "
-          "files (the original data files in data_dir).")
-    _need(goals in ("synthetic", "human"), f"env.webshop.params.goals={goals!r} is invalid; valid: synthetic, human.")
-    if catalog == "generated":
-        _need(goals == "synthetic", "env.webshop.params.goals=human needs catalog=files (the generated catalog has "
-              "synthetic goals only).")
-        return
-    data_dir = p.get("data_dir")
-    _need(bool(data_dir) and Path(str(data_dir)).expanduser().is_dir(), f"env.webshop.params.data_dir={data_dir} "
-          "does not exist; catalog=files needs the folder holding the original WebShop data files.")
-    keys = ["products_file", "attributes_file"] + (["human_goals_file"] if goals == "human" else [])
-    for key in keys:
-        _need(bool(p.get(key)) and (Path(str(data_dir)).expanduser() / str(p.get(key))).is_file(),
-              f"env.webshop.params.{key}={p.get(key)} is not a file in data_dir={data_dir}; files there: "
-              f"{', '.join(sorted(x.name for x in Path(str(data_dir)).expanduser().glob('*.json'))) or 'none'}.")
 
 
 def _validate_resources(cfg: DictConfig) -> None:
@@ -563,7 +527,8 @@ def _group_dir(group: str) -> tuple[Path, str]:
 
 def _choices(group: str) -> list[str]:
     folder, _ = _group_dir(group)
-    return sorted(p.stem for p in folder.glob("*.yaml") if not p.stem.startswith("_"))
+    names = {p.stem for p in folder.glob("*.yaml") if not p.stem.startswith("_")}
+    return sorted(names | set(group_options("env")) if group == "env" else names)
 
 
 def _did_you_mean(word: str, candidates: list[str]) -> str:
@@ -620,7 +585,7 @@ def check_group_choices(overrides: list[str]) -> None:
                 or value.startswith(("[", "null"))):
             continue
         for option in value.split(","):  # a sweep's values are checked one by one
-            _need((CONF_DIR / key / f"{option}.yaml").is_file(),
+            _need((CONF_DIR / key / f"{option}.yaml").is_file() or (key == "env" and option in group_options(key)),
                   f"{key}={option} is not a valid choice for '{key}'{_did_you_mean(option, _choices(key))}; valid "
                   f"choices: {', '.join(_choices(key))} (the files in conf/{key}/).")
 

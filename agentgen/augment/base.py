@@ -3,20 +3,13 @@ agent sees, adding goal-irrelevant distractors and nothing else (the engine stat
 
 from __future__ import annotations
 
-import importlib
 import random
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
-# env name -> "module:Class" of its augmenter (imported on first use).
-AUGMENTERS: dict[str, str] = {
-    "sokoban": "agentgen.augment.sokoban:SokobanAugmenter",
-    "alfworld": "agentgen.augment.alfworld:AlfWorldAugmenter",
-    "sciworld": "agentgen.augment.sciworld:SciWorldAugmenter",
-    "webshop": "agentgen.augment.webshop:WebShopAugmenter",
-}
+from agentgen.envs import registry
 
 
 @dataclass
@@ -48,12 +41,8 @@ class Augmenter(ABC):
 
 
 def augmenter_for(env_name: str, eps: float, webshop_alpha: float = 1.0) -> Augmenter:
-    if env_name not in AUGMENTERS:
-        raise ValueError(
-            f"no state augmentation is defined for environment {env_name!r}; defined for: {', '.join(AUGMENTERS)}"
-        )
-    module, cls = AUGMENTERS[env_name].split(":")
-    return getattr(importlib.import_module(module), cls)(eps, webshop_alpha=webshop_alpha)
+    """The augmenter env ``env_name``'s plugin declares (agentgen/envs/<env>/augment.py for agentgen's own)."""
+    return registry.augmenter_class(env_name)(eps, webshop_alpha=webshop_alpha)
 
 
 # ---------------------------------------------------------------- text helpers
