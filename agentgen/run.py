@@ -23,7 +23,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from agentgen import attempts, console, dist, secrets
 from agentgen import summary as summary_io
 from agentgen.agent.prompt import PromptBuilder
-from agentgen.config import CONF_DIR, EnvConfig, validate
+from agentgen.config import EnvConfig, validate
+from agentgen.envs.registry import env_conf_file
 from agentgen.rollout.runner import Episode, EpisodeRunner, EpisodeSpec, episode_metrics
 from agentgen.trainer import checkpoint as ckpt
 from agentgen.trainer.health import Diverged
@@ -53,7 +54,7 @@ def env_config(cfg: DictConfig, name: str, for_eval: bool = False) -> DictConfig
     if name in cfg.env:
         node = copy.deepcopy(cfg.env[name])
     else:
-        node = OmegaConf.merge(OmegaConf.structured(EnvConfig), OmegaConf.load(CONF_DIR / "env" / f"{name}.yaml"))
+        node = OmegaConf.merge(OmegaConf.structured(EnvConfig), OmegaConf.load(env_conf_file(name)))
     if for_eval and name in cfg.eval.env_overrides:
         node = OmegaConf.merge(node, cfg.eval.env_overrides[name])
     if node.difficulty != "all":
@@ -83,7 +84,7 @@ def env_config(cfg: DictConfig, name: str, for_eval: bool = False) -> DictConfig
 @functools.lru_cache(maxsize=None)
 def _env_file_params(name: str) -> dict[str, Any]:
     """conf/env/<name>.yaml's own params: what a key is when nobody (command line, experiment file) set it."""
-    return OmegaConf.to_container(OmegaConf.load(CONF_DIR / "env" / f"{name}.yaml").get("params", {}), resolve=True)
+    return OmegaConf.to_container(OmegaConf.load(env_conf_file(name)).get("params", {}), resolve=True)
 
 
 def instance_subset(ec, split: str) -> list[int] | None:
