@@ -42,6 +42,7 @@ from agentgen.cluster.sweep import (
     parse_rules,
     split_excluded,
 )
+from agentgen.envs import search_path
 
 log = logging.getLogger(__name__)
 
@@ -166,8 +167,6 @@ def register() -> None:
     """Make the sweeps/ search path (and third-party envs' conf, ``agentgen.envs.search_path``) known to Hydra
     in this process (the shims do it when installed)."""
     from hydra.core.plugins import Plugins
-
-    from agentgen.envs import search_path
 
     Plugins.instance().register(SweepsConfigSource)
     Plugins.instance().register(SweepsSearchPath)
