@@ -20,6 +20,12 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 
 from agentgen.agent.memory import MEMORIES
+from agentgen.agent.prompt import PROMPT_STYLES
+from agentgen.augment import env_kwargs
+from agentgen.augment.settings import validate_augment
+from agentgen.cli_help import defaults_comments
+from agentgen.envs import registry
+from agentgen.envs.registry import default_eval_envs, env_conf_file
 from agentgen.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -154,9 +160,13 @@ class TrainerConfig:
     health: HealthConfig = field(default_factory=HealthConfig)
 
 
+def _default_eval_envs() -> list[str]:
+    return default_eval_envs()
+
+
 @dataclass
 class EvalConfig:
-    envs: List[str] = field(default_factory=lambda: ["sokoban", "alfworld", "sciworld", "webshop"])
+    envs: List[str] = field(default_factory=_default_eval_envs)  # the study's four (their plugins say)
     episodes: int = 64  # test-split episodes per env per evaluation
     episodes_per_env: Dict[str, int] = field(default_factory=dict)  # env -> episodes, overriding `episodes`
     temperature: float = 0.4  # validation temperature (papers.md A)
@@ -276,7 +286,7 @@ def env_config(cfg: DictConfig, name: str, for_eval: bool = False) -> DictConfig
     if name in cfg.env:
         node = copy.deepcopy(cfg.env[name])
     else:
-        node = OmegaConf.merge(OmegaConf.structured(EnvConfig), OmegaConf.load(CONF_DIR / "env" / f"{name}.yaml"))
+        node = OmegaConf.merge(OmegaConf.structured(EnvConfig), OmegaConf.load(env_conf_file(name)))
     if for_eval and name in cfg.eval.env_overrides:
         node = OmegaConf.merge(node, cfg.eval.env_overrides[name])
     if node.difficulty != "all":
@@ -306,7 +316,7 @@ def env_config(cfg: DictConfig, name: str, for_eval: bool = False) -> DictConfig
 @lru_cache(maxsize=None)
 def _env_file_params(name: str) -> dict[str, Any]:
     """conf/env/<name>.yaml's own params: what a key is when nobody (command line, experiment file) set it."""
-    return OmegaConf.to_container(OmegaConf.load(CONF_DIR / "env" / f"{name}.yaml").get("params", {}), resolve=True)
+    return OmegaConf.to_container(OmegaConf.load(env_conf_file(name)).get("params", {}), resolve=True)
 
 
 def instance_subset(ec, split: str) -> list[int] | None:
@@ -324,8 +334,11 @@ def instance_subset(ec, split: str) -> list[int] | None:
 
 # --------------------------------------------------------------------------- validation
 def group_options(group: str) -> list[str]:
-    """Option names of a config group (the yaml files in conf/<group>/)."""
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+    """Option names of a config group (the yaml files in conf/<group>/; for env, also third-party envs' own)."""
+    names = {p.stem for p in (CONF_DIR / group).glob("*.yaml")}
+    if group == "env":
+        names |= {n for n in registry.names() if registry.env_conf_file(n).is_file()}
+    return sorted(names)
 
 
 def _need(cond: bool, msg: str) -> None:
@@ -340,26 +353,25 @@ def _positive(value: Any, key: str, allow_zero: bool = False) -> None:
 
 def validate(cfg: DictConfig) -> None:
     """Check a composed config; raise ConfigError naming the bad value and the valid ones."""
-    from agentgen.envs import ENV_NAMES
-
+    env_names = registry.names()  # in-tree and installed envs, read now
     _validate_top_level_keys(cfg)
     _need(cfg.task in TASKS, f"task={cfg.task!r} is not a task; valid tasks: {', '.join(TASKS)}.")
-    _need(len(cfg.env) > 0, f"no training environment selected; choose env=<name> with one of {', '.join(ENV_NAMES)}.")
+    _need(len(cfg.env) > 0, f"no training environment selected; choose env=<name> with one of {', '.join(env_names)}.")
     for key, env in cfg.env.items():
-        _need(env.name in ENV_NAMES, f"env {env.name!r} is not an environment; valid: {', '.join(ENV_NAMES)}.")
+        _need(env.name in env_names, f"env {env.name!r} is not an environment; valid: {', '.join(env_names)}.")
         _positive(env.max_steps, f"env.{key}.max_steps")
         _positive(env.max_prompt_tokens, f"env.{key}.max_prompt_tokens")
         _positive(env.max_response_tokens, f"env.{key}.max_response_tokens")
         _positive(env.share, f"env.{key}.share")
     for name in cfg.eval.envs:
-        _need(name in ENV_NAMES, f"eval.envs contains {name!r}, which is not an environment; valid: "
-              f"{', '.join(ENV_NAMES)}.")
+        _need(name in env_names, f"eval.envs contains {name!r}, which is not an environment; valid: "
+              f"{', '.join(env_names)}.")
     _positive(cfg.eval.episodes, "eval.episodes")
     if cfg.model.max_response_tokens is not None:
         _positive(cfg.model.max_response_tokens, "model.max_response_tokens")
     for name, params in cfg.model.env_params.items():
-        _need(name in ENV_NAMES, f"model.env_params has an entry for {name!r}, which is not an environment; valid: "
-              f"{', '.join(ENV_NAMES)}.")
+        _need(name in env_names, f"model.env_params has an entry for {name!r}, which is not an environment; valid: "
+              f"{', '.join(env_names)}.")
         _need(isinstance(params, DictConfig), f"model.env_params.{name}={params!r} is invalid: it must map the "
               f"env's parameters (conf/env/{name}.yaml params) to values, e.g. {{thought_moves: 1}}.")
     _need(cfg.eval.before_training_envs in ("all", "train"), f"eval.before_training_envs="
@@ -388,7 +400,7 @@ def validate(cfg: DictConfig) -> None:
         _need(s.scheduler in ("cosine", "linear", "constant"),
               f"sft.scheduler={s.scheduler!r} is invalid; valid: cosine, linear, constant.")
         for name, w in s.mixture.items():
-            _need(name in ENV_NAMES, f"sft.mixture names {name!r}, not an environment; valid: {', '.join(ENV_NAMES)}.")
+            _need(name in env_names, f"sft.mixture names {name!r}, not an environment; valid: {', '.join(env_names)}.")
             _positive(w, f"sft.mixture.{name}")
     algo_name = cfg.algo.get("name")
     _need(algo_name in group_options("algo"),
@@ -406,14 +418,14 @@ def validate(cfg: DictConfig) -> None:
           f"resume={cfg.resume!r} is invalid; valid: skip_completed, always, never.")
     if cfg.get("stages"):
         for i, st in enumerate(cfg.stages):
-            _need(st.get("env") in ENV_NAMES, f"stages[{i}].env={st.get('env')!r} is not an environment; valid: "
-                  f"{', '.join(ENV_NAMES)}.")
+            _need(st.get("env") in env_names, f"stages[{i}].env={st.get('env')!r} is not an environment; valid: "
+                  f"{', '.join(env_names)}.")
             _need(int(st.get("steps", -1)) >= 0, f"stages[{i}].steps={st.get('steps')!r} is invalid: it must be >= 0.")
     for key, env in cfg.env.items():
         _need(env.difficulty == "all" or env.difficulty in env.difficulties,
               f"env.{key}.difficulty={env.difficulty!r} is invalid; valid: all, {', '.join(env.difficulties)}.")
     for name, src in cfg.sft.sources.items():
-        _need(name in ENV_NAMES, f"sft.sources names {name!r}, not an environment; valid: {', '.join(ENV_NAMES)}.")
+        _need(name in env_names, f"sft.sources names {name!r}, not an environment; valid: {', '.join(env_names)}.")
         _need(src == "expert" or Path(str(src)).exists(),
               f"sft.sources.{name}={src!r} is neither 'expert' nor an existing checkpoint or job directory.")
     if cfg.get("init_from") and cfg.task != "plan":
@@ -423,8 +435,8 @@ def validate(cfg: DictConfig) -> None:
         _need(Path(str(cfg.init_from)).exists(),
               f"init_from={cfg.init_from} does not exist; build the starting checkpoint first ({how}).")
     _validate_machine_values(cfg)
+    # imported here: the algorithms load torch (3 s), which launch.py's --help and the preflight must not pay
     from agentgen.algos.registry import validate_algo_config
-    from agentgen.augment.settings import validate_augment
 
     try:
         validate_augment(cfg.augment)
@@ -455,15 +467,12 @@ def _validate_top_level_keys(cfg: DictConfig) -> None:
 def _validate_machine_values(cfg: DictConfig) -> None:
     """The values a job would trip over only after start-up: ranges, paths that must exist on this machine,
     and every env's parameters as its constructor (or, where building it is costly, its rules) judges them."""
-    from agentgen.envs import ENV_NAMES
-
+    env_names = registry.names()  # in-tree and installed envs, read now
     _need(cfg.seed >= 0, f"seed={cfg.seed} is invalid: it must be >= 0 (it seeds the env instances, the sampling "
           "and the model's initialisation).")
     _need(0 < cfg.rollout.top_p <= 1, f"rollout.top_p={cfg.rollout.top_p} is invalid: it must be in (0, 1].")
     _positive(cfg.rollout.top_k, "rollout.top_k", allow_zero=True)
     _positive(cfg.agent.history_k, "agent.history_k", allow_zero=True)
-    from agentgen.agent.prompt import PROMPT_STYLES
-
     _need(cfg.agent.prompt in PROMPT_STYLES,
           f"agent.prompt={cfg.agent.prompt!r} is invalid; valid: full (the study's prompt), compact (the same "
           "content without the system message, section headers and long format rules: CPU presets).")
@@ -481,8 +490,8 @@ def _validate_machine_values(cfg: DictConfig) -> None:
     _need(cfg.logger.mode in (None, "online", "offline", "disabled"), f"logger.mode={cfg.logger.mode!r} is invalid; "
           "valid: online, offline, disabled, or null (offline unless an API key is configured).")
     for name, n in cfg.eval.episodes_per_env.items():
-        _need(name in ENV_NAMES, f"eval.episodes_per_env names {name!r}, not an environment; valid: "
-              f"{', '.join(ENV_NAMES)}.")
+        _need(name in env_names, f"eval.episodes_per_env names {name!r}, not an environment; valid: "
+              f"{', '.join(env_names)}.")
         _positive(n, f"eval.episodes_per_env.{name}")
     for key, env in cfg.env.items():
         _positive(env.max_instances, f"env.{key}.max_instances")
@@ -568,9 +577,6 @@ def _validate_env(name: str, ec: DictConfig, split: str, where: str) -> None:
     """One env's config for one split, judged as the env would judge it when built."""
     import inspect
 
-    from agentgen.augment import env_kwargs
-    from agentgen.envs import env_class
-
     if ec.get("instances"):
         path, _, level = str(ec.instances).rpartition(":")
         _need(bool(path) and Path(path).is_file(), f"{where}.instances={ec.instances} is invalid: give "
@@ -584,67 +590,20 @@ def _validate_env(name: str, ec: DictConfig, split: str, where: str) -> None:
                               f"({err}).") from None
         _need(bool(levels.get(level)), f"{where}.instances={ec.instances}: {path} has no {split!r} instances at "
               f"level {level!r}; levels there: {', '.join(levels) or 'none'}.")
-    cls = env_class(name)
+    plugin = registry.get(name)
+    cls = plugin.env_class()
     kwargs = env_kwargs(ec)
     accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "split")]
     unknown = [k for k in kwargs if k not in accepted]
     _need(not unknown, f"{where}.params.{unknown[0] if unknown else ''} is not a parameter of the {name} env; valid: "
           f"{', '.join(p for p in accepted if p not in ('max_steps', 'reward'))}.")
     try:
-        if name in ("sokoban", "sciworld"):  # cheap to build: the constructor checks every parameter
-            cls(split=split, **kwargs)
-        elif name == "alfworld":
-            _validate_alfworld(kwargs)
-        elif name == "webshop":
-            _validate_webshop(kwargs)
+        if plugin.validate_params is not None:  # the env's own rules (agentgen/envs/<env>/plugin.py)
+            plugin.validate_params(kwargs, split)
     except ConfigError:
         raise
     except (ValueError, TypeError) as err:
         raise ConfigError(f"{where}.params: {str(err).rstrip('.')}.") from None
-
-
-def _validate_alfworld(p: dict) -> None:
-    """AlfWorldEnv's own parameter rules (building it finds or generates games, which takes minutes)."""
-    from agentgen.envs.alfworld.env import TEST_SPLITS
-    from agentgen.envs.alfworld.games import DATA_VERSION_DIR, SOURCES, default_data_dir
-    from agentgen.envs.alfworld.problem import TASK_TYPES
-
-    source = p.get("source", "auto")
-    _need(source in SOURCES, f"env.alfworld.params.source={source!r} is invalid; valid: {', '.join(SOURCES)}.")
-    split = p.get("test_split", "valid_unseen")
-    _need(split in TEST_SPLITS,
-          f"env.alfworld.params.test_split={split!r} is invalid; valid: {', '.join(TEST_SPLITS)}.")
-    bad = [t for t in (p.get("task_types") or []) if t not in TASK_TYPES]
-    _need(not bad, f"env.alfworld.params.task_types has {', '.join(map(str, bad))}, not an ALFWorld task type; "
-          f"valid: {', '.join(TASK_TYPES)}.")
-    if p.get("data_dir"):
-        _need(Path(str(p["data_dir"])).expanduser().is_dir(), f"env.alfworld.params.data_dir={p['data_dir']} does "
-              f"not exist; give the folder holding {DATA_VERSION_DIR}/, or null ($ALFWORLD_DATA, else generated "
-              "games).")
-    if source == "data":
-        root = Path(str(p.get("data_dir") or default_data_dir())).expanduser() / DATA_VERSION_DIR
-        _need(root.is_dir(), f"env.alfworld.params.source=data needs the released games, but {root} does not "
-              "exist; set env.alfworld.params.data_dir (or $ALFWORLD_DATA), or use source=auto / generated.")
-
-
-def _validate_webshop(p: dict) -> None:
-    """WebShopEnv's own parameter rules (building it loads or generates the catalog and its search index)."""
-    catalog, goals = p.get("catalog", "generated"), p.get("goals", "synthetic")
-    _need(catalog in ("generated", "files"), f"env.webshop.params.catalog={catalog!r} is invalid; valid: generated, "
-          "files (the original data files in data_dir).")
-    _need(goals in ("synthetic", "human"), f"env.webshop.params.goals={goals!r} is invalid; valid: synthetic, human.")
-    if catalog == "generated":
-        _need(goals == "synthetic", "env.webshop.params.goals=human needs catalog=files (the generated catalog has "
-              "synthetic goals only).")
-        return
-    data_dir = p.get("data_dir")
-    _need(bool(data_dir) and Path(str(data_dir)).expanduser().is_dir(), f"env.webshop.params.data_dir={data_dir} "
-          "does not exist; catalog=files needs the folder holding the original WebShop data files.")
-    keys = ["products_file", "attributes_file"] + (["human_goals_file"] if goals == "human" else [])
-    for key in keys:
-        _need(bool(p.get(key)) and (Path(str(data_dir)).expanduser() / str(p.get(key))).is_file(),
-              f"env.webshop.params.{key}={p.get(key)} is not a file in data_dir={data_dir}; files there: "
-              f"{', '.join(sorted(x.name for x in Path(str(data_dir)).expanduser().glob('*.json'))) or 'none'}.")
 
 
 def _validate_resources(cfg: DictConfig) -> None:
@@ -670,7 +629,8 @@ def _group_dir(group: str) -> tuple[Path, str]:
 
 def _choices(group: str) -> list[str]:
     folder, _ = _group_dir(group)
-    return sorted(p.stem for p in folder.glob("*.yaml") if not p.stem.startswith("_"))
+    names = {p.stem for p in folder.glob("*.yaml") if not p.stem.startswith("_")}
+    return sorted(names | set(group_options("env")) if group == "env" else names)
 
 
 def _did_you_mean(word: str, candidates: list[str]) -> str:
@@ -707,8 +667,6 @@ def _unknown_key(key: str, value: str | None, overrides: list[str]) -> str:
     top = key.split(".")[0]
     if parent == top and (CONF_DIR / top).is_dir():  # a key that only some options of the group have
         having = [o for o in group_options(top) if leaf in OmegaConf.load(CONF_DIR / top / f"{o}.yaml").keys()]
-        from agentgen.cli_help import defaults_comments
-
         chosen = _override_value(overrides, top) or f"{defaults_comments()[0].get(top)} (the default)"
         if having:
             example = "custom" if "custom" in having else having[0]
@@ -727,7 +685,7 @@ def check_group_choices(overrides: list[str]) -> None:
                 or value.startswith(("[", "null"))):
             continue
         for option in value.split(","):  # a sweep's values are checked one by one
-            _need((CONF_DIR / key / f"{option}.yaml").is_file(),
+            _need((CONF_DIR / key / f"{option}.yaml").is_file() or (key == "env" and option in group_options(key)),
                   f"{key}={option} is not a valid choice for '{key}'{_did_you_mean(option, _choices(key))}; valid "
                   f"choices: {', '.join(_choices(key))} (the files in conf/{key}/).")
 

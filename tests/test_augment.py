@@ -12,9 +12,11 @@ import yaml
 from omegaconf import OmegaConf
 
 from agentgen.augment import WRAPPER_TARGET, env_factory, parse_settings
-from agentgen.augment.base import insert_at_gaps, sentence_gaps, words
 from agentgen.augment.seeding import episode_augmented
-from agentgen.augment.vocab import (
+from agentgen.augment.wrapper import AugmentedEnv
+from agentgen.config import CONF_DIR, ConfigError
+from agentgen.envs import make
+from agentgen.envs.distractor_words import (
     SOKOBAN_OBJECTS,
     SOKOBAN_PLACES,
     SOKOBAN_RESERVED,
@@ -23,9 +25,7 @@ from agentgen.augment.vocab import (
     WEBSHOP_DECOY_MARK,
     WEBSHOP_TRIVIAL_FEATURES,
 )
-from agentgen.augment.wrapper import AugmentedEnv
-from agentgen.config import CONF_DIR, ConfigError
-from agentgen.envs import make
+from agentgen.envs.distractors import insert_at_gaps, sentence_gaps, words
 
 PRESETS = sorted(p.stem for p in (CONF_DIR / "augment").glob("*.yaml"))
 
@@ -78,14 +78,14 @@ def test_levels_grow_for_every_env():
 
 @pytest.mark.parametrize("eps,lines", [(1, 1), (9, 1), (10, 1), (80, 8), (160, 16)])
 def test_sokoban_line_count_formula(eps, lines):
-    from agentgen.augment.sokoban import SokobanAugmenter
+    from agentgen.envs.sokoban.augment import SokobanAugmenter
 
     assert SokobanAugmenter(eps).amounts() == {"lines": lines}
 
 
 @pytest.mark.parametrize("eps,sentences", [(11, 0), (12, 1), (200, 16), (300, 25)])
 def test_alfworld_sentence_count_formula(eps, sentences):
-    from agentgen.augment.alfworld import AlfWorldAugmenter
+    from agentgen.envs.alfworld.augment import AlfWorldAugmenter
 
     assert AlfWorldAugmenter(eps).amounts() == {"sentences": sentences}
 
@@ -102,7 +102,7 @@ def test_alfworld_sentence_count_formula(eps, sentences):
     ],
 )
 def test_webshop_amount_formulas(eps, alpha, expected):
-    from agentgen.augment.webshop import WebShopAugmenter
+    from agentgen.envs.webshop.augment import WebShopAugmenter
 
     assert WebShopAugmenter(eps, alpha).amounts() == expected
 
@@ -451,7 +451,7 @@ def _require_java():
 @pytest.mark.slow
 def test_sciworld_high_eps_changes_only_the_observation():
     _require_java()
-    from agentgen.augment.vocab import SCIWORLD_DESCRIPTORS, SCIWORLD_KINDS
+    from agentgen.envs.distractor_words import SCIWORLD_DESCRIPTORS, SCIWORLD_KINDS
 
     kwargs = {
         "max_steps": 12,
@@ -498,7 +498,7 @@ def test_sciworld_room_text_gets_item_lines():
     """The ScienceWorld augmenter on a recorded observation (no JVM): items go into the room list."""
     import random
 
-    from agentgen.augment.sciworld import SciWorldAugmenter
+    from agentgen.envs.sciworld.augment import SciWorldAugmenter
 
     raw = (
         "This room is called the hallway. In it, you see: \n\tthe agent\n\ta substance called air\n\ta picture\n"
@@ -534,7 +534,7 @@ def test_alfworld_fresh_ids_never_reuse_a_real_name():
     ids of objects hidden in closed receptacles."""
     import random
 
-    from agentgen.augment.alfworld import AlfWorldAugmenter
+    from agentgen.envs.alfworld.augment import AlfWorldAugmenter
 
     raw = (
         "-= Welcome to TextWorld, ALFRED! =-\n\nYou are in the middle of a room. Looking quickly around you, you "
@@ -570,7 +570,7 @@ def test_alfworld_fresh_ids_never_reuse_a_real_name():
 
 def test_eps_amounts_documented_in_presets_match_the_code():
     """The level comments in conf/augment/*.yaml quote the counts each eps gives: keep them true."""
-    from agentgen.augment.base import augmenter_for
+    from agentgen.augment.wrapper import augmenter_for
 
     doc = (CONF_DIR / "augment" / "high.yaml").read_text()
     for env, key in (("sokoban", "lines"), ("alfworld", "sentences"), ("sciworld", "objects")):
@@ -596,7 +596,7 @@ def alfworld_kwargs(tmp_path_factory):
 
 
 def test_alfworld_high_eps_changes_only_the_observation(alfworld_kwargs):
-    from agentgen.augment.alfworld import game_object_counts
+    from agentgen.envs.alfworld.augment import game_object_counts
 
     seen_names: dict[int, set[str]] = {}  # per game (seed)
     distractor_names: dict[int, set[str]] = {}

@@ -9,8 +9,8 @@ import pytest
 
 from agentgen.agent.prompt import FORMAT_THINK, PromptBuilder
 from agentgen.augment import WRAPPER_TARGET, parse_settings
-from agentgen.augment.vocab import SOKOBAN_OBJECTS, SOKOBAN_PLACES, with_article
 from agentgen.config import ConfigError, profile_config
+from agentgen.envs.distractor_words import SOKOBAN_OBJECTS, SOKOBAN_PLACES, with_article
 from agentgen.envs.pool import EnvPool
 from agentgen.envs.sokoban import SokobanEnv, parse_grid, solve
 from agentgen.phases.profile import EPISODES_FILE, PROFILE_FILE, play_scripted, summarize

@@ -4,8 +4,8 @@ observations the agent sees, while transitions, rewards and admissible actions s
 - ``env_factory`` tells the env pool what to build for an env config, an ``augment=`` config and a split:
   the plain env, or ``AugmentedEnv`` around it;
 - ``settings``: the ``augment`` config group, checked (eps per env, prob, apply_to, seed, ...);
-- ``wrapper.AugmentedEnv``: the wrapper; ``sokoban`` / ``alfworld`` / ``sciworld`` / ``webshop``: the
-  distractors of each environment; ``vocab``: their word lists.
+- ``wrapper.AugmentedEnv``: the wrapper, around the augmenter the env's plugin names (its
+  ``agentgen/envs/<env>/augment.py``, an ``agentgen.envs.distractors.Augmenter``).
 """
 
 from __future__ import annotations

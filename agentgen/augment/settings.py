@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from agentgen.envs import ENV_NAMES
+from agentgen.envs import env_names, registry
 from agentgen.errors import ConfigError
 
 APPLY_TO = ("train", "eval", "both")
@@ -68,14 +68,17 @@ def _eps_table(raw: Any) -> dict[str, float | None]:
         value = _number(raw, "augment.eps")
         if value < 0:
             _fail(f"augment.eps={raw!r} is invalid: it must be >= 0 (0 turns augmentation off).")
-        return {env: value for env in ENV_NAMES}
+        return {env: value for env in registry.with_augmenter()}
     table: dict[str, float | None] = {}
     for env, value in raw.items():
-        if env not in ENV_NAMES:
-            _fail(f"augment.eps names {env!r}, which is not an environment; valid: {', '.join(ENV_NAMES)}.")
+        if env not in env_names():
+            _fail(f"augment.eps names {env!r}, which is not an environment; valid: {', '.join(env_names())}.")
         if value is None:
             table[env] = None
             continue
+        if value and env not in registry.with_augmenter():
+            _fail(f"augment.eps.{env}={value!r}: the {env} env defines no state augmentation (its plugin names no "
+                  f"augmenter); envs with one: {', '.join(registry.with_augmenter())}.")
         number = _number(value, f"augment.eps.{env}")
         if number < 0:
             _fail(f"augment.eps.{env}={value!r} is invalid: it must be >= 0 or null (off).")
@@ -125,7 +128,7 @@ def parse_settings(cfg: Any, default_seed: int | None = None) -> AugmentSettings
     if "eps" not in raw or raw["eps"] == "???":
         _fail(
             f"augment={name} has no eps: give one for every env (augment.eps=50) or a table per env "
-            f"({', '.join(ENV_NAMES)})."
+            f"({', '.join(registry.with_augmenter())})."
         )
     return AugmentSettings(
         name=name,

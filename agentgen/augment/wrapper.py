@@ -17,10 +17,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from agentgen.augment.base import Augmenter, Injection, augmenter_for
 from agentgen.augment.seeding import DISTRACTOR_STREAM, episode_augmented, stream
 from agentgen.augment.settings import AugmentSettings
-from agentgen.envs import REGISTRY, TextEnv, env_class
+from agentgen.envs import TextEnv, env_class, env_names, registry
+from agentgen.envs.distractors import Augmenter, Injection
 
 TARGET = "agentgen.augment.wrapper:AugmentedEnv"
 
@@ -29,8 +29,8 @@ def _inner_class(inner: str) -> type[TextEnv]:
     if ":" in inner:
         module, _, cls = inner.partition(":")
         return getattr(importlib.import_module(module), cls)
-    if inner not in REGISTRY:
-        raise ValueError(f"AugmentedEnv: unknown inner environment {inner!r}; valid: {', '.join(REGISTRY)}")
+    if inner not in env_names():
+        raise ValueError(f"AugmentedEnv: unknown inner environment {inner!r}; valid: {', '.join(env_names())}")
     return env_class(inner)
 
 
@@ -47,7 +47,7 @@ class AugmentedEnv(TextEnv):
         augment: dict | AugmentSettings | None = None,
     ):
         if not inner:
-            raise ValueError(f"AugmentedEnv needs inner=<environment name>; valid: {', '.join(REGISTRY)}")
+            raise ValueError(f"AugmentedEnv needs inner=<environment name>; valid: {', '.join(env_names())}")
         env = _inner_class(inner)(split=split, **dict(inner_kwargs or {}))
         super().__init__(split=split, max_steps=env.max_steps, reward=env.reward_spec)
         self.inner = env
@@ -130,3 +130,8 @@ class AugmentedEnv(TextEnv):
         if inner is None or name.startswith("__"):
             raise AttributeError(name)
         return getattr(inner, name)
+
+
+def augmenter_for(env_name: str, eps: float, webshop_alpha: float = 1.0) -> Augmenter:
+    """The augmenter env ``env_name``'s plugin declares (agentgen/envs/<env>/augment.py for agentgen's own)."""
+    return registry.augmenter_class(env_name)(eps, webshop_alpha=webshop_alpha)

@@ -42,6 +42,7 @@ from agentgen.cluster.sweep import (
     parse_rules,
     split_excluded,
 )
+from agentgen.envs import search_path
 
 log = logging.getLogger(__name__)
 
@@ -163,11 +164,13 @@ class SweepsSearchPath(SearchPathPlugin):
 
 
 def register() -> None:
-    """Make the sweeps/ search path known to Hydra in this process (the shim does it when installed)."""
+    """Make the sweeps/ search path (and third-party envs' conf, ``agentgen.envs.search_path``) known to Hydra
+    in this process (the shims do it when installed)."""
     from hydra.core.plugins import Plugins
 
     Plugins.instance().register(SweepsConfigSource)
     Plugins.instance().register(SweepsSearchPath)
+    search_path.register()
 
 
 def write_shim(root: str | Path) -> Path:

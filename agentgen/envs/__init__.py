@@ -1,30 +1,26 @@
-"""Environment registry: ``make(name, split=..., **cfg)`` builds any agentgen environment.
+"""Environments: ``make(name, split=..., **cfg)`` builds any agentgen environment.
 
-Imports are lazy so that, for example, Sokoban runs on a machine without Java.
+Which envs exist is the registry's answer (``agentgen.envs.registry``): each env package declares itself
+with an ``EnvPlugin`` (agentgen's own in ``agentgen/envs/<env>/plugin.py``, others through the entry point
+group ``agentgen.envs``). Imports are lazy so that, for example, Sokoban runs on a machine without Java.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
+from agentgen.envs import registry
 from agentgen.envs.base import SPLITS, RewardSpec, TextEnv
-
-# name -> "module:Class"; conf/env/<name>.yaml configures each.
-REGISTRY: dict[str, str] = {
-    "sokoban": "agentgen.envs.sokoban:SokobanEnv",
-    "alfworld": "agentgen.envs.alfworld:AlfWorldEnv",
-    "sciworld": "agentgen.envs.sciworld:SciWorldEnv",
-    "webshop": "agentgen.envs.webshop:WebShopEnv",
-}
-ENV_NAMES = tuple(REGISTRY)
+from agentgen.envs.plugin import EnvPlugin
 
 
 def env_class(name: str) -> type[TextEnv]:
-    if name not in REGISTRY:
-        raise KeyError(f"unknown environment {name!r}; valid environments: {', '.join(ENV_NAMES)}")
-    module, cls = REGISTRY[name].split(":")
-    return getattr(importlib.import_module(module), cls)
+    return registry.env_class(name)
+
+
+def env_names() -> tuple[str, ...]:
+    """Every registered env (in-tree and third-party), in listing order."""
+    return registry.names()
 
 
 def make(name: str, split: str = "train", **cfg: Any) -> TextEnv:
@@ -33,4 +29,13 @@ def make(name: str, split: str = "train", **cfg: Any) -> TextEnv:
     return env_class(name)(split=split, **cfg)
 
 
-__all__ = ["make", "env_class", "REGISTRY", "ENV_NAMES", "SPLITS", "RewardSpec", "TextEnv"]
+def __getattr__(name: str) -> Any:
+    """``ENV_NAMES`` and ``REGISTRY`` (name -> "module:Class"), read from the registry when asked."""
+    if name == "ENV_NAMES":
+        return registry.names()
+    if name == "REGISTRY":
+        return {n: p.env for n, p in registry.plugins().items()}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["make", "env_class", "env_names", "registry", "EnvPlugin", "SPLITS", "RewardSpec", "TextEnv"]

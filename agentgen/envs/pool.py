@@ -19,7 +19,7 @@ Each worker is a session (process group) leader, so the group holds its children
 restarts and the worker's own watchdog (which fires when the owning process disappears) kill the
 whole group. ``close()`` is idempotent, runs at interpreter exit and from ``with EnvPool(...)``.
 
-``env_name`` is a registry name (``agentgen.envs.REGISTRY``) or an importable ``"module:Class"``.
+``env_name`` is a registry name (``agentgen.envs.registry``) or an importable ``"module:Class"``.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import wait as mp_wait
 from typing import Any
 
-from agentgen.envs import REGISTRY, SPLITS, TextEnv, env_class
+from agentgen.envs import SPLITS, TextEnv, env_class, env_names
 
 log = logging.getLogger(__name__)
 
@@ -67,14 +67,14 @@ def resolve_env_class(env_name: str) -> type[TextEnv]:
         except (ImportError, AttributeError) as exc:
             raise ValueError(
                 f"EnvPool: cannot load env class {env_name!r} ({exc}); give a registry name "
-                f"({', '.join(REGISTRY)}) or an importable 'module:Class'"
+                f"({', '.join(env_names())}) or an importable 'module:Class'"
             ) from exc
         if not (isinstance(cls, type) and issubclass(cls, TextEnv)):
             raise ValueError(f"EnvPool: {env_name!r} is not a TextEnv subclass")
         return cls
-    if env_name not in REGISTRY:
+    if env_name not in env_names():
         raise ValueError(
-            f"EnvPool: unknown environment {env_name!r}; valid: {', '.join(REGISTRY)} or 'module:Class'"
+            f"EnvPool: unknown environment {env_name!r}; valid: {', '.join(env_names())} or 'module:Class'"
         )
     return env_class(env_name)
 

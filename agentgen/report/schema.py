@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# The paper's column order (Table 2); other envs follow alphabetically.
+from agentgen.envs import registry
+
+# The paper's column order (Table 2), a presentation choice; other envs follow alphabetically.
 PAPER_ENV_ORDER = ("alfworld", "webshop", "sokoban", "sciworld")
-ENV_TITLES = {"alfworld": "ALFWorld", "webshop": "WebShop", "sokoban": "Sokoban", "sciworld": "SciWorld"}
 EVAL_KEYS = ("success_rate", "episodes", "avg_steps", "avg_return", "valid_action_ratio")
 MIXTURE_SEP, SEQUENCE_SEP = "+", ">"
 
@@ -26,7 +27,8 @@ class SummaryError(ValueError):
 
 
 def env_title(env: str) -> str:
-    return ENV_TITLES.get(env, env)
+    """The title the env's plugin declares ("ALFWorld"); the name itself for an env not installed here."""
+    return registry.title(env)
 
 
 def env_sort_key(env: str) -> tuple[int, str]:

@@ -1,21 +1,29 @@
-"""Sokoban: own reverse-play generator, optimal solver, coordinate / grid renderings (see env.py)."""
+"""Sokoban: own reverse-play generator, optimal solver, coordinate / grid renderings (see env.py).
 
-from agentgen.envs.sokoban.env import SokobanEnv
-from agentgen.envs.sokoban.generator import GeneratedPuzzle, GenerationFailed, generate_puzzle
-from agentgen.envs.sokoban.room import ACTIONS, Room, State, apply_move, parse_action, parse_grid
-from agentgen.envs.sokoban.solver import SolverBudgetExceeded, solve
+The names below load on first use, so the registry reads ``plugin.py`` without importing the env."""
 
-__all__ = [
-    "ACTIONS",
-    "GeneratedPuzzle",
-    "GenerationFailed",
-    "Room",
-    "SokobanEnv",
-    "SolverBudgetExceeded",
-    "State",
-    "apply_move",
-    "generate_puzzle",
-    "parse_action",
-    "parse_grid",
-    "solve",
-]
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "ACTIONS": "room",
+    "GeneratedPuzzle": "generator",
+    "GenerationFailed": "generator",
+    "Room": "room",
+    "SokobanEnv": "env",
+    "SolverBudgetExceeded": "solver",
+    "State": "room",
+    "apply_move": "room",
+    "generate_puzzle": "generator",
+    "parse_action": "room",
+    "parse_grid": "room",
+    "solve": "solver",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,27 +1,33 @@
 """WebShop offline: generated (or user-supplied original) catalog, BM25 search, the original's text
-pages and purchase reward, and a scripted expert (see env.py)."""
+pages and purchase reward, and a scripted expert (see env.py).
 
-from agentgen.envs.webshop.catalog import Catalog, RawCatalog, build_catalog, split_goals
-from agentgen.envs.webshop.env import SEARCH_TEMPLATE, WebShopEnv, parse_action
-from agentgen.envs.webshop.generator import generate_catalog, write_catalog
-from agentgen.envs.webshop.loader import load_raw_files
-from agentgen.envs.webshop.reward import get_reward, normalize_color
-from agentgen.envs.webshop.shop import Shop, ShopConfig, get_shop
+The names below load on first use, so the registry reads ``plugin.py`` without loading the search index."""
 
-__all__ = [
-    "SEARCH_TEMPLATE",
-    "Catalog",
-    "RawCatalog",
-    "Shop",
-    "ShopConfig",
-    "WebShopEnv",
-    "build_catalog",
-    "generate_catalog",
-    "get_reward",
-    "get_shop",
-    "load_raw_files",
-    "normalize_color",
-    "parse_action",
-    "split_goals",
-    "write_catalog",
-]
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "SEARCH_TEMPLATE": "env",
+    "Catalog": "catalog",
+    "RawCatalog": "catalog",
+    "Shop": "shop",
+    "ShopConfig": "shop",
+    "WebShopEnv": "env",
+    "build_catalog": "catalog",
+    "generate_catalog": "generator",
+    "get_reward": "reward",
+    "get_shop": "shop",
+    "load_raw_files": "loader",
+    "normalize_color": "reward",
+    "parse_action": "env",
+    "split_goals": "catalog",
+    "write_catalog": "generator",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -18,8 +18,8 @@ import re
 from collections import Counter, defaultdict
 from typing import Any
 
-from agentgen.augment.base import Augmenter, Injection, insert_at_gaps
-from agentgen.augment.vocab import ALFWORLD_DESCRIPTORS, ALFWORLD_KINDS
+from agentgen.envs.distractor_words import ALFWORLD_DESCRIPTORS, ALFWORLD_KINDS
+from agentgen.envs.distractors import Augmenter, Injection, insert_at_gaps
 
 _NAME = re.compile(r"\b([a-z]+) (\d+)\b")
 

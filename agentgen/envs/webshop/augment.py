@@ -19,8 +19,7 @@ import math
 import random
 from typing import Any
 
-from agentgen.augment.base import Augmenter, Injection
-from agentgen.augment.vocab import (
+from agentgen.envs.distractor_words import (
     WEBSHOP_AD_CATEGORIES,
     WEBSHOP_AD_DESCRIPTORS,
     WEBSHOP_DECOY_MARK,
@@ -30,6 +29,7 @@ from agentgen.augment.vocab import (
     WEBSHOP_DECOY_USES,
     WEBSHOP_TRIVIAL_FEATURES,
 )
+from agentgen.envs.distractors import Augmenter, Injection
 
 MAX_DECOYS = 10
 

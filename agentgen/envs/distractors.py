@@ -1,22 +1,15 @@
-"""What every environment's augmenter does: turn the observation the engine produced into the one the
+"""The distractor interface an environment may implement (its ``augment.py``, named by its plugin) and the text
+helpers augmenters share; ``agentgen.augment`` wraps an env with the augmenter its plugin declares. What every
+environment's augmenter does: turn the observation the engine produced into the one the
 agent sees, adding goal-irrelevant distractors and nothing else (the engine state is only read)."""
 
 from __future__ import annotations
 
-import importlib
 import random
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
-
-# env name -> "module:Class" of its augmenter (imported on first use).
-AUGMENTERS: dict[str, str] = {
-    "sokoban": "agentgen.augment.sokoban:SokobanAugmenter",
-    "alfworld": "agentgen.augment.alfworld:AlfWorldAugmenter",
-    "sciworld": "agentgen.augment.sciworld:SciWorldAugmenter",
-    "webshop": "agentgen.augment.webshop:WebShopAugmenter",
-}
 
 
 @dataclass
@@ -45,15 +38,6 @@ class Augmenter(ABC):
     @abstractmethod
     def augment(self, obs: str, env: Any, rng: random.Random) -> Injection:
         """The augmented observation; ``env`` is the (inner) environment that produced ``obs``."""
-
-
-def augmenter_for(env_name: str, eps: float, webshop_alpha: float = 1.0) -> Augmenter:
-    if env_name not in AUGMENTERS:
-        raise ValueError(
-            f"no state augmentation is defined for environment {env_name!r}; defined for: {', '.join(AUGMENTERS)}"
-        )
-    module, cls = AUGMENTERS[env_name].split(":")
-    return getattr(importlib.import_module(module), cls)(eps, webshop_alpha=webshop_alpha)
 
 
 # ---------------------------------------------------------------- text helpers

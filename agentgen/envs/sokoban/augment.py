@@ -9,8 +9,8 @@ import math
 import random
 from typing import Any
 
-from agentgen.augment.base import Augmenter, Injection
-from agentgen.augment.vocab import SOKOBAN_OBJECTS, SOKOBAN_PLACES, with_article
+from agentgen.envs.distractor_words import SOKOBAN_OBJECTS, SOKOBAN_PLACES, with_article
+from agentgen.envs.distractors import Augmenter, Injection
 
 
 class SokobanAugmenter(Augmenter):

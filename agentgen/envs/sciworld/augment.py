@@ -17,8 +17,8 @@ import math
 import random
 from typing import Any
 
-from agentgen.augment.base import Augmenter, Injection, words
-from agentgen.augment.vocab import SCIWORLD_DESCRIPTORS, SCIWORLD_KINDS, with_article
+from agentgen.envs.distractor_words import SCIWORLD_DESCRIPTORS, SCIWORLD_KINDS, with_article
+from agentgen.envs.distractors import Augmenter, Injection, words
 
 OBJECTS_PREFIX = "\nObjects you can refer to: "  # the line SciWorldEnv appends (prompt.objects_line)
 ROOM_ITEMS = "In it, you see: \n"
