@@ -23,6 +23,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from agentgen import dist
+from agentgen.cluster.status import offline_runs, sync_command
 
 PROGRESS_LOGGER = "agentgen.progress"
 progress_log = logging.getLogger(PROGRESS_LOGGER)
@@ -179,7 +180,6 @@ def end_block(out_dir: str | Path, summary: Mapping[str, Any] | None, logger: st
     success rates, then the paths the job actually wrote (summary.json, metrics.jsonl, checkpoints, the
     job's log, the wandb run with its ``wandb sync`` command when it is an offline run of ``logger=wandb``)
     and the report command for its output dir."""
-    from agentgen.cluster.status import offline_runs, sync_command
 
     out = Path(out_dir)
     summary = summary or {}

@@ -8,7 +8,11 @@ from typing import Iterable
 
 from omegaconf import DictConfig
 
+from agentgen.cluster.plan import SweepError, make_plan
+from agentgen.cluster.plugins import register
+from agentgen.cluster.sweep import format_job
 from agentgen.config import CONF_DIR, ConfigError, check_group_choices, describe_compose_error, validate
+from agentgen.lock import check
 
 INFO_FLAGS = ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion", "-sc",
               "--resolve", "-p", "--package")
@@ -54,7 +58,6 @@ def check_output_dir(argv: list[str], checked: bool | DictConfig) -> None:
     are checked by each job itself when it starts."""
     from pathlib import Path
 
-    from agentgen.lock import check
 
     if not isinstance(checked, DictConfig):
         return
@@ -69,7 +72,6 @@ def compose_job(overrides: list[str]):
     """The composed config of one job (without the hydra node)."""
     from hydra import compose, initialize_config_dir
 
-    from agentgen.cluster.plugins import register
 
     register()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
@@ -95,8 +97,6 @@ def preflight(argv: list[str]) -> bool | DictConfig:
         cfg = compose_job(overrides)
         validate(cfg)
         return cfg
-    from agentgen.cluster.plan import SweepError, make_plan
-    from agentgen.cluster.sweep import format_job
 
     try:
         plan = make_plan(overrides, validate=validate)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agentgen.cluster.sweep import grid_axes
 from agentgen.secrets import masked_argv, redact
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,6 @@ def swept_keys(sweep_dir: str | Path) -> list[str]:
     into the sweep dir (the sweep file's ``hydra.sweeper.params`` and the command line's overrides)."""
     from omegaconf import OmegaConf
 
-    from agentgen.cluster.sweep import grid_axes
 
     path = Path(sweep_dir) / "multirun.yaml"
     if not path.is_file():

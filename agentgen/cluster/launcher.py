@@ -35,7 +35,7 @@ from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
 from omegaconf import OmegaConf
 
-from agentgen.cluster import manifest, slurm
+from agentgen.cluster import manifest, preemption, slurm
 from agentgen.cluster.sweep import job_output_dir, summary_status
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,6 @@ class AgentgenSlurmLauncher(SlurmLauncher):
     def __call__(self, *args: Any, **kwargs: Any) -> JobReturn:
         """The job itself, on the node: Slurm's warning signals become a request that the RL loop honours at
         its next step boundary (checkpoint, then requeue) instead of submitit's exit mid-update."""
-        from agentgen.cluster import preemption
 
         preemption.install(signal_delay_s=self.params.get("signal_delay_s"))
         try:

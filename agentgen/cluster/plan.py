@@ -34,6 +34,7 @@ from pathlib import Path
 from hydra._internal.config_repository import CachingConfigRepository
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from agentgen.cluster.plugins import register
 from agentgen.cluster.sweep import (
     SweepError,
     expand_grid,
@@ -45,7 +46,7 @@ from agentgen.cluster.sweep import (
     split_excluded,
     summary_status,
 )
-from agentgen.config import check_group_choices, env_checks_shared
+from agentgen.config import CONF_DIR, check_group_choices, describe_compose_error, env_checks_shared, validate
 
 DEFAULT_SECONDS_PER_STEP = 60.0  # = agentgen.config.ModelResources.seconds_per_step's default
 PLAN_FLAGS = ("--plan", "-m", "--multirun")
@@ -88,12 +89,7 @@ class Plan:
 
 
 def _compose_error(exc: BaseException, overrides: list[str]) -> str:
-    try:
-        from agentgen.config import describe_compose_error
-
-        return describe_compose_error(exc, overrides)
-    except ImportError:
-        return str(exc).strip().splitlines()[0]
+    return describe_compose_error(exc, overrides)
 
 
 def estimate(cfg: DictConfig) -> JobEstimate:
@@ -275,10 +271,7 @@ def make_plan(
     from hydra import compose, initialize_config_dir
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from agentgen.cluster.plugins import register
-
     if conf_dir is None:
-        from agentgen.config import CONF_DIR  # also registers agentgen's config schema
 
         conf_dir = CONF_DIR
     register()
@@ -438,10 +431,6 @@ def plan_overrides(argv: Sequence[str]) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Print the plan of a launch.py command line; exit code 2 if the sweep or any job config is invalid."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        from agentgen.config import validate
-    except ImportError:  # pragma: no cover - agentgen.config is part of the package
-        validate = None
     try:
         plan = make_plan(plan_overrides(argv), validate=validate)
     except SweepError as err:

@@ -25,6 +25,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from agentgen import attempts
 from agentgen.cluster import manifest, slurm
 from agentgen.cluster.sweep import checkpoint_step, format_job, summary_status
 
@@ -80,7 +81,6 @@ def _state(summary: str | None, queue: str | None, acct: str | None, submitted: 
 
 def _recovery(out: str) -> dict[str, int]:
     """Failures and preemptions of a job's runs so far, from its attempts ledger."""
-    from agentgen import attempts
 
     c = attempts.counts(attempts.read(out)) if Path(out).is_dir() else {}
     return {"failures": c.get("failures", 0), "preemptions": c.get("preemptions", 0)}

@@ -26,6 +26,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from agentgen import summary
 from agentgen.config import REPO_ROOT, SWEEP_GROUP, SWEEPS_DIR  # noqa: F401  (the sweep files' home, re-exported)
 
 
@@ -199,7 +200,6 @@ def summary_status(out_dir: str | Path) -> str | None:
     """The ``status`` of a job's summary.json ("completed", "failed", "running"), or None if it has none;
     "interrupted" for a job that stopped after its checkpoint on Slurm's time-limit / preemption signal
     (``agentgen.cluster.preemption.JobInterrupted``): it resumes when requeued or when the sweep is re-run."""
-    from agentgen import summary
 
     try:
         data = summary.read(out_dir)

@@ -13,6 +13,10 @@ import random
 from pathlib import Path
 from typing import Any, Iterator
 
+from agentgen.agent.parser import format_response
+from agentgen.agent.prompt import PromptBuilder
+from agentgen.envs import make
+
 CHAT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
@@ -65,9 +69,6 @@ def corpus(num_episodes: int = 300, seed: int = 0) -> Iterator[str]:
     """Text the tokenizer learns from: real agent prompts and expert answers on Sokoban (both renderings, the
     compact prompt, thinking on and off) and the other environments' instructions where their engines are installed.
     Byte-level fallback keeps any other text encodable."""
-    from agentgen.agent.parser import format_response
-    from agentgen.agent.prompt import PromptBuilder
-    from agentgen.envs import make
 
     rng = random.Random(seed)
     for render, style in (("coords", "full"), ("grid", "full"), ("grid", "short")):

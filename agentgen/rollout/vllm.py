@@ -33,6 +33,7 @@ import torch
 
 from agentgen import dist
 from agentgen.errors import ConfigError
+from agentgen.trainer.engine import iter_plain_buckets
 
 log = logging.getLogger(__name__)
 
@@ -325,7 +326,6 @@ class VLLMGenerator:
         if self.engine is not None:
             yield from self.engine.named_full_params(merge_lora=merge_lora)
             return
-        from agentgen.trainer.engine import iter_plain_buckets
 
         yield from iter_plain_buckets(self.model, self.opts.weight_sync_bucket_mb, merge_lora=merge_lora)
 
