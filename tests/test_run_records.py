@@ -30,6 +30,12 @@ def test_records_timing_and_time_budget(tmp_path):
     assert s["timing"]["rl"] >= 0.001 and sum(s["timing"].values()) <= s["wall_seconds"]
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [row["step"] for row in rows] == [1] and "rollout/success_rate" in rows[0] and "time/update_s" in rows[0]
+    # where the step's time went (bench/bench_rl_step.py's table): the engine, prompts and parsing, the env pool
+    row = rows[0]
+    assert row["time/generate_s"] > 0 and row["time/prompt_s"] >= 0 and row["time/env_s"] > 0
+    assert row["time/generate_s"] + row["time/prompt_s"] + row["time/env_s"] <= row["time/rollout_s"]
+    assert row["tokens/prompt"] > row["tokens/generated"] > 0 and row["tokens/trained"] > 0
+    assert "rollout/logprob_gap_mean" in row and row["rollout/logprob_gap_max"] < 1e-3  # rollout=hf, fp32
     for step in (0, 1):  # the same held-out instances at every evaluation, one record per episode
         recs = [json.loads(line) for line in (out / "eval_episodes" / "sokoban" / f"step_{step}.jsonl").read_text()
                 .splitlines()]

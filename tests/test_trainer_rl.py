@@ -443,3 +443,17 @@ def test_filter_by_success_drops_groups_that_differ_only_by_invalid_action_penal
     assert {e.spec.group for e in rl.signal_groups(episodes, limit=3, by="return")} == {0, 1}
     assert {e.spec.group for e in rl.signal_groups(episodes, limit=3, by="success")} == {1}
     assert {e.spec.group for e in rl.signal_groups(episodes, limit=1, by="return")} == {0}
+
+
+def test_step_reports_where_its_time_and_tokens_went():
+    """The per-phase split bench/bench_rl_step.py reads: each scoring pass timed, the tokens trained on (every
+    epoch), and the share of padded positions in the update's micro-batches."""
+    rollout = SeededEpisodes()
+    trainer = make_trainer("grpo", rollout=rollout, ref="other", group_size=2, kl_coef=0.1, ppo_epochs=2)
+    m = trainer.step(0)
+    assert m["time/score_old_s"] > 0 and m["time/score_ref_s"] > 0 and "time/score_values_s" not in m
+    turns = [t for t in rollout.generated if t.response_ids]
+    assert m["tokens/trained"] == 2 * sum(len(t.prompt_ids) + len(t.response_ids) for t in turns)
+    assert 0.0 < m["train/padding_frac"] < 1.0  # prompts of 3-9 and answers of 1-6 tokens share micro-batches
+    on_policy = make_trainer("grpo", ref=None, group_size=2, kl_coef=0.0).step(0)
+    assert "time/score_old_s" not in on_policy and "time/score_ref_s" not in on_policy  # no pass that is not needed

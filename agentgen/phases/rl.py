@@ -44,10 +44,10 @@ def rl_stage(ws: Workspace, start_step: int, end_step: int, resume_from: Path | 
             ref = copy.deepcopy(ws.model)  # the policy this stage starts from
         ref.eval().requires_grad_(False)
     engine = ws.new_engine()
-    per_env: dict[str, float] = {}  # the step's per-env rollout figures of a mixture
+    stats: dict[str, float] = {}  # the step's rollout figures: where its time went, tokens, a mixture's per env
 
     def rollout_fn(specs: list[EpisodeSpec], step: int) -> list[Episode]:
-        return rollout(ws, specs, step, per_env)
+        return rollout(ws, specs, step, stats)
 
     trainer = RLTrainer(ws.model, ref, ws.tokenizer, cfg, rollout_fn, log_fn=ws.tracker.log, engine=engine)
     if resume_from is not None and resume_from.name != "sft":
@@ -61,10 +61,10 @@ def rl_stage(ws: Workspace, start_step: int, end_step: int, resume_from: Path | 
     bar = console.progress(end_step, label, unit="step", initial=start_step,
                            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]")
     for step in range(start_step, end_step):
-        per_env.clear()
+        stats.clear()
         t_step = time.time()
         with ws.timed("rl"):
-            metrics = {**trainer.step(step), **per_env}
+            metrics = {**trainer.step(step), **stats}
             ws.generator.sync_weights()
         seconds = time.time() - t_step
         done = step + 1
@@ -98,9 +98,11 @@ def rl_stage(ws: Workspace, start_step: int, end_step: int, resume_from: Path | 
     return metrics, end_step
 
 
-def rollout(ws: Workspace, specs: list[EpisodeSpec], step: int, per_env: dict[str, float]) -> list[Episode]:
-    """Assign each group an env by the mixture shares, run them, and return all episodes; a mixture's
-    per-env figures go to ``per_env``."""
+def rollout(ws: Workspace, specs: list[EpisodeSpec], step: int, stats: dict[str, float]) -> list[Episode]:
+    """Assign each group an env by the mixture shares, run them, and return all episodes. ``stats`` adds up this
+    rank's seconds in the rollout engine (``time/generate_s``), in the policy's prompts and parsing
+    (``time/prompt_s``) and in the env pool (``time/env_s``), the prompt and generated tokens, and a mixture's
+    per-env figures."""
     cfg, names = ws.cfg, ws.current_envs
     shares = [float(ws.env_cfg(n, "train").share) for n in names]
     owner = assign_groups(sorted({s.group for s in specs}), names, shares)
@@ -116,9 +118,15 @@ def rollout(ws: Workspace, specs: list[EpisodeSpec], step: int, per_env: dict[st
         runner = ws.runner(name, "train", len(mine), step_turn_limit(cfg, step, ec), cfg.rollout.temperature,
                            cfg.rollout.top_p, cfg.rollout.top_k)
         eps = ws.run_split(runner, mine)
+        policy = runner.policy
+        for key, value in (("time/generate_s", policy.generate_seconds),
+                           ("time/prompt_s", runner.seconds["policy"] - policy.generate_seconds),
+                           ("time/env_s", runner.seconds["env"]), ("tokens/prompt", policy.prompt_tokens),
+                           ("tokens/generated", policy.generated_tokens)):
+            stats[key] = stats.get(key, 0.0) + float(value)
         if len(names) > 1:
             m = episode_metrics(eps)
-            per_env.update({f"rollout/{name}/success_rate": m["success_rate"],
+            stats.update({f"rollout/{name}/success_rate": m["success_rate"],
                             f"rollout/{name}/return": m["avg_return"], f"rollout/{name}/episodes": m["episodes"]})
         out.extend(eps)
     if hasattr(ws.generator, "sleep"):

@@ -11,6 +11,7 @@ would have been prompted with, so SFT data, rollouts, evaluation and profiles ca
 from __future__ import annotations
 
 import random
+import time
 
 from agentgen.agent.parser import format_response, parse_response
 from agentgen.agent.prompt import PromptBuilder
@@ -36,6 +37,8 @@ class ModelPolicy:
         self.max_response_tokens = max_response_tokens
         self.sampling = (temperature, top_p, top_k)
         self.num_prompt_truncations = 0
+        self.generate_seconds = 0.0  # in the rollout engine (the rest of act is prompts and parsing)
+        self.prompt_tokens = self.generated_tokens = 0
 
     def encode_prompt(self, st: AgentState) -> tuple[list[int], str]:
         """(token ids, the user message with the memory's full history): the chat-templated prompt, dropping
@@ -61,12 +64,16 @@ class ModelPolicy:
     def act(self, states: list[AgentState]) -> list[Decision]:
         encoded = [self.encode_prompt(st) for st in states]
         prompts = [ids for ids, _ in encoded]
+        t0 = time.perf_counter()
         if hasattr(self.generator, "generate_with_logprobs"):  # the sampler's own log-probs (rollout/logprob_gap)
             responses, logprobs = self.generator.generate_with_logprobs(prompts, self.max_response_tokens,
                                                                         *self.sampling)
         else:
             responses = self.generator.generate(prompts, self.max_response_tokens, *self.sampling)
             logprobs = [None] * len(responses)
+        self.generate_seconds += time.perf_counter() - t0
+        self.prompt_tokens += sum(len(p) for p in prompts)
+        self.generated_tokens += sum(len(r) for r in responses)
         out = []
         for (pids, user), rids, lps in zip(encoded, responses, logprobs):
             text = self.tokenizer.decode(rids, skip_special_tokens=True)

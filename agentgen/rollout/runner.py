@@ -16,6 +16,7 @@ batched pool step, so worker pools stay busy.
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -73,6 +74,7 @@ class EpisodeRunner:
         self.max_turns = max_turns
         self.num_replayed_steps = 0  # env steps spent restoring continuation prefixes
         self.num_replay_mismatches = 0  # continuations aborted because the replay differed from the prefix
+        self.seconds = {"policy": 0.0, "env": 0.0}  # wall time in the policy's act and in the env pool
 
     def run(self, specs: list[EpisodeSpec], desc: str | None = None,
             on_episode: Callable[[Episode], None] | None = None) -> list[Episode]:
@@ -95,8 +97,10 @@ class EpisodeRunner:
             while free and pending:
                 starting[free.pop()] = pending.popleft()
             if starting:
+                t0 = time.perf_counter()
                 resets = self.pool.reset({slot: spec.seed for slot, (_, spec) in starting.items()})
                 instructions = self.pool.call(list(starting), "instruction")
+                self.seconds["env"] += time.perf_counter() - t0
                 for slot, (obs, info) in resets.items():
                     i, spec = starting[slot]
                     ep = Episode(spec=spec, task=info.get("task", ""), augmented=bool(info.get("augmented", False)))
@@ -109,13 +113,17 @@ class EpisodeRunner:
             if not active:
                 continue
             slots = list(active)
+            t0 = time.perf_counter()
             decisions = dict(zip(slots, self.policy.act([active[s][1] for s in slots])))
+            self.seconds["policy"] += time.perf_counter() - t0
             for slot in [s for s in slots if decisions[s] is None]:
                 finish(slot)  # the policy has nothing to do here: the episode ends, failed
             acting = {slot: d for slot, d in decisions.items() if d is not None}
             if not acting:
                 continue
+            t0 = time.perf_counter()
             steps = self.pool.step({slot: d.action for slot, d in acting.items()})
+            self.seconds["env"] += time.perf_counter() - t0
             for slot, d in acting.items():
                 st = active[slot][1]
                 obs, reward, done, info = steps[slot]
@@ -151,7 +159,9 @@ class EpisodeRunner:
         depth = 0
         while live:
             actions = {slot: prefix[depth].action for slot, prefix in live.items()}
+            t0 = time.perf_counter()
             steps = self.pool.step(actions)
+            self.seconds["env"] += time.perf_counter() - t0
             self.num_replayed_steps += len(actions)
             for slot in list(live):
                 prefix, st = live[slot], states[slot]

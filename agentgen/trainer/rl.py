@@ -29,6 +29,7 @@ the loss; ``reward``: beta * per-token KL subtracted from the rewards before the
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
@@ -139,7 +140,17 @@ class RLTrainer:
                         self.algo.kl_coef)
 
     # ------------------------------------------------------------------ one RL step
+    @contextlib.contextmanager
+    def _timed(self, key: str):
+        """Adds the block's wall time to this step's ``key`` (the per-phase split of ``bench/bench_rl_step.py``)."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._phase_seconds[key] = self._phase_seconds.get(key, 0.0) + time.perf_counter() - t0
+
     def step(self, step: int) -> dict[str, float]:
+        self._phase_seconds: dict[str, float] = {}
         t0 = time.time()
         seeds = instance_seeds(step, self.cfg.trainer.prompts_per_step, self.cfg.seed, 0, self._sampling_rounds)
         data = self._tree_step(seeds, step) if self.tree else self._chain_step(seeds, step)
@@ -148,7 +159,7 @@ class RLTrainer:
             return {**data.metrics, "train/skipped": 1.0, "time/rollout_s": t_rollout}
         update = self.update(data.train, step)
         metrics = {**data.metrics, "time/rollout_s": t_rollout, "time/update_s": time.time() - t0 - t_rollout,
-                   **update}
+                   **update, **self._phase_seconds}
         if self.turn_schedule is not None:
             metrics["rollout/turn_limit"] = float(self.turn_schedule.turn_limit(step))
         return metrics
@@ -276,11 +287,14 @@ class RLTrainer:
             tb = collate(micro, self.pad_id)
             rows: dict[str, torch.Tensor] = {}
             if need_old:
-                rows["old"] = token_logprobs(response_logits(self.model, tb, self.temperature), tb).cpu()
+                with self._timed("time/score_old_s"):
+                    rows["old"] = token_logprobs(response_logits(self.model, tb, self.temperature), tb).cpu()
             if need_ref:
-                rows["ref"] = token_logprobs(response_logits(self.ref_model, tb, self.temperature), tb).cpu()
+                with self._timed("time/score_ref_s"):
+                    rows["ref"] = token_logprobs(response_logits(self.ref_model, tb, self.temperature), tb).cpu()
             if self.value_model is not None:
-                rows["values"] = self.value_model.response_values(tb).cpu()
+                with self._timed("time/score_values_s"):
+                    rows["values"] = self.value_model.response_values(tb).cpu()
             for b, s in enumerate(micro):
                 n = len(s.response_ids)
                 for key, row in rows.items():
@@ -312,6 +326,7 @@ class RLTrainer:
 
         self.model.train()
         self._gap = [0.0, 0.0, 0]
+        self._tokens = [0, 0]  # this update's real and padded token positions (prompt + response)
         for epoch in range(epochs):
             order = samples[:]
             rng.shuffle(order)
@@ -346,6 +361,10 @@ class RLTrainer:
         out["train/updates"] = float(updates)
         out["train/nonfinite_skipped"] = float(skipped)  # the same on every rank: the norm is global
         out.update(self._gap_metrics())
+        real, padded = (dist.all_reduce_sum(self._tokens) if self.engine.world_size > 1 else self._tokens)
+        if padded:
+            out["tokens/trained"] = float(real)  # prompt + response tokens through forward and backward, all epochs
+            out["train/padding_frac"] = 1.0 - real / padded
         return out
 
     def _gap_metrics(self) -> dict[str, float]:
@@ -368,6 +387,9 @@ class RLTrainer:
         lp = token_logprobs(logits, tb)
         old = lp.detach() if on_policy else _right_aligned(micro, "old", lp)
         adv = _advantage_tensor(micro, lp)
+        if weight:  # not a padding pass
+            self._tokens[0] += int(tb.attention_mask.sum())
+            self._tokens[1] += tb.attention_mask.numel()
         metrics: dict[str, float] = {}
         if all("sampler" in s.extras for s in micro):
             sampler = _right_aligned(micro, "sampler", lp)
