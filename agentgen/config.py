@@ -156,6 +156,8 @@ class TrainerConfig:
     time_budget_s: Optional[float] = None  # stop RL after the step that brings its wall time past this (then
     # checkpoint and evaluate as at the last step); None = run all `steps`
     strategy: str = "single"  # single | deepspeed
+    behaviour_logprobs: str = "auto"  # auto: the sampler's own when they are exact (rollout=hf, fp32, no top-p/k
+    # truncation), saving a scoring pass | score: always a scoring pass before the update
     params: Dict[str, Any] = field(default_factory=dict)
     health: HealthConfig = field(default_factory=HealthConfig)
 
@@ -480,6 +482,9 @@ def _validate_machine_values(cfg: DictConfig) -> None:
           "agent.history_k turns, the study's), full (every turn, trimmed to the prompt's token budget).")
     _positive(cfg.trainer.grad_clip, "trainer.grad_clip")
     _positive(cfg.trainer.keep_checkpoints, "trainer.keep_checkpoints")
+    _need(cfg.trainer.behaviour_logprobs in ("auto", "score"), f"trainer.behaviour_logprobs="
+          f"{cfg.trainer.behaviour_logprobs!r} is invalid; valid: auto (the sampler's log-probs when they are exact), "
+          "score (always a scoring pass).")
     h = cfg.trainer.health
     _positive(h.patience, "trainer.health.patience")
     _positive(h.max_kl, "trainer.health.max_kl")

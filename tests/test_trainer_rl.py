@@ -457,3 +457,33 @@ def test_step_reports_where_its_time_and_tokens_went():
     assert 0.0 < m["train/padding_frac"] < 1.0  # prompts of 3-9 and answers of 1-6 tokens share micro-batches
     on_policy = make_trainer("grpo", ref=None, group_size=2, kl_coef=0.0).step(0)
     assert "time/score_old_s" not in on_policy and "time/score_ref_s" not in on_policy  # no pass that is not needed
+
+
+def test_length_sorted_micro_batches_leave_the_update_unchanged():
+    """Micro-batches of similar lengths pad less, and the update is the one a single micro-batch would make."""
+    sorted_small = make_trainer("grpo", ref=None, group_size=2, kl_coef=0.0)
+    whole = make_trainer("grpo", ref=None, group_size=2, kl_coef=0.0)
+    whole.cfg.trainer.micro_batch_states = 256
+    m_small, m_whole = sorted_small.step(0), whole.step(0)
+    for a, b in zip(sorted_small.model.parameters(), whole.model.parameters()):
+        assert torch.allclose(a, b, atol=1e-6)
+    assert m_small["train/padding_frac"] < m_whole["train/padding_frac"]
+
+
+def test_exact_sampler_logprobs_replace_the_behaviour_scoring_pass():
+    """rollout=hf in fp32 without top-p/top-k: the sampler's log-probs are the behaviour log-probs (no pass);
+    trainer.behaviour_logprobs=score, or a truncated sampler, scores them."""
+    from test_sampler_mismatch import SampledBy
+
+    def run(**trainer_keys):
+        trainer = make_trainer("grpo", ref=None, group_size=2, kl_coef=0.0, ppo_epochs=2)
+        for k, v in trainer_keys.items():
+            OmegaConf.update(trainer.cfg, k, v, force_add=True)
+        trainer.sampler_exact = __import__("agentgen.trainer.rl", fromlist=["x"])._sampler_is_exact(trainer.cfg,
+                                                                                                  trainer.model)
+        trainer.rollout_fn = SampledBy(trainer.model, 0.0)
+        return trainer.step(0)
+
+    assert "time/score_old_s" not in run()
+    assert run(**{"trainer.behaviour_logprobs": "score"})["time/score_old_s"] > 0
+    assert run(**{"rollout.top_p": 0.9})["time/score_old_s"] > 0

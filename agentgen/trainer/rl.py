@@ -128,6 +128,7 @@ class RLTrainer:
         self.kl_in = str(self.algo.kl_in)
         self.agg = str(self.algo.loss_agg)
         self.tis_cap = self.algo.get("tis_cap")  # None: no importance correction for the sampler's mismatch
+        self.sampler_exact = _sampler_is_exact(cfg, model)
         self._gap = [0.0, 0.0, 0]  # this update's |trainer - sampler| log-prob gap: sum, max, tokens
         self.credit = str(self.algo.get("credit", "turn"))
         self.critic_warmup = int((self.algo.get("critic") or {}).get("warmup_steps", 0)) if self.value_model else 0
@@ -280,10 +281,15 @@ class RLTrainer:
         the KL goes into the reward), reference log-probs (``ref``), per-token KL (``kl``) and critic
         values (``values``), each a response-aligned [n] tensor in ``sample.extras``."""
         need_old = not self._on_policy(n_train) or self._kl_in_reward
+        if need_old and self.sampler_exact and all("sampler" in s.extras for s in samples):
+            for s in samples:  # the HF sampler's fp32 log-probs of the policy that sampled: the scoring pass's
+                s.extras["old"] = s.extras["sampler"]
+            need_old = False
         need_ref = self.kl_coef > 0
         self.model.eval()
         # this rank's share; every rank ends up with every sample's rows (share_extras below)
-        for micro, _ in self.engine.micro_batches(samples, int(self.cfg.trainer.micro_batch_states)):
+        ordered = by_length(samples)  # less padding; share_extras below reads the same order
+        for micro, _ in self.engine.micro_batches(ordered, int(self.cfg.trainer.micro_batch_states)):
             tb = collate(micro, self.pad_id)
             rows: dict[str, torch.Tensor] = {}
             if need_old:
@@ -301,7 +307,7 @@ class RLTrainer:
                     s.extras[key] = row[b, row.shape[1] - n:].clone() if n else torch.zeros(1)
                 if self._kl_in_reward:
                     s.extras["kl"] = kl_divergence(s.extras["old"], s.extras["ref"], str(self.algo.kl_estimator))
-        self.engine.share_extras(samples, ("old", "ref", "values", "kl"))
+        self.engine.share_extras(ordered, ("old", "ref", "values", "kl"))
 
     # ------------------------------------------------------------------ policy (and critic) update
     def update(self, samples: list[Sample], step: int) -> dict[str, float]:
@@ -331,7 +337,9 @@ class RLTrainer:
             order = samples[:]
             rng.shuffle(order)
             for mb in chunks(order, int(tc.mini_batch_states)):
-                for micro, share in self.engine.micro_batches(mb, micro_size):
+                # similar lengths share a micro-batch (less padding); each micro-batch's loss is weighted by its
+                # share of the mini-batch (_micro_weight), so the grouping does not change the gradient
+                for micro, share in self.engine.micro_batches(by_length(mb), micro_size):
                     # share 0: a padding pass that keeps the ranks' collectives in step (no loss, no metrics)
                     if train_actor:
                         m = self._policy_micro_step(micro, _micro_weight(micro, mb, self.agg) * share, on_policy,
@@ -440,6 +448,22 @@ class RLTrainer:
 
 
 # ---------------------------------------------------------------------- helpers
+def by_length(samples: list[Sample]) -> list[Sample]:
+    """Samples ordered by token count (prompt + response), so that micro-batches pad little."""
+    return sorted(samples, key=lambda s: len(s.prompt_ids) + len(s.response_ids))
+
+
+def _sampler_is_exact(cfg, model) -> bool:
+    """Whether the rollout engine's log-probs are the behaviour log-probs a scoring pass would compute: the HF
+    sampler records log_softmax(logits / T) of the very weights being trained, in fp32, and without top-p or top-k
+    the tokens were drawn from that distribution. vLLM (its own kernels, maybe bf16) never is."""
+    rollout, trainer = cfg.get("rollout") or {}, cfg.get("trainer") or {}
+    if trainer.get("behaviour_logprobs", "auto") != "auto" or rollout.get("name", "hf") != "hf":
+        return False
+    truncated = float(rollout.get("top_p", 1.0)) < 1.0 or int(rollout.get("top_k", 0) or 0) > 0
+    return not truncated and next(model.parameters()).dtype == torch.float32
+
+
 def _n(sample: Sample) -> int:
     """Time units of a step for token credit (an empty response still counts as one, carrying no loss)."""
     return max(1, len(sample.response_ids))
