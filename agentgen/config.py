@@ -211,6 +211,18 @@ class AgentgenConfig:
 ConfigStore.instance().store(name="agentgen_schema", node=AgentgenConfig)
 
 
+def _register_algo_stand_ins() -> None:
+    """An untyped ``algo/<name>_schema`` for every conf/algo/<name>.yaml, whose defaults list names it: a
+    composition that has not imported the algorithms (tab completion, which must answer fast: they import
+    torch) still finds it. ``agentgen.algos.registry`` replaces each with the algorithm's typed dataclass when
+    imported (preflight, plan, the run); ``validate`` checks the algo config against it in any case."""
+    for path in (CONF_DIR / "algo").glob("*.yaml"):
+        ConfigStore.instance().store(group="algo", name=f"{path.stem}_schema", node={}, provider="agentgen")
+
+
+_register_algo_stand_ins()
+
+
 # --------------------------------------------------------------------------- validation
 def group_options(group: str) -> list[str]:
     """Option names of a config group (the yaml files in conf/<group>/)."""

@@ -11,7 +11,7 @@ import torch
 
 from agentgen.algos.gigpo import discounted_returns, gigpo_advantages, step_groups
 from agentgen.algos.gspo import GSPO, gspo_policy_loss
-from agentgen.algos.registry import validate_algo_config
+from agentgen.algos.registry import load_algo_file, validate_algo_config
 from agentgen.algos.stepwise import step_advantages
 from agentgen.augment import parse_settings
 from agentgen.augment.wrapper import AugmentedEnv
@@ -108,9 +108,7 @@ def test_gigpo_through_step_advantages_with_kl_in_reward_and_episode_weight():
 def test_gigpo_config_checks():
     from omegaconf import OmegaConf
 
-    from agentgen.config import CONF_DIR
-
-    cfg = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "algo" / "gigpo.yaml"))
+    cfg = OmegaConf.to_container(load_algo_file("gigpo"))
     assert (cfg["gamma"], cfg["omega"], cfg["mode"], cfg["similarity_thresh"]) == (0.95, 1.0, "mean_std_norm", 1.0)
     with pytest.raises(ValueError, match=r"algo.mode='zscore'.*mean_std_norm, mean_norm"):
         validate_algo_config({**cfg, "mode": "zscore"})

@@ -34,6 +34,7 @@ from pathlib import Path
 from hydra._internal.config_repository import CachingConfigRepository
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+import agentgen.algos.registry  # noqa: F401 - registers the algorithms' schemas (algo/<name>_schema)
 from agentgen.cluster.sweep import (
     SweepError,
     expand_grid,
