@@ -102,6 +102,9 @@ def defaults_comments() -> tuple[dict[str, str], dict[str, str]]:
             comments[group] = (m.group(3) or "").strip()
         elif in_defaults and more and comments:
             comments[group] += " " + more.group(1).strip()
+    for group, option in defaults.items():  # `scale: ${model}`: the option named by another group's default
+        if m := re.fullmatch(r"\$\{(\w+)\}", option):
+            defaults[group] = defaults.get(m.group(1), option)
     return defaults, comments
 
 

@@ -334,6 +334,26 @@ def instance_subset(ec, split: str) -> list[int] | None:
     return [int(x) for x in seeds]
 
 
+def load_algo_file(name: str) -> DictConfig:
+    """conf/algo/<name>.yaml's own keys, without its defaults list: the algo node as composed, less the
+    schema's defaults for keys the file leaves out."""
+    node = OmegaConf.load(CONF_DIR / "algo" / f"{name}.yaml")
+    node.pop("defaults", None)
+    return node
+
+
+def _register_algo_stand_ins() -> None:
+    """An untyped ``algo/<name>_schema`` for every conf/algo/<name>.yaml, whose defaults list names it: a
+    composition that has not imported the algorithms (tab completion, which must answer fast: they import
+    torch) still finds it. ``agentgen.algos.registry`` replaces each with the algorithm's typed dataclass when
+    imported (preflight, plan, the run); ``validate`` checks the algo config against it in any case."""
+    for path in (CONF_DIR / "algo").glob("*.yaml"):
+        ConfigStore.instance().store(group="algo", name=f"{path.stem}_schema", node={}, provider="agentgen")
+
+
+_register_algo_stand_ins()
+
+
 # --------------------------------------------------------------------------- validation
 def group_options(group: str) -> list[str]:
     """Option names of a config group (the yaml files in conf/<group>/; for env, also third-party envs' own)."""

@@ -68,12 +68,20 @@ def check_output_dir(argv: list[str], checked: bool | DictConfig) -> None:
         check(Path(str(out)))
 
 
+def typed_algos() -> None:
+    """Put the algorithms' typed schemas (algo/<name>_schema) in Hydra's ConfigStore. Imported here, not at the
+    top: tab completion runs this module and must answer without torch, which the algorithms import."""
+    from agentgen.algos.registry import register_schemas
+
+    register_schemas()
+
+
 def compose_job(overrides: list[str]):
     """The composed config of one job (without the hydra node)."""
     from hydra import compose, initialize_config_dir
 
-
     register()
+    typed_algos()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         try:
             return compose("config", overrides=[o for o in overrides if not o.startswith(("hydra.", "hydra/"))])
@@ -85,6 +93,8 @@ def preflight(argv: list[str]) -> bool | DictConfig:
     """Validate every job of the command line; raise ConfigError on the first bad one. A single run returns
     its composed config (launch.py reads where it runs), a sweep or an information flag True."""
     overrides, multirun, flags = split_argv(argv)
+    if not any(f in ("--shell-completion", "-sc") for f in flags):
+        typed_algos()  # for Hydra's own composition after this (the run, --cfg), too
     if any(f in INFO_FLAGS for f in flags):
         return True
     check_group_choices(overrides)

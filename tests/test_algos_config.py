@@ -14,6 +14,7 @@ from agentgen.algos.schedule import (
     schedule_from_config,
     turn_limit,
 )
+from agentgen.config import load_algo_file
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "algo"
 
@@ -58,19 +59,40 @@ def test_every_algo_config_file_is_valid_and_registered():
     for name in files:
         text = (CONF / f"{name}.yaml").read_text()
         assert text.startswith("# @package algo\n")
-        cfg = OmegaConf.load(CONF / f"{name}.yaml")
+        assert list(OmegaConf.load(CONF / f"{name}.yaml").defaults) == [f"{name}_schema", "_self_"]
+        cfg = load_algo_file(name)
         assert next(iter(cfg.keys())) == "name" and cfg.name == name
         assert validate_algo_config(cfg).name == name
 
 
+def test_algo_overrides_are_typed_at_compose_time():
+    """conf/algo/<name>.yaml extends its dataclass (algo/<name>_schema in the ConfigStore): a wrong type or an
+    unknown key fails when Hydra composes, before any check of ours; the values are checked afterwards."""
+    from agentgen.config import ConfigError, validate
+    from agentgen.preflight import compose_job
+
+    for name in ALGORITHMS:
+        assert compose_job([f"algo={name}"]).algo == OmegaConf.merge(
+            OmegaConf.structured(ALGORITHMS[name].config), load_algo_file(name))
+    with pytest.raises(ConfigError, match=r"'algo.clip_low'.*'abc'.*Float"):
+        compose_job(["algo.clip_low=abc"])
+    with pytest.raises(ConfigError, match=r"algo has no key 'clip_ratio'.*clip_high, clip_low"):
+        compose_job(["algo.clip_ratio=0.2"])
+    with pytest.raises(ConfigError, match=r"'algo.M'.*'four'.*Integer"):
+        compose_job(["algo=tree_grpo", "algo.M=four"])
+    cfg = compose_job(["algo=gigpo", "algo.gamma=1.5"])  # well typed, but out of range: validate says so
+    with pytest.raises(ConfigError, match=r"gamma=1.5.*\[0, 1\]"):
+        validate(cfg)
+
+
 def test_study_defaults_in_configs():
-    grpo = OmegaConf.load(CONF / "grpo.yaml")
+    grpo = load_algo_file('grpo')
     assert (grpo.group_size, grpo.kl_coef, grpo.kl_estimator, grpo.kl_in) == (8, 0.01, "k3", "loss")
     assert (grpo.clip_low, grpo.clip_high, grpo.entropy_coef, grpo.ppo_epochs) == (0.2, 0.2, 0.0, 1)
     assert grpo.norm_adv_by_std is True and grpo.loss_agg == "token-mean"
     for name in ("ppo", "rloo", "reinforce_pp"):
-        assert OmegaConf.load(CONF / f"{name}.yaml").kl_coef == 0.001  # AgentGym-RL: KL 1e-3
-    tree = OmegaConf.load(CONF / "tree_grpo.yaml")
+        assert load_algo_file(name).kl_coef == 0.001  # AgentGym-RL: KL 1e-3
+    tree = load_algo_file('tree_grpo')
     assert (tree.kl_coef, tree.kl_estimator) == (0.001, "k3")  # Tree-GRPO: beta 0.001, K3
     assert tree.M + tree.M * tree.L * tree.N / 2 == grpo.group_size  # same rollout budget as GRPO
 
@@ -84,19 +106,19 @@ def test_registry_dispatch_table():
 
 
 def test_validate_algo_config_names_bad_value_and_valid_ones():
-    cfg = OmegaConf.to_container(OmegaConf.load(CONF / "grpo.yaml"))
+    cfg = OmegaConf.to_container(load_algo_file('grpo'))
     with pytest.raises(ValueError, match=r"kl_in='gradient'.*loss, reward"):
         validate_algo_config({**cfg, "kl_in": "gradient"})
     with pytest.raises(ValueError, match="group_size"):
         validate_algo_config({**cfg, "group_size": 1})
     with pytest.raises(ValueError, match="missing keys"):
         validate_algo_config({k: v for k, v in cfg.items() if k != "clip_high"})
-    ppo = OmegaConf.to_container(OmegaConf.load(CONF / "ppo.yaml"))
+    ppo = OmegaConf.to_container(load_algo_file('ppo'))
     with pytest.raises(ValueError, match="credit"):
         validate_algo_config({**ppo, "credit": "episode"})
     with pytest.raises(ValueError, match=r"step_weight='trajectory'.*step, episode"):
         validate_algo_config({**cfg, "step_weight": "trajectory"})
-    tree = OmegaConf.to_container(OmegaConf.load(CONF / "tree_grpo.yaml"))
+    tree = OmegaConf.to_container(load_algo_file('tree_grpo'))
     with pytest.raises(ValueError, match="step_advantage"):
         validate_algo_config({**tree, "step_weight": "episode"})
     with pytest.raises(ValueError, match=r"filter_groups='acc'.*null \(off\), success, return"):

@@ -15,6 +15,7 @@ from agentgen.algos.registry import validate_algo_config
 from agentgen.algos.stepwise import step_advantages
 from agentgen.augment import parse_settings
 from agentgen.augment.wrapper import AugmentedEnv
+from agentgen.config import load_algo_file
 from agentgen.envs import make
 
 # One group of three episodes. Anchor states: all start in "a"; e0 and e2 both reach "b"; e1 goes to "c".
@@ -108,9 +109,7 @@ def test_gigpo_through_step_advantages_with_kl_in_reward_and_episode_weight():
 def test_gigpo_config_checks():
     from omegaconf import OmegaConf
 
-    from agentgen.config import CONF_DIR
-
-    cfg = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "algo" / "gigpo.yaml"))
+    cfg = OmegaConf.to_container(load_algo_file("gigpo"))
     assert (cfg["gamma"], cfg["omega"], cfg["mode"], cfg["similarity_thresh"]) == (0.95, 1.0, "mean_std_norm", 1.0)
     with pytest.raises(ValueError, match=r"algo.mode='zscore'.*mean_std_norm, mean_norm"):
         validate_algo_config({**cfg, "mode": "zscore"})

@@ -93,8 +93,23 @@ def test_model_env_params_reach_the_env_where_it_is_used():
     assert env_config(full, "sokoban").params.thought_moves is None
 
 
-def test_a_model_preset_sets_the_agents_history_and_the_command_line_wins():
-    # conf/agent/ composes before conf/model/: the tiny preset's history_k 0 is what its runs use
+def test_a_models_scale_sets_the_agents_history_and_the_command_line_wins():
+    # conf/agent/ composes before conf/scale/<model>.yaml: the tiny model's scale (history_k 0) is what its runs use
     assert compose_job([]).agent.history_k == 0
     assert compose_job(["model=smollm2_135m"]).agent.history_k == 2  # the study's default
     assert compose_job(["agent.history_k=1"]).agent.history_k == 1
+    assert compose_job(["model=tiny", "scale=study"]).agent.history_k == 2
+
+
+def test_the_scale_follows_the_model_and_presets_hold_only_model_keys():
+    from agentgen.config import CONF_DIR
+
+    tiny, cluster = compose_job([]), compose_job(["model=qwen2_5_7b_instruct"])
+    assert (tiny.trainer.steps, tiny.sft.steps, tiny.trainer.prompts_per_step) == (30, 600, 4)
+    assert (cluster.trainer.steps, cluster.sft.steps, cluster.trainer.prompts_per_step) == (150, 100, 16)
+    assert compose_job(["model=smollm2_135m"]).trainer.steps == 4
+    assert compose_job(["model=tiny", "scale=study"]).trainer.steps == 150
+    assert compose_job(["model=qwen2_5_7b_instruct", "scale=tiny"]).trainer.steps == 30
+    assert compose_job(["model=tiny", "debug=smoke"]).trainer.steps == 2  # debug composes after the scale
+    for path in sorted((CONF_DIR / "model").glob("*.yaml")):
+        assert path.read_text().startswith("# @package model\n"), path

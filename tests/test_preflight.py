@@ -51,6 +51,8 @@ BAD = [
      ["model.path=/nonexistent/model", "hub id"]),
     ("model", ["model=smollm2_135m", "model.gguf_file=missing.gguf"], ["missing.gguf", ".gguf"]),
     ("model", ["model=gpt5"], ["model=gpt5", "tiny"]),
+    ("scale", ["scale=laptop"], ["scale=laptop", "tiny", "study"]),
+    ("scale", ["model=qwen2_5_7b_instruct", "scale=cpu"], ["scale=cpu", "smollm2_135m"]),
     ("rollout", ["rollout.top_p=1.5"], ["rollout.top_p=1.5", "(0, 1]"]),
     ("rollout", ["rollout=sglang"], ["rollout=sglang", "vllm"]),
     ("trainer", ["trainer.stepz=3"], ["trainer.stepz=3", "did you mean steps"]),

@@ -77,9 +77,9 @@ def test_tis_cap_must_be_positive():
     from omegaconf import OmegaConf
 
     from agentgen.algos.registry import validate_algo_config
-    from agentgen.config import CONF_DIR
+    from agentgen.config import load_algo_file
 
-    algo = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "algo" / "grpo.yaml"))
+    algo = OmegaConf.to_container(load_algo_file("grpo"))
     with pytest.raises(ValueError, match="algo.tis_cap=0.0 is invalid"):
         validate_algo_config({**algo, "tis_cap": 0.0})
     validate_algo_config({**algo, "tis_cap": 2.0})

@@ -102,3 +102,40 @@ def test_a_jvm_that_cannot_start_reports_its_own_error():
         SciWorldEngineError, match="could not start the ScienceWorld JVM.*Unrecognized VM option"
     ):
         SciWorldEngine(jvm_options=["-XX:+NoSuchOptionAnywhere"])
+
+
+@pytest.mark.jvm
+def test_a_refused_connection_to_a_running_jvm_is_retried_then_reported(engine):
+    """The JVM is up but its port refuses (seen once in CI after a restart): the call is repeated with a growing
+    wait (tenacity), succeeds once the port answers again, and is reported after four refusals."""
+    import socket
+    import threading
+    import time
+
+    from agentgen.envs.sciworld.engine import SciWorldEngineError
+
+    client = engine._gateway._gateway_client
+    params, port = client.gateway_parameters, client.gateway_parameters.port
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    idle = list(client.deque)
+    client.deque.clear()  # no pooled connection: the next call connects anew
+    params.port = closed
+    timer = threading.Timer(0.8, setattr, (params, "port", port))
+    timer.start()
+    t0 = time.monotonic()
+    assert isinstance(engine.look(), str)  # answered once the port came back
+    assert time.monotonic() - t0 >= 0.8
+    timer.join()
+    client.deque.clear()
+    params.port = closed
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(SciWorldEngineError, match="failed to look around.*still running"):
+            engine.look()
+        assert time.monotonic() - t0 >= 0.5 + 1.0 + 1.5  # waited between the four attempts
+    finally:
+        params.port = port
+        client.deque.extend(idle)
+    assert engine.alive and engine.look()

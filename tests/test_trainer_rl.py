@@ -19,7 +19,7 @@ import agentgen.trainer.critic as critic_mod
 from agentgen.algos.advantages import grpo_advantages, rloo_advantages
 from agentgen.algos.losses import kl_divergence
 from agentgen.algos.stepwise import step_advantages
-from agentgen.config import CONF_DIR, ConfigError
+from agentgen.config import ConfigError, load_algo_file
 from agentgen.rollout.runner import Episode, Turn
 from agentgen.trainer import rl
 from agentgen.trainer.batch import collate, response_logits, token_logprobs
@@ -84,7 +84,7 @@ def assert_same_rows(seen: list[list[float]], expected: list[list[float]], atol:
 
 
 def make_cfg(name: str, **algo_overrides):
-    algo = OmegaConf.load(CONF_DIR / "algo" / f"{name}.yaml")
+    algo = load_algo_file(name)
     for k, v in algo_overrides.items():
         OmegaConf.update(algo, k, v)
     return OmegaConf.create({

@@ -1,9 +1,11 @@
 """The algorithms agentgen trains with, by name: the trainer dispatches on ``cfg.algo.name`` through this table.
 
 Each algorithm is one module (see ``agentgen.algos.base``); adding one means writing its module, listing it in
-``MODULES``, adding ``conf/algo/<name>.yaml`` with the same keys, and its tests. ``validate_algo_config`` checks
-an ``algo`` config against the algorithm's typed dataclass (missing, unknown and wrongly typed keys) and then its
-values, with one message naming the bad key, its value and the valid values.
+``MODULES``, adding ``conf/algo/<name>.yaml`` with the same keys (extending ``<name>_schema``, the dataclass this
+module puts in Hydra's ConfigStore, so types are checked at compose time), and its tests.
+``validate_algo_config`` checks an ``algo`` config against the algorithm's typed dataclass (missing, unknown and
+wrongly typed keys, for configs built without Hydra) and then its values, with one message naming the bad key,
+its value and the valid values.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
 
+from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -22,6 +25,19 @@ from agentgen.algos.tree import STEP_ADVANTAGE_MODES
 MODULES = (grpo, rloo, ppo, reinforce_pp, tree_grpo, gigpo, gspo)
 ALGORITHMS: dict[str, Algorithm] = {m.ALGORITHM.name: m.ALGORITHM for m in MODULES}
 GROUP_ALGORITHMS = tuple(n for n, a in ALGORITHMS.items() if issubclass(a.config, GroupConfig))
+SCHEMA_SUFFIX = "_schema"  # conf/algo/<name>.yaml's defaults list: [<name>_schema, _self_]
+
+
+def register_schemas() -> None:
+    """Each algorithm's config dataclass as ``algo/<name>_schema`` in Hydra's ConfigStore. conf/algo/<name>.yaml
+    extends it, so an unknown or wrongly typed ``algo.*`` override fails when the config is composed, as the
+    rest of the config does against ``agentgen_schema``. Done on import: whatever composes imports this."""
+    for name, algorithm in ALGORITHMS.items():
+        ConfigStore.instance().store(group="algo", name=f"{name}{SCHEMA_SUFFIX}", node=algorithm.config,
+                                     provider="agentgen")
+
+
+register_schemas()
 
 
 def get_algo(name: str) -> Algorithm:
@@ -75,5 +91,5 @@ def validate_algo_config(cfg: Mapping[str, Any]) -> Algorithm:
     return algorithm
 
 
-__all__ = ["ALGORITHMS", "FILTER_GROUPS_BY", "GROUP_ALGORITHMS", "MODULES", "get_algo", "typed_config",
-           "validate_algo_config"]
+__all__ = ["ALGORITHMS", "FILTER_GROUPS_BY", "GROUP_ALGORITHMS", "MODULES", "get_algo",
+           "register_schemas", "typed_config", "validate_algo_config"]

@@ -283,7 +283,9 @@ class AgentgenSlurmLauncher(SlurmLauncher):
     def _retry(self, num: int, overrides: Sequence[str], job, sweep_dir: Path | None, outs: dict[int, Path] | None,
                pending: dict[int, tuple[list[str], Any]], why: str) -> bool:
         """Resubmit failed job ``num`` (same overrides, same output dir: it resumes from its checkpoint) while
-        it has ``cluster.max_failures`` left; returns whether it was resubmitted."""
+        it has ``cluster.max_failures`` left; returns whether it was resubmitted. A resubmission policy inside
+        the launcher's polling loop (one budget per job, a new Slurm job each time, recorded in the manifest),
+        not a call to repeat, so no retry library."""
         retries: _Retries | None = getattr(self, "_retries", None)  # set by launch() before it waits
         if retries is None or num not in retries.args or retries.used.get(num, 0) >= retries.limit:
             return False

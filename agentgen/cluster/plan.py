@@ -271,10 +271,12 @@ def make_plan(
     from hydra import compose, initialize_config_dir
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    if conf_dir is None:
+    from agentgen.algos.registry import register_schemas  # torch: only when a plan is made, not on import
 
+    if conf_dir is None:
         conf_dir = CONF_DIR
     register()
+    register_schemas()  # the algorithms' typed schemas (algo/<name>_schema), as the launcher composes them
     overrides = list(overrides)
     parsed = OverridesParser.create().parse_overrides(overrides)
     hydra_ovr = [o.input_line for o in parsed if o.key_or_group.startswith(("hydra.", "hydra/"))]

@@ -14,6 +14,18 @@ it matches every key of one rule. A rule value may be a list, meaning "any of th
 Rule keys are override keys (``env``, ``think``, ``trainer.steps``); a rule naming a key that no job
 sets is an error (a typo would otherwise exclude nothing). Values are compared as Hydra parses them
 (``false`` equals ``False``, ``1e-6`` equals ``0.000001``).
+
+Why not hydra-filter-sweeper (2.1.0, evaluated for issue 16): it can express these three rules, but only
+by proxy, and it would not remove what we wanted to remove. (1) Its ``FilterSweeper`` subclasses the same
+private ``hydra._internal...BasicSweeper`` that ``AgentgenSweeper`` does. (2) Its filters see each job's
+composed, resolved config with the ``hydra`` node deleted, so the group choices the rules name are gone:
+``{start: v1, env: sciworld}`` has to become the Python expression ``start_name == 'v1' and 'sciworld' in
+env``, ``augment: v2`` becomes ``augment.name == 'v2'`` (evalidate strings instead of data). (3) It decides
+by composing every grid cell in the sweeper, whereas ``--plan`` and preflight (``agentgen.cluster.plan``)
+must list the kept jobs themselves without running the sweeper: they would have to replay the library's
+private filter loop (``FilterSweeper._filter_override``). Here a rule is matched on the override strings,
+before any composition, in the sweeper and the plan alike, and a rule naming a key no job sets is an
+error listing the keys that are set.
 """
 
 from __future__ import annotations

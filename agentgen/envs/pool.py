@@ -274,7 +274,8 @@ class EnvPool:
     # ----------------------------------------------------------------- public API
     def reset(self, seeds: dict[int, int]) -> dict[int, tuple[str, dict]]:
         """Start an episode in every given slot; a slot whose worker fails is retried once on a fresh
-        worker, then EnvPoolError."""
+        worker, then EnvPoolError. Hand-written, not tenacity: the second round re-dispatches only the failed
+        slots and keeps the others' results (a partial retry of a batch, with no wait: the worker is new)."""
         seeds = {self._check_slot(s): int(seed) for s, seed in seeds.items()}
         out: dict[int, tuple[str, dict]] = {}
         for _attempt in range(2):

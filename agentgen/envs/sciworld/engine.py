@@ -33,10 +33,11 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
 import weakref
 from dataclasses import dataclass
 from typing import NoReturn
+
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_incrementing
 
 log = logging.getLogger(__name__)
 
@@ -192,17 +193,19 @@ class SciWorldEngine:
             raise SciWorldEngineError(
                 f"the ScienceWorld JVM is not running (closed or died) and cannot {what}"
             )
-        for attempt in range(4):
-            try:
-                return getattr(self._server, method)(*args)
-            except Py4JError as exc:
-                # a refused connection to a running JVM sent nothing, so the call is safe to repeat (seen once
-                # in CI right after a restart); any other error, or a JVM that is gone, is reported
-                connect_failed = "error occurred while trying to connect" in str(exc)
-                if connect_failed and attempt < 3 and self._proc.poll() is None:
-                    time.sleep(0.5 * (attempt + 1))
-                    continue
-                self._raise_engine_error(what, exc)
+        def refused(exc: BaseException) -> bool:
+            # a refused connection to a running JVM sent nothing, so the call is safe to repeat (seen once in
+            # CI right after a restart); any other error, or a JVM that is gone, is reported at once
+            return (isinstance(exc, Py4JError) and "error occurred while trying to connect" in str(exc)
+                    and self._proc.poll() is None)
+
+        try:
+            for attempt in Retrying(retry=retry_if_exception(refused), stop=stop_after_attempt(4),
+                                    wait=wait_incrementing(start=0.5, increment=0.5), reraise=True):
+                with attempt:
+                    return getattr(self._server, method)(*args)
+        except Py4JError as exc:
+            self._raise_engine_error(what, exc)
 
     def _raise_engine_error(self, what: str, exc: Exception) -> NoReturn:
         running = self._proc.poll() is None
