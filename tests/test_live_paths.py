@@ -48,9 +48,8 @@ def test_instances_file_level_selects_that_levels_seeds_per_split(tmp_path):
                                    "sokoban"), "train")
 
 
-@pytest.mark.xfail(strict=True, raises=Exception, reason=(
-    "bug reported in issue 21: the documented `sft.sources.<env>=<checkpoint>` (README, conf/sft/midtrain.yaml, "
-    "conf/experiment/ckpt_v2.yaml, sweeps/starts.yaml) fails to compose with \"Key '<env>' is not in struct\"; "
-    "only `+sft.sources.<env>=...` works. Strict: this test fails once the documented form composes."))
 def test_documented_sft_sources_override_composes():
-    assert compose_job(["+experiment=ckpt_v2", "sft.sources.alfworld=/a/job"]).sft.sources.alfworld == "/a/job"
+    """The documented `sft.sources.<env>=<checkpoint>` (README, conf/sft/midtrain.yaml, conf/experiment/ckpt_v2.yaml,
+    sweeps/starts.yaml) composes: sft=midtrain lists the study's envs, each from its expert by default."""
+    cfg = compose_job(["+experiment=ckpt_v2", "sft.sources.alfworld=/a/job"])
+    assert cfg.sft.sources.alfworld == "/a/job" and cfg.sft.sources.webshop == "expert"
