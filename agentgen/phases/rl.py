@@ -44,7 +44,7 @@ def rl_stage(ws: Workspace, start_step: int, end_step: int, resume_from: Path | 
             ref = copy.deepcopy(ws.model)  # the policy this stage starts from
         ref.eval().requires_grad_(False)
     engine = ws.new_engine()
-    per_env: dict[str, float] = {}  # the step's per-env rollout figures of a mixture
+    per_env: dict[str, float] = {}  # the step's rollout figures the trainer does not make (a mixture's per env)
 
     def rollout_fn(specs: list[EpisodeSpec], step: int) -> list[Episode]:
         return rollout(ws, specs, step, per_env)
@@ -100,8 +100,9 @@ def rl_stage(ws: Workspace, start_step: int, end_step: int, resume_from: Path | 
 
 def rollout(ws: Workspace, specs: list[EpisodeSpec], step: int, per_env: dict[str, float]) -> list[Episode]:
     """Assign each group an env by the mixture shares, run them, and return all episodes; a mixture's
-    per-env figures go to ``per_env``."""
+    per-env figures and the episodes aborted by a hung generation (rollout.generation_timeout) go to ``per_env``."""
     cfg, names = ws.cfg, ws.current_envs
+    per_env.setdefault("rollout/aborted_generations", 0.0)
     shares = [float(ws.env_cfg(n, "train").share) for n in names]
     owner = assign_groups(sorted({s.group for s in specs}), names, shares)
     out: list[Episode] = []
@@ -116,6 +117,7 @@ def rollout(ws: Workspace, specs: list[EpisodeSpec], step: int, per_env: dict[st
         runner = ws.runner(name, "train", len(mine), step_turn_limit(cfg, step, ec), cfg.rollout.temperature,
                            cfg.rollout.top_p, cfg.rollout.top_k)
         eps = ws.run_split(runner, mine)
+        per_env["rollout/aborted_generations"] += sum(bool(e.final_info.get("generation_aborted")) for e in eps)
         if len(names) > 1:
             m = episode_metrics(eps)
             per_env.update({f"rollout/{name}/success_rate": m["success_rate"],

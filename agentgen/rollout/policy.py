@@ -36,6 +36,7 @@ class ModelPolicy:
         self.max_response_tokens = max_response_tokens
         self.sampling = (temperature, top_p, top_k)
         self.num_prompt_truncations = 0
+        self.num_aborted_generations = 0  # answers abandoned at rollout.generation_timeout (their episodes abort)
 
     def encode_prompt(self, st: AgentState) -> tuple[list[int], str]:
         """(token ids, the user message with the memory's full history): the chat-templated prompt, dropping
@@ -69,6 +70,11 @@ class ModelPolicy:
             logprobs = [None] * len(responses)
         out = []
         for (pids, user), rids, lps in zip(encoded, responses, logprobs):
+            if rids is None:  # the engine abandoned this generation (rollout.generation_timeout)
+                self.num_aborted_generations += 1
+                reason = getattr(self.generator, "last_abort_reason", None) or "the generation was abandoned"
+                out.append(Decision("", None, False, user, pids, aborted=reason))
+                continue
             text = self.tokenizer.decode(rids, skip_special_tokens=True)
             parsed = parse_response(text, self.prompts.think)
             out.append(Decision(text, parsed.action, parsed.format_ok, user, pids, list(rids),
