@@ -92,6 +92,20 @@ def test_hf_rows_cut_by_the_time_limit_come_back_as_none_and_within_it_nothing_c
     assert "max_time" in gen.last_abort_reason
 
 
+def test_an_rl_step_whose_generations_all_time_out_trains_on_nothing_and_logs_them(tmp_path):
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, str(ROOT / "launch.py"), "debug=smoke", "sft=none", "trainer.steps=1",
+                        "eval.envs=[sokoban]", "logger=none", "rollout.generation_timeout=0.01",
+                        f"hydra.run.dir={out}"], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-4000:]
+    step = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    played = 2 * 2  # debug=smoke: prompts_per_step x group_size
+    assert step["rollout/aborted_generations"] == step["rollout/aborted"] == played
+    assert step["train/skipped"] == 1.0  # aborted episodes say nothing about the policy: nothing to train on
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["eval"]["sokoban"]["aborted"] == 2
+
+
 # ------------------------------------------------------------------------------------------ vLLM (slow)
 def hang_checks(out_dir: Path) -> dict:
     """In a subprocess (see tests/test_vllm.py): a runner's turn on an engine whose EngineCore is stopped."""
@@ -198,11 +212,12 @@ def test_sigterm_to_a_vllm_job_leaves_no_engine_process_behind(tmp_path):
         if proc.poll() is None:
             proc.kill()
         log.close()
-    text = (tmp_path / "job.log").read_text()
-    assert code == 128 + signal.SIGTERM, text[-3000:]
     _, alive = psutil.wait_procs(list(seen.values()), timeout=30)
     alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    for p in alive:  # before this fix: EngineCore and its worker, orphaned, kept a core busy
+        p.kill()
     assert not alive, f"left running after SIGTERM: {[(p.pid, _name(p)) for p in alive]}"
+    assert code == 128 + signal.SIGTERM, (tmp_path / "job.log").read_text()[-3000:]  # it unwound, then exited
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["status"] == "failed" and "stopped by SIGTERM" in summary["error"]
 
