@@ -123,6 +123,9 @@ class RolloutConfig:
     generation_batch_size: int = 64  # sequences per generate() call
     num_workers: int = 0  # env worker processes; 0 = in-process
     step_timeout: float = 300.0  # seconds before a hung env step restarts its worker
+    # seconds one turn's generation may take before it is abandoned and its episodes abort (vllm: the engine
+    # is killed and restarted; hf: generate's max_time cuts it); None: no limit
+    generation_timeout: Optional[float] = 600.0
     params: Dict[str, Any] = field(default_factory=dict)  # engine-specific (vllm: tensor_parallel_size, ...)
 
 
@@ -403,6 +406,10 @@ def validate(cfg: DictConfig) -> None:
     _positive(cfg.eval.last_k, "eval.last_k")
     _positive(cfg.eval.temperature, "eval.temperature", allow_zero=True)
     _positive(cfg.rollout.temperature, "rollout.temperature", allow_zero=True)
+    timeout = cfg.rollout.get("generation_timeout")
+    _need(timeout is None or (isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout > 0),
+          f"rollout.generation_timeout={timeout} is invalid: it must be a positive number of seconds, or null "
+          "(no limit).")
     t = cfg.trainer
     _positive(t.steps, "trainer.steps", allow_zero=True)
     for key in ("prompts_per_step", "mini_batch_states", "micro_batch_states"):

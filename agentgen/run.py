@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from agentgen import attempts, console, dist, secrets
 from agentgen import summary as summary_io
-from agentgen.cluster.preemption import JobInterrupted
+from agentgen.cluster.preemption import JobInterrupted, exit_on_sigterm
 from agentgen.config import validate
 from agentgen.lock import JobLock, OutputDirBusy
 from agentgen.phases.evaluate import evaluate
@@ -37,14 +37,17 @@ log = logging.getLogger("agentgen")
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Entry point of a job (called by launch.py under Hydra, locally or on a Slurm node)."""
-    dist.init()  # one process per GPU (torchrun, Slurm tasks): join the group; a no-op for one process
-    out = Path(dist.broadcast_object(str(output_dir(cfg))))  # rank 0's: ranks' Hydra timestamps may differ
-    job_lock = _lock_output_dir(out)  # before the job reads or writes anything of its own
+    restore_sigterm = exit_on_sigterm()  # locally, SIGTERM unwinds the job: its engines' processes end with it
+    job_lock = None
     try:
+        dist.init()  # one process per GPU (torchrun, Slurm tasks): join the group; a no-op for one process
+        out = Path(dist.broadcast_object(str(output_dir(cfg))))  # rank 0's: ranks' Hydra timestamps may differ
+        job_lock = _lock_output_dir(out)  # before the job reads or writes anything of its own
         return _run(cfg, out)
     finally:
         if job_lock is not None:
             job_lock.release()
+        restore_sigterm()
 
 
 def _lock_output_dir(out: Path) -> JobLock | None:

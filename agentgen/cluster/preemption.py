@@ -24,6 +24,10 @@ optimizer step, a checkpoint write), so nothing consistent can be saved there. a
 SIGTERM alone (no USR2): checkpoint at the next step boundary and exit *without* requeueing. Slurm requeues
 a preempted job itself (PreemptMode=REQUEUE), a cancelled job must stay cancelled, and re-running the sweep
 resumes it from the checkpoint. SIGTERM then USR2 (submitit's preemption) is a requeue.
+
+Outside such a job (``cluster=local``) nothing waits for a step boundary: ``exit_on_sigterm()`` turns SIGTERM
+into ``Terminated``, so the job unwinds (summary, env workers, the vLLM engine's processes closed) instead of
+dying where it stands and leaving its child processes running.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any, Callable, NoReturn
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +49,19 @@ log = logging.getLogger(__name__)
 class JobInterrupted(SystemExit):
     """Ends the job after its checkpoint: a SystemExit, so neither Hydra's ``run_job`` nor submitit's
     ``process_job`` takes it for the job's result (a requeued job has no result yet)."""
+
+
+class Terminated(SystemExit):
+    """SIGTERM in a job without Slurm's handlers (``exit_on_sigterm``): exit code 128 + the signal, once the
+    job has unwound."""
+
+    def __init__(self, signum: int):
+        super().__init__(128 + signum)
+        self.signum = signum
+
+    def __str__(self) -> str:
+        return (f"stopped by {signal.Signals(self.signum).name} (no checkpoint at this point; re-running resumes "
+                "from the last one)")
 
 
 @dataclass
@@ -110,6 +127,32 @@ def install(signal_delay_s: float | None = None, margin_s: float | None = None) 
         "preemption: %s and SIGTERM are honoured at the next RL step boundary (checkpoint, then requeue)",
         signal.Signals(sig).name,
     )
+
+
+def exit_on_sigterm() -> Callable[[], None]:
+    """Raise ``Terminated`` in the main thread on SIGTERM (once; a repeat while the job unwinds is ignored),
+    when nothing else handles SIGTERM: ``install()``'s handler on Slurm stays in place. Returns the function
+    that puts the previous handler back."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return lambda: None
+    raised = []
+
+    def handler(signum: int, frame) -> None:
+        if raised:
+            log.warning("%s again: ignored while the job shuts down", signal.Signals(signum).name)
+            return
+        raised.append(signum)
+        log.warning("caught %s: stopping the job (closing its env workers and engines)", signal.Signals(signum).name)
+        raise Terminated(signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+    def restore() -> None:
+        if signal.getsignal(signal.SIGTERM) is handler:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    return restore
 
 
 def reset() -> None:
@@ -300,7 +343,9 @@ def was_requeued() -> bool:
 
 __all__ = [
     "JobInterrupted",
+    "Terminated",
     "exit_for_requeue",
+    "exit_on_sigterm",
     "install",
     "preemption_signal",
     "reason",

@@ -44,7 +44,8 @@ def rl_stage(ws: Workspace, start_step: int, end_step: int, resume_from: Path | 
             ref = copy.deepcopy(ws.model)  # the policy this stage starts from
         ref.eval().requires_grad_(False)
     engine = ws.new_engine()
-    stats: dict[str, float] = {}  # the step's rollout figures: where its time went, tokens, a mixture's per env
+    stats: dict[str, float] = {}  # the step's rollout figures the trainer does not make: where its time went,
+    # tokens, generations abandoned at rollout.generation_timeout, a mixture's per env
 
     def rollout_fn(specs: list[EpisodeSpec], step: int) -> list[Episode]:
         return rollout(ws, specs, step, stats)
@@ -101,9 +102,11 @@ def rl_stage(ws: Workspace, start_step: int, end_step: int, resume_from: Path | 
 def rollout(ws: Workspace, specs: list[EpisodeSpec], step: int, stats: dict[str, float]) -> list[Episode]:
     """Assign each group an env by the mixture shares, run them, and return all episodes. ``stats`` adds up this
     rank's seconds in the rollout engine (``time/generate_s``), in the policy's prompts and parsing
-    (``time/prompt_s``) and in the env pool (``time/env_s``), the prompt and generated tokens, and a mixture's
-    per-env figures."""
+    (``time/prompt_s``) and in the env pool (``time/env_s``), the prompt and generated tokens, the episodes
+    aborted by a hung generation (``rollout/aborted_generations``, rollout.generation_timeout), and a
+    mixture's per-env figures."""
     cfg, names = ws.cfg, ws.current_envs
+    stats.setdefault("rollout/aborted_generations", 0.0)
     shares = [float(ws.env_cfg(n, "train").share) for n in names]
     owner = assign_groups(sorted({s.group for s in specs}), names, shares)
     out: list[Episode] = []
@@ -124,10 +127,11 @@ def rollout(ws: Workspace, specs: list[EpisodeSpec], step: int, stats: dict[str,
                            ("time/env_s", runner.seconds["env"]), ("tokens/prompt", policy.prompt_tokens),
                            ("tokens/generated", policy.generated_tokens)):
             stats[key] = stats.get(key, 0.0) + float(value)
+        stats["rollout/aborted_generations"] += sum(bool(e.final_info.get("generation_aborted")) for e in eps)
         if len(names) > 1:
             m = episode_metrics(eps)
             stats.update({f"rollout/{name}/success_rate": m["success_rate"],
-                            f"rollout/{name}/return": m["avg_return"], f"rollout/{name}/episodes": m["episodes"]})
+                          f"rollout/{name}/return": m["avg_return"], f"rollout/{name}/episodes": m["episodes"]})
         out.extend(eps)
     if hasattr(ws.generator, "sleep"):
         ws.generator.sleep()  # a colocated vLLM engine frees its GPU memory for the update

@@ -6,7 +6,8 @@ def make_generator(rollout_cfg, model, tokenizer):
     if rollout_cfg.name == "hf":
         from agentgen.rollout.hf import HFGenerator
 
-        return HFGenerator(model, tokenizer, batch_size=rollout_cfg.generation_batch_size)
+        return HFGenerator(model, tokenizer, batch_size=rollout_cfg.generation_batch_size,
+                           generation_timeout=rollout_cfg.get("generation_timeout"))
     if rollout_cfg.name == "vllm":
         from agentgen.rollout.vllm import VLLMGenerator
 

@@ -13,11 +13,16 @@ Two things keep the rollouts exactly what the trainer scores:
 from the logits ``generate`` sampled from (with its KV cache): the trainer compares them with its own scoring
 pass (``rollout/logprob_gap``). With top-p or top-k on, the sampler drew from a truncated distribution; these
 log-probs are the untruncated ones, as the trainer computes them.
+
+``generation_timeout`` (``rollout.generation_timeout``) bounds one call: generation runs in this process and
+cannot be killed, so ``generate``'s own ``max_time`` stops it; a row the time limit cut (neither ended nor at
+``max_new_tokens``) comes back as None, and ``last_abort_reason`` says why (its episode aborts).
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 
 import torch
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
@@ -26,10 +31,14 @@ from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 class HFGenerator:
     """Generates responses for token-id prompts with the training model itself."""
 
-    def __init__(self, model, tokenizer, batch_size: int = 64, stop_strings: tuple[str, ...] = ("</action>",)):
+    def __init__(self, model, tokenizer, batch_size: int = 64, stop_strings: tuple[str, ...] = ("</action>",),
+                 generation_timeout: float | None = None):
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
+        self.generation_timeout = float(generation_timeout) if generation_timeout else None
+        self.last_abort_reason: str | None = None
+        self.num_aborted = 0  # rows cut by the time limit, over the generator's life
         eos = model.generation_config.eos_token_id
         eos = list(eos) if isinstance(eos, (list, tuple)) else [eos] if eos is not None else []
         for s in stop_strings:  # stop right after the action when the stop string is one token
@@ -42,16 +51,21 @@ class HFGenerator:
         self.stop_strings = [s for s in stop_strings if len(tokenizer.encode(s, add_special_tokens=False)) > 1]
 
     def generate(self, prompts: list[list[int]], max_new_tokens: int, temperature: float, top_p: float = 1.0,
-                 top_k: int = 0) -> list[list[int]]:
-        """Return the generated token ids for each prompt (end-of-turn token included when emitted)."""
+                 top_k: int = 0) -> list[list[int] | None]:
+        """The generated token ids for each prompt (end-of-turn token included when emitted); None for a row
+        cut by ``generation_timeout``."""
         return self.generate_with_logprobs(prompts, max_new_tokens, temperature, top_p, top_k)[0]
 
     @torch.no_grad()
     def generate_with_logprobs(self, prompts: list[list[int]], max_new_tokens: int, temperature: float,
-                               top_p: float = 1.0, top_k: int = 0) -> tuple[list[list[int]], list[list[float]]]:
-        """(token ids, their log-probabilities) per prompt; see the module docstring."""
-        out: list[list[int]] = [[] for _ in prompts]
-        logprobs: list[list[float]] = [[] for _ in prompts]
+                               top_p: float = 1.0, top_k: int = 0
+                               ) -> tuple[list[list[int] | None], list[list[float] | None]]:
+        """(token ids, their log-probabilities) per prompt, None for a row cut by the time limit; see the module
+        docstring."""
+        out: list[list[int] | None] = [[] for _ in prompts]
+        logprobs: list[list[float] | None] = [[] for _ in prompts]
+        deadline = time.monotonic() + self.generation_timeout if self.generation_timeout else None
+        self.last_abort_reason = None
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # similar lengths pad less
         was_training = self.model.training
         self.model.eval()
@@ -59,6 +73,10 @@ class HFGenerator:
         device = next(self.model.parameters()).device
         for start in range(0, len(order), self.batch_size):
             idx = order[start:start + self.batch_size]
+            left = deadline - time.monotonic() if deadline is not None else None
+            if left is not None and left <= 0:  # the call's time is up before this batch: not generated at all
+                self._aborted(out, logprobs, idx)
+                continue
             width = max(len(prompts[i]) for i in idx)
             ids = torch.full((len(idx), width), pad, dtype=torch.long)
             mask = torch.zeros((len(idx), width), dtype=torch.long)
@@ -66,6 +84,8 @@ class HFGenerator:
                 ids[row, width - len(prompts[i]):] = torch.tensor(prompts[i])
                 mask[row, width - len(prompts[i]):] = 1
             kwargs = dict(max_new_tokens=max_new_tokens, eos_token_id=self.eos_ids, pad_token_id=pad)
+            if left is not None:
+                kwargs["max_time"] = left  # MaxTimeCriteria: stops every row once the call's time is up
             if temperature > 0:
                 kwargs.update(do_sample=True, temperature=temperature, top_p=top_p, top_k=int(top_k or 0))  # 0: off
             else:
@@ -79,12 +99,32 @@ class HFGenerator:
             gen = gen[:, width:]
             lps = recorder.finish(gen).tolist()
             gen = gen.tolist()
+            cut = []  # rows the time limit stopped: generation ended early while they had not
             for row, i in enumerate(idx):
                 out[i] = self.sampled_part(gen[row])
                 logprobs[i] = lps[row][:len(out[i])]
+                if left is not None and len(gen[row]) < max_new_tokens and not self.ended(out[i]):
+                    cut.append(i)
+            self._aborted(out, logprobs, cut)
         if was_training:
             self.model.train()
         return out, logprobs
+
+    def _aborted(self, out: list, logprobs: list, rows: list[int]) -> None:
+        if not rows:
+            return
+        for i in rows:
+            out[i] = logprobs[i] = None
+        self.num_aborted += len(rows)
+        self.last_abort_reason = (f"the generation ran past rollout.generation_timeout={self.generation_timeout:g} s "
+                                  "(stopped by generate's max_time)")
+
+    def ended(self, sampled: list[int]) -> bool:
+        """Whether a row's sampled part ends its answer: an end token or a stop string."""
+        if sampled and sampled[-1] in self.eos_ids:
+            return True
+        text = self.tokenizer.decode(sampled, skip_special_tokens=False) if self.stop_strings else ""
+        return any(s in text for s in self.stop_strings)
 
     def sampled_part(self, seq: list[int]) -> list[int]:
         """The tokens ``generate`` sampled for one row: up to and including its first end token, or up to the end

