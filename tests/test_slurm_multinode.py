@@ -1,0 +1,147 @@
+"""Two Slurm nodes for real: ``cluster=slurm_multinode`` with 2 nodes x 1 task on the test cluster's n1 and n2
+(two slurmd daemons on this host, scripts/slurm/start.sh). A DeepSpeed ZeRO-2 RL job (tiny model, gloo on CPU)
+whose ranks find each other only through what submitit and Slurm give them (agentgen.dist), trains, is
+requeued once mid-run by Slurm's warning signal (USR2, as before a time limit) and resumes on both nodes
+from the checkpoint it wrote at the step boundary. Figures (wall time, requeue to resumed step, what was
+lost) are printed; run with ``-s`` to see them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from conftest import require
+from slurm_cluster import REPO
+from slurm_cluster import slurm_cluster as _slurm_cluster  # noqa: F401  (fixture)
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+STEPS, SAVE_EVERY = 20, 5
+JOINED = re.compile(r"joined process group: rank (\d+) of (\d+) \((\w+), (\w+)\) on node (\S+)")
+STAMP = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]")
+
+
+def _stamp(line: str) -> float:
+    return dt.datetime.strptime(STAMP.match(line).group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+def _first(lines: list[str], text: str, after: float = 0.0) -> float:
+    """When the first timestamped log line containing ``text`` (after ``after``) was written."""
+    for line in lines:
+        if text in line and STAMP.match(line) and _stamp(line) >= after:
+            return _stamp(line)
+    raise AssertionError(f"no log line with {text!r}")
+
+
+def _wait_for(cond, proc: subprocess.Popen, timeout: float, what: str, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"{what} never came (launcher exit {proc.poll()})\n{log.read_text()[-4000:]}")
+        time.sleep(0.2)
+
+
+def test_two_node_deepspeed_job_is_requeued_mid_run_and_resumes_on_both_nodes(slurm_cluster, tmp_path):
+    nodes = sorted(set(slurm_cluster.run("sinfo", "-h", "-N", "-o", "%N").stdout.split()))
+    require("slurm", available=len(nodes) >= 2, detail=f"a 2-node job needs two nodes, the cluster has {nodes}")
+    sweep = tmp_path / "sweep"
+    args = [
+        "cluster=slurm_multinode",  # the preset as it is, fitted to the test nodes (1 CPU each, no GPUs):
+        "cluster.gpus_per_node=0",
+        "cluster.tasks_per_node=1",
+        "cluster.cpus_per_task=1",
+        "cluster.timeout_min=30",
+        "trainer=deepspeed_zero2",
+        "debug=smoke",
+        f"trainer.steps={STEPS}",
+        f"trainer.save_every={SAVE_EVERY}",
+        "env=sokoban",
+        "eval.envs=[sokoban]",
+        "eval.every=0",
+        "logger=none",
+        "trainer.health.enabled=false",  # a 2-SFT-step smoke model over 20 RL steps is no health case
+        f"hydra.sweep.dir={sweep}",
+        "hydra.sweep.subdir=job",  # the overrides would make a name too long for the filesystem
+    ]
+    env = {**slurm_cluster.env, "PYTHONPATH": str(REPO), "DS_ACCELERATOR": "cpu", "HYDRA_FULL_ERROR": "1"}
+    env.pop("SLURM_JOB_ID", None)
+    launcher_log, out = tmp_path / "launcher.log", sweep / "job"
+    t0 = time.monotonic()
+    with slurm_cluster.releasing_requeued_jobs() as released, launcher_log.open("w") as sink:
+        launcher = subprocess.Popen([sys.executable, str(REPO / "launch.py"), "-m", *args], cwd=tmp_path, env=env,
+                                    stdout=sink, stderr=subprocess.STDOUT, text=True)
+        try:
+            def first_checkpoint() -> bool:
+                latest = out / "checkpoints" / "latest"
+                return latest.exists() and latest.read_text().startswith("step_")
+
+            _wait_for(first_checkpoint, launcher, 1200, f"the job's step_{SAVE_EVERY} checkpoint", launcher_log)
+            before = int((out / "checkpoints" / "latest").read_text().removeprefix("step_"))
+            (record,) = [json.loads(x) for x in (sweep / "agentgen_jobs.jsonl").read_text().splitlines()]
+            job_id = record["slurm_job_id"]
+            t_signal = time.time()
+            sent = slurm_cluster.run("scancel", "--signal=USR2", job_id)  # what Slurm's time-limit warning does
+            assert sent.returncode == 0, sent.stderr
+            launcher.wait(timeout=1500)
+        finally:
+            if launcher.poll() is None:
+                launcher.kill()
+    wall = time.monotonic() - t0
+    logs = {p.name: p.read_text(errors="replace") for p in sorted((sweep / ".submitit").rglob("*_log.*"))}
+    everything = "".join(logs.values())
+    assert launcher.returncode == 0, launcher_log.read_text()[-4000:] + everything[-6000:]
+    assert released == [job_id], (released, job_id)  # requeued once, by Slurm
+
+    # Both segments ran on both nodes, rank 0 on the first: 2 ranks that met through submitit's variables.
+    joined = Counter(JOINED.search(line).groups() for name, text in logs.items() if name.endswith(".out")
+                     for line in text.splitlines() if JOINED.search(line))
+    assert joined == {("0", "2", "gloo", "submitit", "n1"): 2, ("1", "2", "gloo", "submitit", "n2"): 2}, joined
+    assert "does not resolve, using its NodeAddr 127.0.0.1" in everything  # MASTER_ADDR from Slurm's node list
+
+    # One summary (rank 0's), completed, resumed once from the checkpoint written at the requeue's boundary.
+    summaries = list(sweep.rglob("summary.json"))
+    assert summaries == [out / "summary.json"], summaries
+    s = json.loads(summaries[0].read_text())
+    assert s["status"] == "completed" and s["error"] is None and s["train"]["steps"] == STEPS
+    stops = list(dict.fromkeys(int(m) for m in re.findall(r"stopped on SIGUSR2 at RL step (\d+)", everything)))
+    resumes = list(dict.fromkeys(int(m) for m in re.findall(r"resuming from \S+ \(step (\d+)\)", everything)))
+    assert len(stops) == 1 and resumes == stops, (stops, resumes)
+    stop = stops[0]
+    assert before <= stop < STEPS  # mid-run, at or after the checkpoint seen when the signal was sent
+    assert s["recovery"]["resumed_from"] == f"step_{stop}" and s["recovery"]["preemptions"] == 1
+    assert s["recovery"]["failures"] == 0
+    assert "Requeued job" in everything and "requeueing it now" not in everything  # rank 0's step boundary
+
+    # No step lost, none repeated (a requeue at a step boundary; at most save_every could be).
+    steps = [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines()]
+    repeated = len(steps) - len(set(steps))
+    assert sorted(set(steps)) == list(range(1, STEPS + 1)) and repeated == 0 <= SAVE_EVERY, steps
+    assert (out / "checkpoints" / "latest").read_text() == f"step_{STEPS}"
+    shards = list((out / "checkpoints" / f"step_{STEPS}" / "deepspeed" / "state").glob("*optim_states.pt"))
+    assert len(shards) == 2  # each rank (node) saved its ZeRO-2 partition
+
+    # Both ranks resumed from it, each on its node; rank 0 alone requeued the job.
+    ranks = [next(text for name, text in logs.items() if name.endswith(f"_{r}_log.out")).splitlines() for r in (0, 1)]
+    for r, lines in enumerate(ranks):
+        assert any(f"checkpoints/step_{stop} (step {stop})" in x and "resuming from" in x for x in lines), r
+    assert "Requeued job" in "\n".join(ranks[0]) and "Requeued job" not in "\n".join(ranks[1])
+
+    # Figures from rank 0's log: signal -> caught -> checkpoint and requeue -> requeued job resumes -> next step.
+    t_caught = _first(ranks[0], "caught SIGUSR2")
+    t_requeued = _first(ranks[0], "Requeued job", after=t_caught)
+    t_resume = _first(ranks[0], "resuming from", after=t_requeued)
+    t_next = _first(ranks[0], f"step {stop + 1}/{STEPS}:", after=t_resume)
+    print(
+        f"\n2-node ZeRO-2 job ({STEPS} RL steps, save_every={SAVE_EVERY}): {wall:.0f} s wall, requeued once. "
+        f"USR2 sent at step >= {before}, caught {t_caught - t_signal:.1f} s later; stopped at step {stop}, "
+        f"checkpointed and requeued {t_requeued - t_caught:.1f} s after the signal; the requeued job resumed "
+        f"from step_{stop} {t_resume - t_requeued:.1f} s after the requeue and finished step {stop + 1} "
+        f"{t_next - t_requeued:.1f} s after it. Steps lost 0, repeated {repeated}."
+    )
