@@ -1,4 +1,4 @@
-"""The one-node Slurm cluster (scripts/slurm/) and agentgen's Slurm launcher, for real: jobs are
+"""The test Slurm cluster (scripts/slurm/: nodes n1 and n2) and agentgen's Slurm launcher, for real: jobs are
 submitted with sbatch, run by slurmd, and read back. A tiny Hydra app (written per test) stands in for
 launch.py so that each job takes seconds; it composes agentgen's own cluster presets and launcher."""
 
