@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 
 install: install-system install-python
 
-# Debian packages for the real services the tests start: Slurm + munge (one-node cluster),
+# Debian packages for the real services the tests start: Slurm + munge (a two-node cluster on this machine),
 # Java (ScienceWorld's JVM), Chromium (report rendering check), tmux (the first-run test's terminal). Skipped when not root.
 install-system:
 	bash scripts/install-system.sh
@@ -58,7 +58,7 @@ bench: install-python
 clean:
 	rm -rf outputs multirun wandb .pytest_cache
 
-# A one-node Slurm cluster on this machine (the tests start it themselves through tests/slurm_cluster.py).
+# A two-node Slurm cluster (n1, n2: two slurmd on this machine; the tests start it themselves through tests/slurm_cluster.py).
 slurm-up:
 	bash scripts/slurm/start.sh
 

@@ -84,16 +84,45 @@ def init(backend: str | None = None, timeout_minutes: float = 60.0, single_group
         import submitit
 
         submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+        os.environ["MASTER_ADDR"] = master_address(os.environ["MASTER_ADDR"])
     if not td.is_initialized():
         backend = backend or default_backend()
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
         td.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=timeout_minutes))
-        log.info("joined process group: rank %d of %d (%s, %s)", td.get_rank(), td.get_world_size(), backend, how)
+        import socket
+
+        node = os.environ.get("SLURMD_NODENAME") or socket.gethostname()  # Slurm's name: several may share a host
+        log.info("joined process group: rank %d of %d (%s, %s) on node %s via %s:%s", td.get_rank(),
+                 td.get_world_size(), backend, how, node, os.environ.get("MASTER_ADDR"), os.environ.get("MASTER_PORT"))
     if _OBJECT_GROUP is None:
         _OBJECT_GROUP = td.new_group(backend="gloo") if td.get_backend() != "gloo" else td.group.WORLD
     _share_cpu_threads()
     return info()
+
+
+def master_address(node: str) -> str:
+    """An address for submitit's MASTER_ADDR, which is the job's first Slurm node *name*. A node name need not
+    resolve (``NodeName=n1 NodeAddr=10.0.0.5``; several node daemons on one host): then Slurm's NodeAddr
+    for it, else the name unchanged (the rendezvous then fails naming it)."""
+    import socket
+    import subprocess
+
+    try:
+        socket.getaddrinfo(node, None)
+        return node
+    except (socket.gaierror, UnicodeError):
+        pass
+    try:
+        out = subprocess.run(["scontrol", "show", "node", node], capture_output=True, text=True, timeout=30,
+                             check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return node
+    addr = next((w.split("=", 1)[1] for w in out.split() if w.startswith("NodeAddr=")), "")
+    if addr and addr != node:
+        log.info("MASTER_ADDR: Slurm node %s does not resolve, using its NodeAddr %s", node, addr)
+        return addr
+    return node
 
 
 def _share_cpu_threads() -> None:

@@ -1,4 +1,4 @@
-"""Shared test set-up: offline wandb, the real-service fixtures (one-node Slurm cluster), the one rule for a
+"""Shared test set-up: offline wandb, the real-service fixtures (a two-node Slurm cluster), the one rule for a
 missing service (``require``: skip locally, fail in CI) and the CI skip guard (under CI a run with any
 skipped test fails and lists them, unless the test carries ``@pytest.mark.allow_skip(reason=...)``)."""
 

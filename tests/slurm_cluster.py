@@ -1,10 +1,11 @@
 """Pytest fixtures for the cluster tests (load with ``pytest_plugins = ["slurm_cluster"]`` in conftest).
 
-``slurm_cluster`` (session): a real one-node Slurm cluster from scripts/slurm/start.sh. It reuses a live
+``slurm_cluster`` (session): a real Slurm cluster from scripts/slurm/start.sh: two nodes, n1 and n2 (one slurmd
+each), on this host. It reuses a live
 cluster (``$SLURM_CONF`` answering ``scontrol ping``, or one already running in the fixture's dir) and
 leaves that running; otherwise it starts one under ``$AGENTGEN_SLURM_DIR`` (reused by later sessions) or, by
 default, a state dir of its own per checkout and per run (``run_dir``) on free ports found from a hash of the
-checkout path and pid (``free_port_pair``; ``$AGENTGEN_SLURM_PORT`` overrides), and stops it (deleting a
+checkout path and pid (``free_ports``; ``$AGENTGEN_SLURM_PORT`` overrides), and stops it (deleting a
 per-run dir) when the session ends: two checkouts or two sessions never share a cluster by accident.
 ``SLURM_CONF`` is exported in ``os.environ`` for the session, so submitit and Hydra's launcher in the test
 process reach it. Without
@@ -118,16 +119,20 @@ def _bindable(port: int) -> bool:
     return True
 
 
-def free_port_pair(seed: str, low: int = 20000, high: int = 40000) -> int:
-    """An even port P in [low, high) with P and P+1 free (slurmctld and slurmd), searched from a start derived
-    from ``seed`` (checkout path and pid): different checkouts and runs start their search apart."""
-    span = (high - low) // 2
+NODES = ("n1", "n2")  # start.sh's default node names (AGENTGEN_SLURM_NODES=2)
+
+
+def free_ports(seed: str, count: int = 1 + len(NODES), low: int = 20000, high: int = 40000) -> int:
+    """A port P = low + a multiple of ``count``, below high, with P..P+count-1 free (slurmctld, then one slurmd per
+    node), searched from a start derived from ``seed`` (checkout path and pid): different checkouts and runs
+    start their search apart."""
+    span = (high - low) // count
     start = int(hashlib.sha256(seed.encode()).hexdigest(), 16) % span
     for i in range(span):
-        port = low + 2 * ((start + i) % span)
-        if _bindable(port) and _bindable(port + 1):
+        port = low + count * ((start + i) % span)
+        if all(_bindable(port + k) for k in range(count)):
             return port
-    raise RuntimeError(f"no two free consecutive ports in {low}-{high} for the test Slurm cluster")
+    raise RuntimeError(f"no {count} free consecutive ports in {low}-{high} for the test Slurm cluster")
 
 
 def _responds(conf: Path) -> bool:
@@ -161,7 +166,7 @@ def slurm_cluster():
         conf = state_dir / "etc" / "slurm.conf"
         if not _responds(conf):
             t0 = time.monotonic()
-            port = os.environ.get("AGENTGEN_SLURM_PORT") or str(free_port_pair(f"{REPO.resolve()}:{os.getpid()}"))
+            port = os.environ.get("AGENTGEN_SLURM_PORT") or str(free_ports(f"{REPO.resolve()}:{os.getpid()}"))
             proc = subprocess.run(
                 ["bash", str(START), str(state_dir)], check=False, capture_output=True, text=True, timeout=120,
                 env={**os.environ, "AGENTGEN_SLURM_PORT": port},

@@ -1,4 +1,4 @@
-"""The one-node Slurm cluster (scripts/slurm/) and agentgen's Slurm launcher, for real: jobs are
+"""The test Slurm cluster (scripts/slurm/: nodes n1 and n2) and agentgen's Slurm launcher, for real: jobs are
 submitted with sbatch, run by slurmd, and read back. A tiny Hydra app (written per test) stands in for
 launch.py so that each job takes seconds; it composes agentgen's own cluster presets and launcher."""
 
@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from slurm_cluster import REPO, START, free_port_pair, run_dir
+from slurm_cluster import NODES, REPO, START, free_ports, run_dir
 from slurm_cluster import agentgen_plugins_path as _agentgen_plugins_path  # noqa: F401  (fixture)
 from slurm_cluster import slurm_cluster as _slurm_cluster  # noqa: F401  (fixture)
 
@@ -94,10 +94,12 @@ def tiny_app(tmp_path: Path, agentgen_plugins_path: Path, slurm_cluster):
 def test_cluster_starts_fast_and_start_is_idempotent(slurm_cluster):
     if slurm_cluster.started_here:
         assert slurm_cluster.start_seconds < 30, f"start.sh took {slurm_cluster.start_seconds:.1f} s"
-    info = slurm_cluster.run("sinfo", "-h", "-o", "%T %c")
-    state, cpus = info.stdout.split()
-    assert state in ("idle", "mixed", "allocated"), info.stdout
-    assert int(cpus) >= 1
+    info = slurm_cluster.run("sinfo", "-h", "-N", "-o", "%N %T %c")
+    nodes = {name: (state, int(cpus)) for name, state, cpus in (line.split() for line in info.stdout.splitlines())}
+    assert all(state in ("idle", "mixed", "allocated") for state, _ in nodes.values()), info.stdout
+    assert all(cpus >= 1 for _, cpus in nodes.values()), info.stdout
+    if slurm_cluster.dir is not None:
+        assert sorted(nodes) == list(NODES), info.stdout  # start.sh's two node daemons on this host
     if slurm_cluster.dir is None:
         return  # an external cluster: not ours to restart
     t0 = time.monotonic()
@@ -240,9 +242,9 @@ def test_default_state_dir_and_ports_are_per_checkout_and_per_run():
     here = run_dir()
     assert here == run_dir(REPO, os.getpid()) and str(os.getpid()) in here.name
     assert run_dir(REPO, 1) != run_dir(REPO, 2) and run_dir(Path("/a/checkout"), 1) != run_dir(REPO, 1)
-    first = free_port_pair("checkout-a:1")
-    assert first % 2 == 0 and 20000 <= first < 40000
-    assert free_port_pair("checkout-a:1") == first and free_port_pair("checkout-b:1") != first
+    first = free_ports("checkout-a:1")
+    assert first % 3 == 2 and 20000 <= first < 40000  # slurmctld, n1's and n2's slurmd: 3 ports from 20000 on
+    assert free_ports("checkout-a:1") == first and free_ports("checkout-b:1") != first
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as held:
-        held.bind(("", first + 1))  # slurmd's port taken: the pair is skipped
-        assert free_port_pair("checkout-a:1") == first + 2
+        held.bind(("", first + 2))  # n2's slurmd port taken: the three are skipped
+        assert free_ports("checkout-a:1") == first + 3

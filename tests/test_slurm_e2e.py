@@ -1,4 +1,4 @@
-"""agentgen on a real one-node Slurm cluster, end to end through ``launch.py``: a 4-job array of smoke
+"""agentgen on the real Slurm test cluster, end to end through ``launch.py``: a 4-job array of smoke
 runs (SFT + GRPO + evaluation on every env of ``eval.envs``), a re-run that skips them all, the sweep
 status CLI, and a job killed by its time limit that is requeued and resumes from its checkpoint with no
 lost (or repeated) step, in its summary, its eval history and its wandb run.

@@ -1,7 +1,7 @@
 """agentgen.cluster.preemption: Slurm's warning signals become a request honoured at a step boundary.
 
 In-process tests send real signals to this process (the handlers are put back afterwards); the Slurm test
-runs a real submitit job on the one-node cluster, interrupts it the way submitit simulates a preemption
+runs a real submitit job on the test cluster, interrupts it the way submitit simulates a preemption
 (SIGTERM then USR2) and checks it checkpoints at a step boundary, is requeued and finishes every step
 exactly once."""
 

@@ -1,7 +1,7 @@
 """What Slurm says about jobs: ``squeue`` for jobs still in the queue, ``sacct`` for finished ones.
 
-Both degrade to "no information" instead of failing: ``sacct`` needs accounting storage (the one-node
-test cluster has none), and a machine without Slurm has neither command.
+Both degrade to "no information" instead of failing: ``sacct`` needs accounting storage (the test
+cluster has none), and a machine without Slurm has neither command.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stop the one-node Slurm cluster started by scripts/slurm/start.sh.
+# Stop the Slurm cluster started by scripts/slurm/start.sh (munged, slurmctld and every node's slurmd).
 #
 #   scripts/slurm/stop.sh [DIR] [--purge]     DIR as for start.sh; --purge also deletes DIR (state, logs, key)
 #
@@ -58,7 +58,9 @@ stop_daemon() {  # stop_daemon PIDFILE NAME
   echo "slurm/stop.sh: $2 (pid $pid) ignored SIGTERM for 15 s, killing it" >&2
   kill -KILL "$pid" 2>/dev/null || true
 }
-stop_daemon "$DIR/run/slurmd.pid" slurmd
+for pidfile in "$DIR"/run/slurmd-*.pid "$DIR/run/slurmd.pid"; do  # one per node (slurmd.pid: the older one-node layout)
+  if [ -e "$pidfile" ]; then stop_daemon "$pidfile" slurmd; fi
+done
 stop_daemon "$DIR/run/slurmctld.pid" slurmctld
 stop_daemon "$DIR/munge/munged.pid" munged
 
