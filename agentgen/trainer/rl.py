@@ -130,6 +130,8 @@ class RLTrainer:
         self.tis_cap = self.algo.get("tis_cap")  # None: no importance correction for the sampler's mismatch
         self.sampler_exact = _sampler_is_exact(cfg, model)
         self._gap = [0.0, 0.0, 0]  # this update's |trainer - sampler| log-prob gap: sum, max, tokens
+        self._tokens = [0, 0]  # this update's real and padded token positions (prompt + response)
+        self._phase_seconds: dict[str, float] = {}  # this step's seconds per scoring pass (time/score_*_s)
         self.credit = str(self.algo.get("credit", "turn"))
         self.critic_warmup = int((self.algo.get("critic") or {}).get("warmup_steps", 0)) if self.value_model else 0
         self.tree = TreeRollout(int(self.algo.M), int(self.algo.N), int(self.algo.L), rollout_fn,
@@ -151,7 +153,7 @@ class RLTrainer:
             self._phase_seconds[key] = self._phase_seconds.get(key, 0.0) + time.perf_counter() - t0
 
     def step(self, step: int) -> dict[str, float]:
-        self._phase_seconds: dict[str, float] = {}
+        self._phase_seconds = {}
         t0 = time.time()
         seeds = instance_seeds(step, self.cfg.trainer.prompts_per_step, self.cfg.seed, 0, self._sampling_rounds)
         data = self._tree_step(seeds, step) if self.tree else self._chain_step(seeds, step)
