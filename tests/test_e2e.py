@@ -154,7 +154,7 @@ def test_midtrain_mixes_a_checkpoints_own_trajectories_with_expert_data(tmp_path
     require("java")
     source = up_only_model(tmp_path / "up_only")
     out = tmp_path / "mid"
-    launch("sft=midtrain", "debug=smoke", "think=false", f"+sft.sources.alfworld={source}", "sft.episodes_per_env=4",
+    launch("sft=midtrain", "debug=smoke", "think=false", f"sft.sources.alfworld={source}", "sft.episodes_per_env=4",
            "trainer.steps=1", "eval.envs=[sokoban]", "eval.episodes_per_env={sokoban: 1}", "logger=none",
            f"hydra.run.dir={out}", cwd=tmp_path)
     s = json.loads((out / "summary.json").read_text())
