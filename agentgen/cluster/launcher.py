@@ -258,7 +258,9 @@ class AgentgenSlurmLauncher(SlurmLauncher):
         gone_since: dict[int, float] = {}
         t0 = time.monotonic()
         while pending:
-            queue = slurm.queue_snapshot(str(job.job_id) for _, job in pending.values())
+            # every state (-t all): squeue's default hides a job between its requeue and its next start
+            # (REQUEUED, REQUEUE_FED), which would look like a job that ended without a result
+            queue = slurm.queue_snapshot((str(job.job_id) for _, job in pending.values()), all_states=True)
             for num, (overrides, job) in list(pending.items()):
                 if job.paths.result_pickle.exists():
                     result = job.results()[0]
