@@ -114,7 +114,7 @@ def main() -> int:
             shutil.rmtree(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         summary = launch(out, [f"trainer.steps={args.steps}", "trainer.save_every=0", "eval.before_training=false",
-                               "eval.every=0", "eval.envs=[sokoban]", "eval.episodes_per_env.sokoban=1",
+                               "eval.every=0", "eval.envs=[sokoban]", "eval.episodes=1",
                                *overrides, *args.overrides])
         rows = [r for s, r in sorted(metric_rows(out).items()) if s > 1] or list(metric_rows(out).values())
         results.append((label, " ".join(overrides), summary, rows))
