@@ -24,6 +24,19 @@ def load_target(target: str) -> Any:
     return getattr(importlib.import_module(module), attr)
 
 
+def lazy_exports(package: str, exports: dict[str, str]) -> Callable[[str], Any]:
+    """A package's module ``__getattr__`` (PEP 562) that imports each exported name from its submodule on first
+    use (``exports``: name -> submodule), so the registry can read the package's ``plugin.py`` without loading the
+    env (its solver, search index or JVM)."""
+
+    def __getattr__(name: str) -> Any:
+        if name in exports:
+            return getattr(importlib.import_module(f"{package}.{exports[name]}"), name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return __getattr__
+
+
 def require(cond: bool, msg: str) -> None:
     """For ``validate_params`` hooks: raise the launcher's ConfigError (one paragraph, exit code 2)."""
     if not cond:

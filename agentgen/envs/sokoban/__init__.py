@@ -4,7 +4,7 @@ The names below load on first use, so the registry reads ``plugin.py`` without i
 
 from __future__ import annotations
 
-import importlib
+from agentgen.envs.plugin import lazy_exports
 
 _EXPORTS = {
     "ACTIONS": "room",
@@ -21,9 +21,4 @@ _EXPORTS = {
     "solve": "solver",
 }
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

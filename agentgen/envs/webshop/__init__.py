@@ -5,7 +5,7 @@ The names below load on first use, so the registry reads ``plugin.py`` without l
 
 from __future__ import annotations
 
-import importlib
+from agentgen.envs.plugin import lazy_exports
 
 _EXPORTS = {
     "SEARCH_TEMPLATE": "env",
@@ -25,9 +25,4 @@ _EXPORTS = {
     "write_catalog": "generator",
 }
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)
