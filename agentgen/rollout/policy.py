@@ -125,7 +125,9 @@ class RandomPolicy:
         listed = self.pool.call(need, "valid_actions") if need else {}
         out: list[Decision | None] = []
         for st in states:
-            rng = self._rngs.setdefault(id(st.episode), random.Random(self.seed * 1_000_003 + st.episode.spec.seed))
+            rng = self._rngs.get(id(st.episode))
+            if rng is None:  # the episode's first turn
+                rng = self._rngs[id(st.episode)] = random.Random(self.seed * 1_000_003 + st.episode.spec.seed)
             options = st.admissible or listed.get(st.slot) or []
             if not options:
                 out.append(None)

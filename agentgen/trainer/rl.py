@@ -401,7 +401,7 @@ class RLTrainer:
             self._tokens[0] += int(tb.attention_mask.sum())
             self._tokens[1] += tb.attention_mask.numel()
         metrics: dict[str, float] = {}
-        if all("sampler" in s.extras for s in micro):
+        if (measure_gap or self.tis_cap is not None) and all("sampler" in s.extras for s in micro):
             sampler = _right_aligned(micro, "sampler", lp)
             if measure_gap:  # each sample once (the first epoch), against the policy that was sampled
                 total, peak, n = logprob_gap(old, sampler, mask)
