@@ -80,6 +80,20 @@ def require(service: str, available: bool | None = None, detail: str = "") -> No
     pytest.skip(msg)
 
 
+def run_worker(script: str | Path, out_dir: Path, timeout: float = 900) -> dict:
+    """Run ``script --worker <out_dir>`` in a fresh interpreter (a vLLM engine and its processes live and die
+    there, not in the test session) and return the ``result.json`` it wrote into ``out_dir``."""
+    import json
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "2"}
+    proc = subprocess.run([sys.executable, str(script), "--worker", str(out_dir)], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-8000:]
+    return json.loads((out_dir / "result.json").read_text())
+
+
 # ------------------------------------------------------------------------------------------ CI skip guard
 class CISkipGuard:
     """Collects the skipped tests of a run; under CI the run fails and lists them. A test may skip in CI only

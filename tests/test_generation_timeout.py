@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import require
+from conftest import require, run_worker
 
 from agentgen.agent.prompt import PromptBuilder
 from agentgen.augment import env_kwargs
@@ -156,11 +156,7 @@ def hang_checks(out_dir: Path) -> dict:
 @pytest.mark.slow
 def test_hung_vllm_engine_is_killed_and_restarted_and_its_turn_aborted(tmp_path):
     require("vllm")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "2"}
-    proc = subprocess.run([sys.executable, __file__, "--worker", str(tmp_path)], capture_output=True, text=True,
-                          timeout=900, env=env, cwd=ROOT)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-8000:]
-    r = json.loads((tmp_path / "result.json").read_text())
+    r = run_worker(__file__, tmp_path)
     assert any("EngineCore" in n for n in r["engine_processes"]), r["engine_processes"]
     # the first turn (seeds 0, 1 in the two slots) hung: aborted; seeds 2, 3 played on the new engine
     by_seed = {e["seed"]: e for e in r["episodes"]}

@@ -11,14 +11,12 @@ process from a script, and its CPU worker changes process-wide torch settings we
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import require
+from conftest import require, run_worker
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -134,11 +132,7 @@ def run_checks(out_dir: Path) -> dict:
 
 def test_vllm_rollout_then_weight_update_reaches_the_engine(tmp_path):
     require("vllm")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "2"}
-    proc = subprocess.run([sys.executable, __file__, "--worker", str(tmp_path)], capture_output=True, text=True,
-                          timeout=900, env=env, cwd=ROOT)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-8000:]
-    r = json.loads((tmp_path / "result.json").read_text())
+    r = run_worker(__file__, tmp_path)
     assert r["generator"] == "VLLMGenerator"
     assert r["episodes"] == 4 and r["turns"] >= 4 and r["response_tokens"] > 0  # a rollout played on vLLM
     assert r["vllm_logprobs_given"]  # every sampled token carries vLLM's log-prob ...
