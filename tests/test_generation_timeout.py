@@ -186,7 +186,9 @@ def test_sigterm_to_a_vllm_job_leaves_no_engine_process_behind(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
     log = (tmp_path / "job.log").open("w")
     proc = subprocess.Popen([sys.executable, str(ROOT / "launch.py"), *VLLM, "sft=none",
-                             f"hydra.run.dir={tmp_path / 'run'}"], stdout=log, stderr=subprocess.STDOUT, env=env,
+                             # far more steps than fit before the signal: a fast machine once finished the
+                             # smoke run's 2 steps in the 5 s wait and wrote "completed"
+                             "trainer.steps=200", f"hydra.run.dir={tmp_path / 'run'}"], stdout=log, stderr=subprocess.STDOUT, env=env,
                             cwd=tmp_path)
     job = psutil.Process(proc.pid)
     seen: dict[int, psutil.Process] = {}
