@@ -122,6 +122,7 @@ class RolloutConfig:
     top_k: int = 0
     generation_batch_size: int = 64  # sequences per generate() call
     num_workers: int = 0  # env worker processes; 0 = in-process
+    env_overlap: bool = False  # two waves: one half's env steps run while the other half generates
     step_timeout: float = 300.0  # seconds before a hung env step restarts its worker
     # seconds one turn's generation may take before it is abandoned and its episodes abort (vllm: the engine
     # is killed and restarted; hf: generate's max_time cuts it); None: no limit

@@ -142,7 +142,8 @@ class Workspace:
         ec = self.env_cfg(name, split)
         policy = ModelPolicy(generator or self.generator, tokenizer or self.tokenizer, self.prompts,
                              ec.max_prompt_tokens, ec.max_response_tokens, temperature, top_p, top_k)
-        return EpisodeRunner(self.pool(name, split, slots), policy, max_turns or ec.max_steps)
+        return EpisodeRunner(self.pool(name, split, slots), policy, max_turns or ec.max_steps,
+                             overlap=bool(self.cfg.rollout.get("env_overlap", False)))
 
     def close(self) -> None:
         for p in self.pools.values():

@@ -13,7 +13,8 @@ pays for start-up: vLLM's engine, allocator warm-up). Phases:
 
 - generation: the rollout engine (``time/generate_s``); FLOPs 2 x P x (prompt + generated tokens);
 - prompts & parsing: building and tokenizing prompts, decoding and parsing answers (``time/prompt_s``);
-- env stepping: the env pool (``time/env_s``), also as a share of the rollout's wall time;
+- env stepping: waiting on the env pool (``time/env_s``), also as a share of the rollout's wall time; with
+  ``rollout.env_overlap`` the steps that ran behind generation (``time/env_hidden_s``) are printed apart;
 - scoring passes: behaviour and reference log-probs, critic values (``time/score_*_s``); 2 x P x tokens each;
 - update: forward and backward of every micro-batch (``time/update_s``); 6 x P x trained tokens;
 - other: advantages, batching, the weight sync.
@@ -140,7 +141,10 @@ def main() -> int:
                   f"{(100 * rate * 1e9 / limit_model) if rate else 0:7.0f}%")
         env = table["env stepping"][0]
         gen = table["generation"]
-        print(f"env stepping: {100 * env / rollout:.1f}% of the rollout's wall time; generation "
+        hidden = statistics.median(r.get("time/env_hidden_s", 0.0) for r in rows)
+        print(f"env stepping: {100 * env / rollout:.1f}% of the rollout's wall time waited on it"
+              + (f" ({hidden:.2f} s/step more ran hidden behind generation, rollout.env_overlap)" if hidden else "")
+              + "; generation "
               f"{statistics.median(r['tokens/generated'] for r in rows) / gen[0] if gen[0] else 0:.0f} "
               f"generated tokens/s")
     if len(tables) > 1:

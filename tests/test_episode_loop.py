@@ -2,6 +2,8 @@
 exactly as the model is prompted on the same states, the random policy does not depend on batching, and the
 agent's memory decides which past turns a prompt shows."""
 
+import time
+
 import pytest
 
 from agentgen.agent.memory import FullHistory, LastK, make_memory
@@ -11,7 +13,7 @@ from agentgen.data import expert
 from agentgen.envs.pool import EnvPool
 from agentgen.preflight import compose_job
 from agentgen.rollout.policy import ExpertPolicy, ModelPolicy, RandomPolicy
-from agentgen.rollout.runner import EpisodeRunner, EpisodeSpec
+from agentgen.rollout.runner import Decision, EpisodeRunner, EpisodeSpec
 
 SEEDS = [3, 4, 5, 6, 7]
 
@@ -111,3 +113,49 @@ def test_model_policy_drops_the_oldest_turns_to_fit_its_budget(cfg):
     assert len(tight_ids) <= len(ids) - 20 and tight.num_prompt_truncations == 0
     assert tight_user == user  # the message recorded is the memory's whole view (before the budget)
     assert "Up 0" in tokenizer.decode(ids) and "Up 0" not in tokenizer.decode(tight_ids)
+
+
+class SteppedWhileActing:
+    """A deterministic policy (each action from the episode's seed and turn) that notes, through a wrapped pool,
+    whether each env step ran while it was acting for other slots (``rollout.env_overlap``)."""
+
+    MOVES = ("up", "down", "left", "right")
+
+    def __init__(self, pool):
+        self.acts = 0
+        self.acting = False
+        self.overlapped: list[bool] = []
+        step = pool.step
+
+        def watched_step(actions):
+            before = self.acts
+            out = step(actions)
+            time.sleep(0.05)  # a slow engine: room for the other wave to act meanwhile
+            self.overlapped.append(self.acting or self.acts != before)
+            return out
+        pool.step = watched_step
+
+    def act(self, states):
+        self.acting, self.acts = True, self.acts + 1
+        time.sleep(0.02)
+        out = [Decision(m, m) for m in (self.MOVES[(st.episode.spec.seed * 7 + len(st.episode.turns)) % 4]
+                                        for st in states)]
+        self.acting = False
+        return out
+
+
+def test_env_overlap_plays_the_same_episodes_while_one_wave_steps_behind_the_others_act(cfg):
+    played, overlapped, hidden = {}, {}, {}
+    for overlap in (False, True):
+        with EnvPool("sokoban", env_kwargs(cfg.env.sokoban), split="train", num_slots=4, num_workers=0) as p:
+            policy = SteppedWhileActing(p)
+            runner = EpisodeRunner(p, policy, 6, overlap=overlap)
+            eps = runner.run([EpisodeSpec("sokoban", s, group=s) for s in range(10)])  # more episodes than slots
+            played[overlap] = [(e.spec.seed, [t.action for t in e.turns], [t.reward for t in e.turns], e.success,
+                                e.truncated) for e in eps]
+            overlapped[overlap] = sum(policy.overlapped)
+            hidden[overlap] = runner.seconds["env_hidden"]
+    assert played[True] == played[False]  # the same episodes, turn for turn, in the specs' order
+    assert [seed for seed, *_ in played[True]] == list(range(10))
+    assert overlapped[False] == 0 and hidden[False] == 0.0
+    assert overlapped[True] > 0 and hidden[True] > 0.0

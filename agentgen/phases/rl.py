@@ -102,7 +102,8 @@ def rl_stage(ws: Workspace, start_step: int, end_step: int, resume_from: Path | 
 def rollout(ws: Workspace, specs: list[EpisodeSpec], step: int, stats: dict[str, float]) -> list[Episode]:
     """Assign each group an env by the mixture shares, run them, and return all episodes. ``stats`` adds up this
     rank's seconds in the rollout engine (``time/generate_s``), in the policy's prompts and parsing
-    (``time/prompt_s``) and in the env pool (``time/env_s``), the prompt and generated tokens, the episodes
+    (``time/prompt_s``), waiting on the env pool (``time/env_s``) and stepping it behind generation
+    (``time/env_hidden_s``, rollout.env_overlap), the prompt and generated tokens, the episodes
     aborted by a hung generation (``rollout/aborted_generations``, rollout.generation_timeout), and a
     mixture's per-env figures."""
     cfg, names = ws.cfg, ws.current_envs
@@ -124,7 +125,8 @@ def rollout(ws: Workspace, specs: list[EpisodeSpec], step: int, stats: dict[str,
         policy = runner.policy
         for key, value in (("time/generate_s", policy.generate_seconds),
                            ("time/prompt_s", runner.seconds["policy"] - policy.generate_seconds),
-                           ("time/env_s", runner.seconds["env"]), ("tokens/prompt", policy.prompt_tokens),
+                           ("time/env_s", runner.seconds["env"]), ("time/env_hidden_s", runner.seconds["env_hidden"]),
+                           ("tokens/prompt", policy.prompt_tokens),
                            ("tokens/generated", policy.generated_tokens)):
             stats[key] = stats.get(key, 0.0) + float(value)
         stats["rollout/aborted_generations"] += sum(bool(e.final_info.get("generation_aborted")) for e in eps)

@@ -19,6 +19,8 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -67,15 +69,24 @@ class Policy(Protocol):
 
 
 class EpisodeRunner:
-    """Runs episodes of one environment through an env pool and a policy."""
+    """Runs episodes of one environment through an env pool and a policy.
 
-    def __init__(self, pool, policy: Policy, max_turns: int):
+    ``overlap=True`` (``rollout.env_overlap``, a model policy only) splits the slots into two waves by parity:
+    while one wave's actions step in the env pool (on a background thread), the policy acts for the other, so
+    a slow engine's steps hide behind generation. Each act is then half the batch; with fast envs that costs
+    more than it hides, hence off for them. The pool still serves one request at a time: new episodes start
+    only between the two waves' steps, when it is idle. Policies that ask the pool themselves (the expert, the
+    random policy) run without overlap."""
+
+    def __init__(self, pool, policy: Policy, max_turns: int, overlap: bool = False):
         self.pool = pool
         self.policy = policy
         self.max_turns = max_turns
+        self.waves = 2 if overlap else 1
         self.num_replayed_steps = 0  # env steps spent restoring continuation prefixes
         self.num_replay_mismatches = 0  # continuations aborted because the replay differed from the prefix
-        self.seconds = {"policy": 0.0, "env": 0.0}  # wall time in the policy's act and in the env pool
+        # wall time in the policy's act, waiting on the env pool, and env steps hidden behind the policy's act
+        self.seconds = {"policy": 0.0, "env": 0.0, "env_hidden": 0.0}
 
     def run(self, specs: list[EpisodeSpec], desc: str | None = None,
             on_episode: Callable[[Episode], None] | None = None) -> list[Episode]:
@@ -93,27 +104,29 @@ class EpisodeRunner:
             bar.update(1)
             if on_episode:
                 on_episode(st.episode)
-        while pending or active:
+
+        def start_pending() -> None:
+            """Start the next pending episodes in the free slots (the pool must be idle)."""
             starting: dict[int, tuple[int, EpisodeSpec]] = {}
             while free and pending:
                 starting[free.pop()] = pending.popleft()
-            if starting:
-                t0 = time.perf_counter()
-                resets = self.pool.reset({slot: spec.seed for slot, (_, spec) in starting.items()})
-                instructions = self.pool.call(list(starting), "instruction")
-                self.seconds["env"] += time.perf_counter() - t0
-                for slot, (obs, info) in resets.items():
-                    i, spec = starting[slot]
-                    ep = Episode(spec=spec, task=info.get("task", ""), augmented=bool(info.get("augmented", False)))
-                    active[slot] = (i, AgentState(slot, ep, instructions[slot] or "", obs,
-                                                  info.get("admissible_actions"), state_key=info.get("state_key")))
-                prefixes = {slot: spec.meta["prefix"] for slot, (_, spec) in starting.items()
-                            if spec.meta.get("prefix")}
-                for slot in self._replay(prefixes, {slot: active[slot][1] for slot in prefixes}):
-                    finish(slot)  # the replay could not restore the state: aborted, the slot is free again
-            if not active:
-                continue
-            slots = list(active)
+            if not starting:
+                return
+            t0 = time.perf_counter()
+            resets = self.pool.reset({slot: spec.seed for slot, (_, spec) in starting.items()})
+            instructions = self.pool.call(list(starting), "instruction")
+            self.seconds["env"] += time.perf_counter() - t0
+            for slot, (obs, info) in resets.items():
+                i, spec = starting[slot]
+                ep = Episode(spec=spec, task=info.get("task", ""), augmented=bool(info.get("augmented", False)))
+                active[slot] = (i, AgentState(slot, ep, instructions[slot] or "", obs,
+                                              info.get("admissible_actions"), state_key=info.get("state_key")))
+            prefixes = {slot: spec.meta["prefix"] for slot, (_, spec) in starting.items() if spec.meta.get("prefix")}
+            for slot in self._replay(prefixes, {slot: active[slot][1] for slot in prefixes}):
+                finish(slot)  # the replay could not restore the state: aborted, the slot is free again
+
+        def decide(slots: list[int]) -> dict[int, Decision]:
+            """The policy's decisions for these slots; the episodes it gives up on end here."""
             t0 = time.perf_counter()
             decisions = dict(zip(slots, self.policy.act([active[s][1] for s in slots])))
             self.seconds["policy"] += time.perf_counter() - t0
@@ -127,12 +140,10 @@ class EpisodeRunner:
                 ep.aborted = True
                 ep.final_info = {"aborted": True, "abort_reason": decisions[slot].aborted, "generation_aborted": True}
                 finish(slot)
-            acting = {slot: d for slot, d in decisions.items() if d is not None and not d.aborted}
-            if not acting:
-                continue
-            t0 = time.perf_counter()
-            steps = self.pool.step({slot: d.action for slot, d in acting.items()})
-            self.seconds["env"] += time.perf_counter() - t0
+            return {slot: d for slot, d in decisions.items() if d is not None and not d.aborted}
+
+        def apply(acting: dict[int, Decision], steps: dict[int, tuple]) -> None:
+            """Record each stepped turn and end the episodes that are done."""
             for slot, d in acting.items():
                 st = active[slot][1]
                 obs, reward, done, info = steps[slot]
@@ -150,6 +161,38 @@ class EpisodeRunner:
                     ep.truncated = ep.truncated or bool(info.get("truncated", False))
                     ep.final_info = {k: v for k, v in info.items() if k not in ("admissible_actions", "state_key")}
                     finish(slot)
+
+        def timed_step(actions: dict[int, str]) -> tuple[dict[int, tuple], float]:
+            t0 = time.perf_counter()
+            return self.pool.step(actions), time.perf_counter() - t0
+
+        # One wave: act, step, repeat. Two waves: wave w acts while wave 1-w's step is in flight, then that step
+        # is collected, new episodes start (the pool is idle), and wave w's step goes out.
+        inflight: tuple[dict[int, Decision], Future] | None = None
+        wave = 0
+        with ThreadPoolExecutor(1, thread_name_prefix="env-step") if self.waves > 1 else nullcontext() as executor:
+            while pending or active or inflight:
+                if inflight is None:
+                    start_pending()
+                busy = inflight[0] if inflight else {}
+                mine = [s for s in active if s % self.waves == wave and s not in busy]
+                acting = decide(mine) if mine else {}
+                if inflight is not None:
+                    t0 = time.perf_counter()
+                    steps, took = inflight[1].result()
+                    waited = time.perf_counter() - t0
+                    self.seconds["env"] += waited
+                    self.seconds["env_hidden"] += max(0.0, took - waited)
+                    apply(inflight[0], steps)
+                    inflight = None
+                    start_pending()
+                if acting and executor is not None:
+                    inflight = (acting, executor.submit(timed_step, {s: d.action for s, d in acting.items()}))
+                elif acting:
+                    steps, took = timed_step({s: d.action for s, d in acting.items()})
+                    self.seconds["env"] += took
+                    apply(acting, steps)
+                wave = (wave + 1) % self.waves
         bar.close()
         return [r for r in results if r is not None]
 
