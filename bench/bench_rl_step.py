@@ -13,7 +13,8 @@ pays for start-up: vLLM's engine, allocator warm-up). Phases:
 
 - generation: the rollout engine (``time/generate_s``); FLOPs 2 x P x (prompt + generated tokens);
 - prompts & parsing: building and tokenizing prompts, decoding and parsing answers (``time/prompt_s``);
-- env stepping: waiting on the env pool (``time/env_s``), also as a share of the rollout's wall time; with
+- env stepping: waiting on the env pool (``time/env_s``), also as a share of the episode loop's wall time
+  (generation, prompts and env, without the scoring passes that ``time/rollout_s`` also holds); with
   ``rollout.env_overlap`` the steps that ran behind generation (``time/env_hidden_s``) are printed apart;
 - scoring passes: behaviour and reference log-probs, critic values (``time/score_*_s``); 2 x P x tokens each;
 - update: forward and backward of every micro-batch (``time/update_s``); 6 x P x trained tokens;
@@ -131,7 +132,9 @@ def main() -> int:
     for label, overrides, summary, rows in results:
         epochs = int(summary["config"]["algo"].get("ppo_epochs", 1))
         table = tables[label] = phase_rows(rows, p, epochs)
-        rollout = statistics.median(r["time/rollout_s"] for r in rows)
+        # the episode loop's wall time: generating, building prompts and parsing, waiting on the env pool
+        env_share = statistics.median(r["time/env_s"] / max(1e-9, r["time/generate_s"] + r["time/prompt_s"]
+                                                             + r["time/env_s"]) for r in rows)
         print(f"\n== {label}: {overrides or '(defaults)'}   ({len(rows)} steps counted, "
               f"{statistics.median(r['tokens/generated'] for r in rows):.0f} generated tokens per step)")
         print(f"{'phase':<18} {'s/step':>8} {'tokens':>9} {'GFLOP':>8} {'GFLOP/s':>8} {'% limit':>8}")
@@ -139,10 +142,9 @@ def main() -> int:
             rate = gflop / sec if sec > 0 and gflop else 0.0
             print(f"{phase:<18} {sec:8.2f} {tok:9.0f} {gflop:8.1f} {rate:8.1f} "
                   f"{(100 * rate * 1e9 / limit_model) if rate else 0:7.0f}%")
-        env = table["env stepping"][0]
         gen = table["generation"]
         hidden = statistics.median(r.get("time/env_hidden_s", 0.0) for r in rows)
-        print(f"env stepping: {100 * env / rollout:.1f}% of the rollout's wall time waited on it"
+        print(f"env stepping: {100 * env_share:.1f}% of the episode loop's wall time waited on it"
               + (f" ({hidden:.2f} s/step more ran hidden behind generation, rollout.env_overlap)" if hidden else "")
               + "; generation "
               f"{statistics.median(r['tokens/generated'] for r in rows) / gen[0] if gen[0] else 0:.0f} "
