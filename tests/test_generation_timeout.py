@@ -188,8 +188,8 @@ def test_sigterm_to_a_vllm_job_leaves_no_engine_process_behind(tmp_path):
     proc = subprocess.Popen([sys.executable, str(ROOT / "launch.py"), *VLLM, "sft=none",
                              # far more steps than fit before the signal: a fast machine once finished the
                              # smoke run's 2 steps in the 5 s wait and wrote "completed"
-                             "trainer.steps=200", f"hydra.run.dir={tmp_path / 'run'}"], stdout=log, stderr=subprocess.STDOUT, env=env,
-                            cwd=tmp_path)
+                             "trainer.steps=200", f"hydra.run.dir={tmp_path / 'run'}"],
+                            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
     job = psutil.Process(proc.pid)
     seen: dict[int, psutil.Process] = {}
     try:
