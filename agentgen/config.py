@@ -367,6 +367,22 @@ def group_options(group: str) -> list[str]:
     return sorted(names)
 
 
+HF_DECODERS = ("loop", "generate")  # rollout.params.decode (agentgen/rollout/hf.py)
+
+
+def _check_hf_params(params) -> None:
+    """rollout=hf's engine settings: ``decode`` (loop | generate) and ``share_prefix`` (a bool)."""
+    valid = ("decode", "share_prefix")
+    for key in params:
+        _need(key in valid, f"rollout.params.{key} is not a setting of rollout=hf; valid: {', '.join(valid)} "
+              "(rollout=vllm has the vLLM engine's).")
+    decode = params.get("decode", "loop")
+    _need(decode in HF_DECODERS, f"rollout.params.decode={decode!r} is invalid; valid: {', '.join(HF_DECODERS)} "
+          "(loop: agentgen's KV-cache loop, generate: transformers' generate).")
+    share = params.get("share_prefix", True)
+    _need(isinstance(share, bool), f"rollout.params.share_prefix={share!r} is invalid; valid: true, false.")
+
+
 def _need(cond: bool, msg: str) -> None:
     if not cond:
         raise ConfigError(msg)
@@ -443,6 +459,8 @@ def validate(cfg: DictConfig) -> None:
           f"model.dtype={cfg.model.dtype!r} is invalid; valid: float32, bfloat16, float16.")
     _need(cfg.rollout.name in group_options("rollout"),
           f"rollout={cfg.rollout.name!r} is invalid; valid: {', '.join(group_options('rollout'))}.")
+    if cfg.rollout.name == "hf":
+        _check_hf_params(cfg.rollout.get("params") or {})
     _need(cfg.logger.name in ("wandb", "none"), f"logger={cfg.logger.name!r} is invalid; valid: wandb, none.")
     _need(cfg.resume in ("skip_completed", "always", "never"),
           f"resume={cfg.resume!r} is invalid; valid: skip_completed, always, never.")

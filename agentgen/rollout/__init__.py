@@ -6,8 +6,10 @@ def make_generator(rollout_cfg, model, tokenizer):
     if rollout_cfg.name == "hf":
         from agentgen.rollout.hf import HFGenerator
 
+        params = rollout_cfg.get("params") or {}
         return HFGenerator(model, tokenizer, batch_size=rollout_cfg.generation_batch_size,
-                           generation_timeout=rollout_cfg.get("generation_timeout"))
+                           generation_timeout=rollout_cfg.get("generation_timeout"),
+                           decode=params.get("decode", "loop"), share_prefix=bool(params.get("share_prefix", True)))
     if rollout_cfg.name == "vllm":
         from agentgen.rollout.vllm import VLLMGenerator
 

@@ -1,0 +1,137 @@
+"""rollout=hf's own decode loop (``rollout.params.decode=loop``, the default) against transformers' ``generate``.
+
+The loop prefills the head its batch's prompts share once and copies its cache to every row, and drops a row from
+the batch as soon as it ends. Neither may change what a row samples: greedy answers are token for token those of
+``generate``, the recorded log-probs are the trainer's, and the top-k / top-p filter is transformers' own."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
+
+from agentgen.errors import ConfigError
+from agentgen.models.loader import load_policy
+from agentgen.preflight import compose_job, validate
+from agentgen.rollout.hf import HFGenerator, sample, shared_prefix_length, truncate
+from agentgen.trainer.batch import Sample, collate, response_logits, token_logprobs
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """The tiny model with weights drawn wide (std 0.2): a freshly initialised one answers every prompt with one
+    token repeated, which would hide rows mixed up or ending at the wrong step."""
+    cfg = compose_job(["debug=smoke"])
+    model, tok, _ = load_policy(cfg.model)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.normal_(0.0, 0.2)
+    return model.eval(), tok
+
+
+def chat_prompts(tok, rooms: list[str]) -> list[list[int]]:
+    """Prompts that share a long head (the template and the rules) and differ in their rooms and lengths."""
+    rules = "Sokoban: push the box X onto the target O. You are P. # wall, _ floor.\nPush the box onto the target.\n"
+    return [list(tok.apply_chat_template([{"role": "user", "content": rules + room}], add_generation_prompt=True,
+                                         tokenize=True, return_dict=False)) for room in rooms]
+
+
+ROOMS = ["######\n#P_XO#\n######", "######\n#_PX_#\n#___O#\n######", "#####\n#PXO#\n#####",
+         "######\n#O__##\n#_X_P#\n#____#\n######"]
+
+
+def test_shared_prefix_leaves_every_prompt_a_token_of_its_own():
+    assert shared_prefix_length([[1, 2, 3, 4], [1, 2, 3, 5], [1, 2, 9]]) == 2
+    assert shared_prefix_length([[1, 2, 3], [1, 2, 3]]) == 2  # identical prompts: the last token is each row's
+    assert shared_prefix_length([[7, 1], [8, 1]]) == 0
+
+
+def test_inverse_cdf_sampling_draws_the_distribution_and_never_a_zero_probability_token():
+    torch.manual_seed(0)
+    probs = torch.tensor([[0.0, 0.5, 0.0, 0.2, 0.3, 0.0]]).repeat(40_000, 1)
+    drawn = sample(probs).flatten()
+    assert drawn.shape == (40_000,)
+    freq = torch.bincount(drawn, minlength=6).float() / len(drawn)
+    assert freq[[0, 2, 5]].sum() == 0  # a zero-probability token is never drawn
+    # within 4 standard errors (sqrt(p(1-p)/n) <= 0.0025) of each probability
+    assert torch.allclose(freq, probs[0], atol=0.01), freq.tolist()
+    one_hot = torch.zeros(3, 6)
+    one_hot[torch.arange(3), torch.tensor([5, 0, 3])] = 1.0
+    assert sample(one_hot).flatten().tolist() == [5, 0, 3]
+
+
+@pytest.mark.parametrize("top_k,top_p", [(0, 0.9), (5, 1.0), (7, 0.5), (0, 1.0)])
+def test_truncation_is_transformers_top_k_then_top_p(top_k, top_p):
+    torch.manual_seed(0)
+    scores = torch.randn(6, 50) * 3
+    want = scores.clone()
+    if top_k:
+        want = TopKLogitsWarper(top_k)(None, want)
+    if top_p < 1:
+        want = TopPLogitsWarper(top_p)(None, want)
+    assert torch.equal(truncate(scores, top_p, top_k), want)
+
+
+def test_greedy_answers_are_generates_token_for_token_with_a_shared_head_and_rows_ending_early(tiny):
+    model, tok = tiny
+    prompts = chat_prompts(tok, ROOMS)
+    assert shared_prefix_length(prompts) >= 20  # the head is shared: the loop prefills it once
+    probe = HFGenerator(model, tok, decode="generate")
+    probe.eos_ids, probe.stop_strings = [], []
+    free = probe.generate(prompts, 16, 0.0)
+    # end tokens that stop the rows at different steps, so rows leave the loop's batch one by one
+    ends = sorted({free[0][2], free[1][6], free[2][11]})
+    answers = {}
+    for decode in ("generate", "loop"):
+        gen = HFGenerator(model, tok, decode=decode)
+        gen.eos_ids, gen.stop_strings = ends, []
+        answers[decode] = gen.generate_with_logprobs(prompts, 16, 0.0)
+    ids, lps = answers["loop"]
+    assert ids == answers["generate"][0]
+    assert len({len(r) for r in ids}) > 1  # the rows did end at different steps
+    for a, b in zip(lps, answers["generate"][1]):
+        assert a == pytest.approx(b, abs=1e-4)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_sampled_logprobs_are_the_trainers_full_forward(tiny, temperature):
+    model, tok = tiny
+    prompts = chat_prompts(tok, ROOMS)
+    gen = HFGenerator(model, tok, decode="loop")
+    torch.manual_seed(0)
+    ids, lps = gen.generate_with_logprobs(prompts, 12, temperature)
+    assert all(ids) and [len(a) for a in ids] == [len(b) for b in lps]
+    tb = collate([Sample(p, r) for p, r in zip(prompts, ids)], tok.pad_token_id)
+    with torch.no_grad():
+        scored = token_logprobs(response_logits(model, tb, temperature), tb)
+    for b, (r, lp) in enumerate(zip(ids, lps)):
+        assert scored[b, scored.shape[1] - len(r):].tolist() == pytest.approx(lp, abs=1e-4)
+
+
+def test_sampling_follows_the_seed_and_top_k_one_is_greedy(tiny):
+    model, tok = tiny
+    prompts = chat_prompts(tok, ROOMS)
+    gen = HFGenerator(model, tok, decode="loop")
+    torch.manual_seed(3)
+    first = gen.generate(prompts, 10, 1.0)
+    torch.manual_seed(3)
+    assert gen.generate(prompts, 10, 1.0) == first
+    assert gen.generate(prompts, 10, 1.0, top_k=1) == gen.generate(prompts, 10, 0.0)
+
+
+def test_without_the_shared_head_the_answers_are_the_same(tiny):
+    model, tok = tiny
+    prompts = chat_prompts(tok, ROOMS)
+    shared = HFGenerator(model, tok, decode="loop").generate(prompts, 12, 0.0)
+    assert HFGenerator(model, tok, decode="loop", share_prefix=False).generate(prompts, 12, 0.0) == shared
+
+
+@pytest.mark.parametrize("override,named", [("rollout.params.decode=fast", "rollout.params.decode='fast'"),
+                                            ("+rollout.params.beams=2", "rollout.params.beams"),
+                                            ("rollout.params.share_prefix=maybe", "rollout.params.share_prefix")])
+def test_a_bad_hf_setting_stops_the_job_before_it_starts(override, named):
+    with pytest.raises(ConfigError, match="valid") as err:
+        validate(compose_job(["debug=smoke", override]))
+    assert named in str(err.value)
