@@ -117,35 +117,45 @@ def test_model_policy_drops_the_oldest_turns_to_fit_its_budget(cfg):
 
 class SteppedWhileActing:
     """A deterministic policy (each action from the episode's seed and turn) that notes, through a wrapped pool,
-    whether each env step ran while it was acting for other slots (``rollout.env_overlap``)."""
+    whether each env step, and each reset of new episodes, ran while it was acting for other slots
+    (``rollout.env_overlap``): their time spans against the spans of its acts."""
 
     MOVES = ("up", "down", "left", "right")
 
     def __init__(self, pool):
-        self.acts = 0
-        self.acting = False
-        self.overlapped: list[bool] = []
-        step = pool.step
+        self.acts: list[tuple[float, float]] = []
+        self.steps: list[tuple[float, float]] = []
+        self.resets: list[tuple[float, float]] = []
+        step, reset = pool.step, pool.reset
 
-        def watched_step(actions):
-            before = self.acts
-            out = step(actions)
-            time.sleep(0.05)  # a slow engine: room for the other wave to act meanwhile
-            self.overlapped.append(self.acting or self.acts != before)
-            return out
-        pool.step = watched_step
+        def watched(call, spans):
+            def run(arg):
+                t0 = time.perf_counter()
+                out = call(arg)
+                time.sleep(0.05)  # a slow engine: room for the other wave to act meanwhile
+                spans.append((t0, time.perf_counter()))
+                return out
+            return run
+        pool.step, pool.reset = watched(step, self.steps), watched(reset, self.resets)
+
+    def overlapped(self, spans: list[tuple[float, float]]) -> int:
+        """How many of ``spans`` ran while the policy was acting."""
+        return sum(any(a0 < e and s < a1 for a0, a1 in self.acts) for s, e in spans)
 
     def act(self, states):
-        self.acting, self.acts = True, self.acts + 1
+        t0 = time.perf_counter()
         time.sleep(0.02)
-        out = [Decision(m, m) for m in (self.MOVES[(st.episode.spec.seed * 7 + len(st.episode.turns)) % 4]
-                                        for st in states)]
-        self.acting = False
+        # episodes give up after 3-6 turns (a None decision ends one), so they end out of step and free slots
+        # while other episodes still play
+        out = [None if len(st.episode.turns) >= 3 + st.episode.spec.seed % 4 else
+               Decision(m, m) for st, m in ((st, self.MOVES[(st.episode.spec.seed * 7 + len(st.episode.turns)) % 4])
+                                            for st in states)]
+        self.acts.append((t0, time.perf_counter()))
         return out
 
 
 def test_env_overlap_plays_the_same_episodes_while_one_wave_steps_behind_the_others_act(cfg):
-    played, overlapped, hidden = {}, {}, {}
+    played, overlapped, hidden, resets_hidden = {}, {}, {}, {}
     for overlap in (False, True):
         with EnvPool("sokoban", env_kwargs(cfg.env.sokoban), split="train", num_slots=4, num_workers=0) as p:
             policy = SteppedWhileActing(p)
@@ -153,9 +163,12 @@ def test_env_overlap_plays_the_same_episodes_while_one_wave_steps_behind_the_oth
             eps = runner.run([EpisodeSpec("sokoban", s, group=s) for s in range(10)])  # more episodes than slots
             played[overlap] = [(e.spec.seed, [t.action for t in e.turns], [t.reward for t in e.turns], e.success,
                                 e.truncated) for e in eps]
-            overlapped[overlap] = sum(policy.overlapped)
+            overlapped[overlap] = policy.overlapped(policy.steps)
+            resets_hidden[overlap] = policy.overlapped(policy.resets)
             hidden[overlap] = runner.seconds["env_hidden"]
     assert played[True] == played[False]  # the same episodes, turn for turn, in the specs' order
     assert [seed for seed, *_ in played[True]] == list(range(10))
     assert overlapped[False] == 0 and hidden[False] == 0.0
     assert overlapped[True] > 0 and hidden[True] > 0.0
+    # the 6 episodes after the first 4 start in freed slots: their resets ran behind the policy's acting
+    assert resets_hidden[False] == 0 and resets_hidden[True] > 0

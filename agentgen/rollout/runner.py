@@ -20,7 +20,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -73,10 +72,11 @@ class EpisodeRunner:
 
     ``overlap=True`` (``rollout.env_overlap``, a model policy only) splits the slots into two waves by parity:
     while one wave's actions step in the env pool (on a background thread), the policy acts for the other, so
-    a slow engine's steps hide behind generation. Each act is then half the batch; with fast envs that costs
-    more than it hides, hence off for them. The pool still serves one request at a time: new episodes start
-    only between the two waves' steps, when it is idle. Policies that ask the pool themselves (the expert, the
-    random policy) run without overlap."""
+    a slow engine's steps hide behind generation. The resets of new episodes go out in the same background
+    request (before its step), so they hide too; such an episode joins when the request is collected and misses
+    one turn of its wave's acting. Each act is half the batch; with fast envs that costs more than it hides,
+    hence off for them. The pool still serves one request at a time. Policies that ask the pool themselves (the
+    expert, the random policy) run without overlap."""
 
     def __init__(self, pool, policy: Policy, max_turns: int, overlap: bool = False):
         self.pool = pool
@@ -105,17 +105,22 @@ class EpisodeRunner:
             if on_episode:
                 on_episode(st.episode)
 
-        def start_pending() -> None:
-            """Start the next pending episodes in the free slots (the pool must be idle)."""
+        def take_pending() -> dict[int, tuple[int, EpisodeSpec]]:
+            """The next pending episodes, each given a free slot (neither free nor active until started)."""
             starting: dict[int, tuple[int, EpisodeSpec]] = {}
             while free and pending:
                 starting[free.pop()] = pending.popleft()
+            return starting
+
+        def reset_slots(starting: dict[int, tuple[int, EpisodeSpec]]) -> tuple[dict, dict]:
+            """(first observations, instructions) of the episodes ``starting``: the pool's work of a start."""
             if not starting:
-                return
-            t0 = time.perf_counter()
+                return {}, {}
             resets = self.pool.reset({slot: spec.seed for slot, (_, spec) in starting.items()})
-            instructions = self.pool.call(list(starting), "instruction")
-            self.seconds["env"] += time.perf_counter() - t0
+            return resets, self.pool.call(list(starting), "instruction")
+
+        def activate(starting: dict[int, tuple[int, EpisodeSpec]], resets: dict, instructions: dict) -> None:
+            """Make the reset episodes active (and restore continuation prefixes, which needs the pool idle)."""
             for slot, (obs, info) in resets.items():
                 i, spec = starting[slot]
                 ep = Episode(spec=spec, task=info.get("task", ""), augmented=bool(info.get("augmented", False)))
@@ -124,6 +129,14 @@ class EpisodeRunner:
             prefixes = {slot: spec.meta["prefix"] for slot, (_, spec) in starting.items() if spec.meta.get("prefix")}
             for slot in self._replay(prefixes, {slot: active[slot][1] for slot in prefixes}):
                 finish(slot)  # the replay could not restore the state: aborted, the slot is free again
+
+        def start_pending() -> None:
+            """Start the next pending episodes in the free slots, here and now (the pool must be idle)."""
+            starting = take_pending()
+            t0 = time.perf_counter()
+            resets, instructions = reset_slots(starting)
+            self.seconds["env"] += time.perf_counter() - t0
+            activate(starting, resets, instructions)
 
         def decide(slots: list[int]) -> dict[int, Decision]:
             """The policy's decisions for these slots; the episodes it gives up on end here."""
@@ -166,11 +179,32 @@ class EpisodeRunner:
             t0 = time.perf_counter()
             return self.pool.step(actions), time.perf_counter() - t0
 
-        # One wave: act, step, repeat. Two waves: wave w acts while wave 1-w's step is in flight, then that step
-        # is collected, new episodes start (the pool is idle), and wave w's step goes out.
-        inflight: tuple[dict[int, Decision], Future] | None = None
+        def background(actions: dict[int, str], starting: dict) -> tuple[dict, dict, dict, float]:
+            """One request's worth of pool work behind the policy's act: new episodes' resets, then a step."""
+            t0 = time.perf_counter()
+            resets, instructions = reset_slots(starting)
+            steps = self.pool.step(actions) if actions else {}
+            return steps, resets, instructions, time.perf_counter() - t0
+
+        if self.waves == 1:  # act, step, repeat; new episodes start between steps
+            while pending or active:
+                start_pending()
+                acting = decide(list(active)) if active else {}
+                if acting:
+                    steps, took = timed_step({s: d.action for s, d in acting.items()})
+                    self.seconds["env"] += took
+                    apply(acting, steps)
+            bar.close()
+            return [r for r in results if r is not None]
+
+        # Two waves: wave w acts while a background request steps wave 1-w and resets the slots freed since the
+        # last request (their episodes join once it is collected, so a new episode misses one turn of its wave's
+        # acting); then the request is collected and the next one goes out with wave w's actions. The pool serves
+        # one request at a time. New episodes start in the foreground when nothing is in flight, and when the
+        # wave acting next would otherwise have no episode to act on (a hidden reset would leave it idle).
+        inflight: tuple[dict[int, Decision], dict, Future] | None = None
         wave = 0
-        with ThreadPoolExecutor(1, thread_name_prefix="env-step") if self.waves > 1 else nullcontext() as executor:
+        with ThreadPoolExecutor(1, thread_name_prefix="env-step") as executor:
             while pending or active or inflight:
                 if inflight is None:
                     start_pending()
@@ -179,19 +213,26 @@ class EpisodeRunner:
                 acting = decide(mine) if mine else {}
                 if inflight is not None:
                     t0 = time.perf_counter()
-                    steps, took = inflight[1].result()
+                    steps, resets, instructions, took = inflight[2].result()
                     waited = time.perf_counter() - t0
                     self.seconds["env"] += waited
                     self.seconds["env_hidden"] += max(0.0, took - waited)
                     apply(inflight[0], steps)
+                    activate(inflight[1], resets, instructions)
                     inflight = None
-                    start_pending()
-                if acting and executor is not None:
-                    inflight = (acting, executor.submit(timed_step, {s: d.action for s, d in acting.items()}))
-                elif acting:
-                    steps, took = timed_step({s: d.action for s, d in acting.items()})
-                    self.seconds["env"] += took
-                    apply(acting, steps)
+                starting = take_pending() if acting else {}
+                after = (wave + 1) % self.waves
+                if starting and not any(s % self.waves == after for s in active):
+                    # the wave acting next would have nothing but these new episodes: start them here and now, so
+                    # it acts on them while this request steps (as without reset overlap)
+                    t0 = time.perf_counter()
+                    resets, instructions = reset_slots(starting)
+                    self.seconds["env"] += time.perf_counter() - t0
+                    activate(starting, resets, instructions)
+                    starting = {}
+                if acting or starting:
+                    inflight = (acting, starting, executor.submit(
+                        background, {s: d.action for s, d in acting.items()}, starting))
                 wave = (wave + 1) % self.waves
         bar.close()
         return [r for r in results if r is not None]
