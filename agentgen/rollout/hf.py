@@ -44,7 +44,7 @@ class HFGenerator:
     def __init__(self, model, tokenizer, batch_size: int = 64, stop_strings: tuple[str, ...] = ("</action>",),
                  generation_timeout: float | None = None, decode: str = "loop", share_prefix: bool = True):
         if decode not in DECODERS:
-            raise ValueError(f"rollout.decode={decode!r} is invalid; valid: {', '.join(DECODERS)}")
+            raise ValueError(f"rollout.params.decode={decode!r} is invalid; valid: {', '.join(DECODERS)}")
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
