@@ -46,14 +46,13 @@ class ExpertActions:
         self.actions = actions  # episode seed -> the expert's actions, in order
 
     def act(self, states):
-        decisions = self.model.act(states)
-        for st, d in zip(states, decisions):
-            plan = self.actions.get(st.episode.spec.seed, [])
-            turn = len(st.episode.turns)
+        out = []
+        for st, d in zip(states, self.model.act(states)):
+            plan, turn = self.actions.get(st.episode.spec.seed, []), len(st.episode.turns)
             if d is not None and turn < len(plan):
                 d.action, d.format_ok = plan[turn], True
-        return [d if len(self.actions.get(st.episode.spec.seed, [])) > len(st.episode.turns) else None
-                for st, d in zip(states, decisions)]
+            out.append(d if turn < len(plan) else None)  # past the expert's plan the episode ends
+        return out
 
 
 def measure(env: str, job: str, instances: int, group: int, workers: int, overrides: list[str], seed: int) -> list:

@@ -1,6 +1,6 @@
 """Batched generation with the policy's own Hugging Face model (``rollout=hf``): nothing to sync after an update.
 
-Two decoders (``rollout.decode``):
+Two decoders (``rollout.params.decode``):
 - ``loop`` (the default): agentgen's own KV-cache loop over the model's forward. It does what ``generate`` does for
   plain sampling and three things it does not: the head all of a batch's prompts share (chat template, the env's
   rules) is prefilled once and its cache copied to every row, instead of once per row; a finished row leaves the
@@ -37,14 +37,16 @@ import time
 import torch
 from transformers import DynamicCache, GenerationConfig, LogitsProcessor, LogitsProcessorList
 
+from agentgen.config import HF_DECODERS
+
 
 class HFGenerator:
     """Generates responses for token-id prompts with the training model itself."""
 
     def __init__(self, model, tokenizer, batch_size: int = 64, stop_strings: tuple[str, ...] = ("</action>",),
                  generation_timeout: float | None = None, decode: str = "loop", share_prefix: bool = True):
-        if decode not in DECODERS:
-            raise ValueError(f"rollout.params.decode={decode!r} is invalid; valid: {', '.join(DECODERS)}")
+        if decode not in HF_DECODERS:
+            raise ValueError(f"rollout.params.decode={decode!r} is invalid; valid: {', '.join(HF_DECODERS)}")
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
@@ -111,12 +113,8 @@ class HFGenerator:
         """One batch through transformers' ``generate`` (left-padded; finished rows are padded until all end)."""
         pad = self.tokenizer.pad_token_id
         device = next(self.model.parameters()).device
-        width = max(len(p) for p in batch)
-        ids = torch.full((len(batch), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, p in enumerate(batch):  # left padding
-            ids[row, width - len(p):] = torch.tensor(p)
-            mask[row, width - len(p):] = 1
+        ids, mask = left_padded(batch, 0, pad)
+        width = ids.shape[1]
         kwargs = dict(max_new_tokens=max_new_tokens, eos_token_id=self.eos_ids, pad_token_id=pad)
         if left is not None:
             kwargs["max_time"] = left  # MaxTimeCriteria: stops every row once the call's time is up
@@ -142,18 +140,11 @@ class HFGenerator:
         only (as ``generate`` counts them under left padding), so every row sees what it would alone."""
         model = self.model
         device = next(model.parameters()).device
-        pad = self.tokenizer.pad_token_id
         n = len(batch)
         head = shared_prefix_length(batch) if self.share_prefix and n > 1 else 0
         if head < MIN_SHARED_PREFIX:
             head = 0
-        width = max(len(p) for p in batch) - head
-        ids = torch.full((n, width), pad, dtype=torch.long)
-        mask = torch.zeros((n, head + width), dtype=torch.long)
-        mask[:, :head] = 1
-        for row, p in enumerate(batch):
-            ids[row, width - (len(p) - head):] = torch.tensor(p[head:])
-            mask[row, head + width - (len(p) - head):] = 1
+        ids, mask = left_padded(batch, head, self.tokenizer.pad_token_id)
         ids, mask = ids.to(device), mask.to(device)
         cache = DynamicCache(config=model.config)
         if head:  # the common head once, then its keys and values copied to every row
@@ -178,14 +169,14 @@ class HFGenerator:
                 token = sample(torch.softmax(truncate(scores, top_p, top_k), dim=-1) if truncated else logp.exp())
             else:
                 token = scores.argmax(dim=-1, keepdim=True)
-            token_lp = logp.gather(1, token).squeeze(1)
-            done = torch.isin(token.squeeze(1), eos)
-            tokens, token_lps = token.squeeze(1).tolist(), token_lp.tolist()
+            flat = token.squeeze(1)
+            done = torch.isin(flat, eos)
+            tokens, token_lps = flat.tolist(), logp.gather(1, token).squeeze(1).tolist()
             for j, r in enumerate(rows):
                 out[r].append(tokens[j])
                 lps[r].append(token_lps[j])
             if stop_mark is not None:  # a multi-token stop string can only end on a token holding its last char
-                for j in stop_mark[token.squeeze(1)].nonzero().flatten().tolist():
+                for j in stop_mark[flat].nonzero().flatten().tolist():
                     if not done[j] and self._ends_on_stop_string(out[rows[j]]):
                         done[j] = True
             if step == max_new_tokens - 1 or (deadline is not None and time.monotonic() >= deadline):
@@ -263,8 +254,21 @@ class HFGenerator:
         """Nothing to do: generation uses the training model's live weights."""
 
 
-DECODERS = ("loop", "generate")
 MIN_SHARED_PREFIX = 4  # a shorter common head is not worth its own forward pass
+
+
+def left_padded(batch: list[list[int]], head: int, pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids [n, width], attention mask [n, head + width]) of prompts whose first ``head`` tokens are shared: the
+    ids hold each prompt after its head, left-padded to the longest; the mask covers the head too
+    (``[head][padding][suffix]``). ``head`` 0 is plain left padding."""
+    width = max(len(p) for p in batch) - head
+    ids = torch.full((len(batch), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(batch), head + width), dtype=torch.long)
+    mask[:, :head] = 1
+    for row, p in enumerate(batch):
+        ids[row, width - (len(p) - head):] = torch.tensor(p[head:])
+        mask[row, head + width - (len(p) - head):] = 1
+    return ids, mask
 
 
 def shared_prefix_length(prompts: list[list[int]]) -> int:

@@ -130,13 +130,16 @@ class EpisodeRunner:
             for slot in self._replay(prefixes, {slot: active[slot][1] for slot in prefixes}):
                 finish(slot)  # the replay could not restore the state: aborted, the slot is free again
 
-        def start_pending() -> None:
-            """Start the next pending episodes in the free slots, here and now (the pool must be idle)."""
-            starting = take_pending()
+        def start_now(starting: dict[int, tuple[int, EpisodeSpec]]) -> None:
+            """Reset and activate ``starting`` here and now, the wait counted as env time (the pool must be idle)."""
             t0 = time.perf_counter()
             resets, instructions = reset_slots(starting)
             self.seconds["env"] += time.perf_counter() - t0
             activate(starting, resets, instructions)
+
+        def start_pending() -> None:
+            """Start the next pending episodes in the free slots, here and now (the pool must be idle)."""
+            start_now(take_pending())
 
         def decide(slots: list[int]) -> dict[int, Decision]:
             """The policy's decisions for these slots; the episodes it gives up on end here."""
@@ -225,12 +228,9 @@ class EpisodeRunner:
                 if starting and not any(s % self.waves == after for s in active):
                     # the wave acting next would have nothing but these new episodes: start them here and now, so
                     # it acts on them while this request steps (as without reset overlap)
-                    t0 = time.perf_counter()
-                    resets, instructions = reset_slots(starting)
-                    self.seconds["env"] += time.perf_counter() - t0
-                    activate(starting, resets, instructions)
+                    start_now(starting)
                     starting = {}
-                if acting or starting:
+                if acting:
                     inflight = (acting, starting, executor.submit(
                         background, {s: d.action for s, d in acting.items()}, starting))
                 wave = (wave + 1) % self.waves
