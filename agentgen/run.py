@@ -16,7 +16,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from agentgen import attempts, console, dist, secrets
+from agentgen import attempts, console, dist, reaper, secrets
 from agentgen import summary as summary_io
 from agentgen.cluster.preemption import JobInterrupted, exit_on_sigterm
 from agentgen.config import validate
@@ -70,6 +70,8 @@ def _run(cfg: DictConfig, out: Path) -> dict[str, Any]:
     if dist.is_rank0():  # credentials out of the job's log and Hydra's copy of the command line (agentgen.secrets)
         secrets.install_log_filter()
         secrets.redact_files(sorted((out / ".hydra").glob("*.yaml")))
+    for stale in reaper.sweep_stale():  # every rank: each node has its own /dev/shm
+        log.warning("removed %s: weights staged by a job that died with its watchdog", stale)
     prior = summary_io.read(out)
     if prior and prior.get("status") == "completed" and cfg.resume == "skip_completed":
         log.info("%s already completed; skipping (resume=skip_completed)", out)

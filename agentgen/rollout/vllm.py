@@ -42,6 +42,7 @@ import torch
 
 from agentgen import dist
 from agentgen.errors import ConfigError
+from agentgen.reaper import reaper, weights_dir
 from agentgen.trainer.engine import iter_plain_buckets
 
 log = logging.getLogger(__name__)
@@ -308,6 +309,8 @@ class VLLMGenerator:
             llm = self.vllm.LLM(**kwargs)
             # the processes this engine started (not multiprocessing's resource tracker, shared by the job)
             self._procs = [p for p in me.children(recursive=True) if p.pid not in before and not _is_tracker(p)]
+            for proc in self._procs:  # ended with the job whatever ends it, SIGKILL included (agentgen.reaper)
+                reaper().watch_process(proc.pid)
         finally:
             if self.opts.placement == "separate":
                 if previous is None:
@@ -486,9 +489,7 @@ class VLLMGenerator:
     def _transfer_dir(self) -> Path:
         """Shared memory (/dev/shm) when the machine has it: the engine's workers read the file at memory speed."""
         if self._shm_dir is None:
-            shm = Path("/dev/shm")
-            self._shm_dir = Path(tempfile.mkdtemp(prefix="agentgen-weights-",
-                                                  dir=shm if shm.is_dir() and os.access(shm, os.W_OK) else None))
+            self._shm_dir = weights_dir()  # removed by the job's watchdog if the job dies (agentgen.reaper)
             weakref.finalize(self, shutil.rmtree, str(self._shm_dir), True)  # also when close() is never called
         return self._shm_dir
 
@@ -500,6 +501,8 @@ class VLLMGenerator:
         if self._lora_dir is None:
             root = dist.broadcast_object(tempfile.mkdtemp(prefix="agentgen-lora-") if dist.is_rank0() else None)
             self._lora_dir = Path(root)
+            if dist.is_rank0():
+                reaper().watch_path(root)
         path = self._lora_dir / f"v{self.version + 1}"
         self.engine.save_adapter(path)
         dist.barrier()

@@ -1,0 +1,188 @@
+"""Nothing of a job is left behind when its process dies without cleaning up (SIGKILL, the OOM killer).
+
+A vLLM engine runs in processes of its own (EngineCore and its workers), started by multiprocessing's
+*spawn*: a fresh interpreter that runs no code of agentgen before vLLM's, so a parent-death signal
+(``PR_SET_PDEATHSIG``) cannot be set inside them without patching vLLM, and vLLM's EngineCore does not watch
+its parent (its workers watch EngineCore through a pipe). It keeps running, busy, with its memory (and on a
+GPU node, the GPU), and its staged weights stay in ``/dev/shm``.
+
+So the job starts one small watchdog process (this file, run by path with only the standard library and
+psutil) and tells it, through a pipe, the processes and paths to clean up. The watchdog learns of the job's
+end from the pipe (end of file: the kernel closes it whatever ended the job) or from being re-parented;
+then it sends SIGTERM to the registered processes (vLLM's EngineCore shuts its workers down and frees its
+shared memory on SIGTERM), SIGKILLs whatever of them and their children is still there after a grace
+period, and removes the registered paths. It runs in a session of its own, so the terminal's Ctrl-C or a
+signal to the job's process group does not end it before the job's processes.
+
+Second line of defence, for a watchdog killed along with the job (a kill of the whole session, a node
+reboot of /dev/shm aside): the ``/dev/shm`` folders a job stages weights in carry their owner's pid and
+start time in their name, and every job's start removes those whose owner is gone (``sweep_stale``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+import psutil
+
+SHM = Path("/dev/shm")
+WEIGHTS_PREFIX = "agentgen-weights-"
+GRACE_S = 5.0  # SIGTERM -> SIGKILL: vLLM's EngineCore shutdown (workers, shared memory) takes about a second
+# agentgen-weights-<owner pid>-<owner start time, 1/100 s>-<random>
+_OWNED = re.compile(rf"^{re.escape(WEIGHTS_PREFIX)}(\d+)-(\d+)-")
+
+
+def _start_time(pid: int) -> int | None:
+    """A process's start time in 1/100 s (with its pid, who it is: pids are reused), or None if it is gone."""
+    try:
+        return int(psutil.Process(pid).create_time() * 100)
+    except psutil.Error:
+        return None
+
+
+# ------------------------------------------------------------------------------------ the job's side
+class Reaper:
+    """The job's handle on its watchdog process; ``reaper()`` gives the one of this process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-I", str(Path(__file__).resolve()), str(os.getpid())],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, start_new_session=True, text=True)
+
+    def _send(self, line: str) -> None:
+        with self._lock:
+            try:
+                self.proc.stdin.write(line + "\n")
+                self.proc.stdin.flush()
+            except (BrokenPipeError, ValueError, OSError):  # the watchdog is gone: nothing more to tell
+                pass
+
+    def watch_process(self, pid: int) -> None:
+        """End process ``pid`` (and its children) when this job's process dies."""
+        started = _start_time(pid)
+        if started is not None:
+            self._send(f"pid {pid} {started}")
+
+    def watch_path(self, path: str | Path) -> None:
+        """Remove ``path`` (a file or a folder) when this job's process dies."""
+        self._send(f"path {Path(path).resolve()}")
+
+
+_reaper: Reaper | None = None
+_reaper_pid: int | None = None
+
+
+def reaper() -> Reaper:
+    """This process's watchdog, started on first use (a forked child starts its own)."""
+    global _reaper, _reaper_pid
+    if _reaper is None or _reaper_pid != os.getpid():
+        _reaper, _reaper_pid = Reaper(), os.getpid()
+    return _reaper
+
+
+def weights_dir() -> Path:
+    """A new folder to stage weights in: in /dev/shm when the machine has it (memory speed), named after this
+    process so that a later job can tell when it is stale; the watchdog removes it if the job dies."""
+    me = os.getpid()
+    shm = SHM if SHM.is_dir() and os.access(SHM, os.W_OK) else None
+    path = Path(tempfile.mkdtemp(prefix=f"{WEIGHTS_PREFIX}{me}-{_start_time(me)}-", dir=shm))
+    reaper().watch_path(path)
+    return path
+
+
+def sweep_stale(root: Path = SHM) -> list[Path]:
+    """Remove the weight folders under ``root`` whose owner process is gone (a job killed with its watchdog);
+    returns them. Folders of live processes, of other users, and not named by ``weights_dir`` are left."""
+    removed = []
+    try:
+        entries = list(root.iterdir())
+    except OSError:
+        return removed
+    for path in entries:
+        m = _OWNED.match(path.name)
+        if not m or not path.is_dir():
+            continue
+        pid, started = int(m.group(1)), int(m.group(2))
+        if _start_time(pid) == started:
+            continue  # its owner still runs
+        try:
+            shutil.rmtree(path)
+            removed.append(path)
+        except OSError:  # another user's, or removed meanwhile
+            continue
+    return removed
+
+
+# ------------------------------------------------------------------------------------ the watchdog
+def _reap(procs: dict[int, int], paths: list[str]) -> None:
+    """SIGTERM the registered processes still alive (the same ones: same start time), SIGKILL them and their
+    children after ``GRACE_S``, then remove the registered paths."""
+    alive: list[psutil.Process] = []
+    for pid, started in procs.items():
+        if _start_time(pid) != started:
+            continue
+        try:
+            proc = psutil.Process(pid)
+            alive += [proc, *proc.children(recursive=True)]
+        except psutil.Error:
+            continue
+    for proc in alive:
+        if proc.pid in procs:
+            try:
+                proc.terminate()
+            except psutil.Error:
+                pass
+    _, left = psutil.wait_procs(alive, timeout=GRACE_S)
+    for proc in left:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(left, timeout=GRACE_S)
+    for path in paths:
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            Path(path).unlink(missing_ok=True)
+
+
+def _watch(job_pid: int) -> None:
+    """Read registrations until the job's end (end of the pipe, or re-parented), then reap."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    procs: dict[int, int] = {}
+    paths: list[str] = []
+    buf = ""
+    fd = sys.stdin.fileno()
+    while True:
+        ready, _, _ = select.select([fd], [], [], 1.0)
+        if not ready:
+            if os.getppid() != job_pid:
+                break  # the job is gone although the pipe is not closed (a forked child of it holds it)
+            continue
+        chunk = os.read(fd, 65536).decode(errors="replace")
+        if not chunk:
+            break
+        buf += chunk
+        *lines, buf = buf.split("\n")
+        for line in lines:
+            kind, _, rest = line.partition(" ")
+            if kind == "pid":
+                pid, started = rest.split()
+                procs[int(pid)] = int(started)
+            elif kind == "path":
+                paths.append(rest)
+    _reap(procs, paths)
+
+
+if __name__ == "__main__":
+    _watch(int(sys.argv[1]))
