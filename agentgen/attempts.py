@@ -2,9 +2,11 @@
 runs ended even when one was killed without a chance to say so (SIGKILL, the OOM killer, a node failure).
 
 A start with no end after it is a crash; an end "interrupted" is a stop for a requeue (Slurm's time limit or
-preemption warning, honoured at a step boundary); an end "failed" is an error. Failures and preemptions are
-counted apart: a preempted job lost nothing, a failed one lost up to ``trainer.save_every`` steps.
-summary.json's ``recovery`` and ``python -m agentgen.cluster.status`` show the counts.
+preemption warning, honoured at a step boundary); an end "failed" is an error; a "requeue" row is written
+when the preemption watchdog requeued the job mid-step (no step boundary in time; ``scontrol requeue`` then
+kills the run, so it records no end). Failures, preemptions and requeues are counted apart: a preempted job
+lost nothing, a requeued or failed one lost up to ``trainer.save_every`` steps, and only a failed one went
+wrong. summary.json's ``recovery`` and ``python -m agentgen.cluster.status`` show the counts.
 """
 
 from __future__ import annotations
@@ -42,21 +44,30 @@ def read(out_dir: str | Path) -> list[dict[str, Any]]:
 
 
 def counts(rows: list[dict[str, Any]], over: bool = False) -> dict[str, int]:
-    """{attempts, failures, preemptions} over the recorded runs. The last run, if it recorded no end, is
-    still going unless ``over`` (a new run starts: that one was killed)."""
-    attempts = failures = preemptions = 0
-    open_start = False
+    """{attempts, failures, preemptions, requeues} over the recorded runs; each run counts once, by how it
+    ended: its end row, else its requeue row, else (no record of its end) a failure. The last run, if it
+    recorded neither, is still going unless ``over`` (a new run starts: that one was killed)."""
+    attempts = failures = preemptions = requeues = 0
+    outcome: str | None = None  # of the current run: None (no start yet), "open", "requeued", or its end
+
+    def close() -> None:
+        nonlocal failures, preemptions, requeues
+        failures += outcome in ("open", "failed")
+        preemptions += outcome == "interrupted"
+        requeues += outcome == "requeued"
+
     for row in rows:
         if row.get("event") == "start":
-            failures += open_start  # the previous run never recorded its end: it was killed
+            close()
             attempts += 1
-            open_start = True
-        elif row.get("event") == "end":
-            failures += row.get("status") == "failed"
-            preemptions += row.get("status") == "interrupted"
-            open_start = False
-    failures += over and open_start
-    return {"attempts": attempts, "failures": failures, "preemptions": preemptions}
+            outcome = "open"
+        elif row.get("event") == "requeue" and outcome == "open":
+            outcome = "requeued"
+        elif row.get("event") == "end" and outcome is not None:
+            outcome = row.get("status")
+    if over or outcome != "open":
+        close()
+    return {"attempts": attempts, "failures": failures, "preemptions": preemptions, "requeues": requeues}
 
 
 def start(out_dir: str | Path, resumed_from: str | None, step: int | None) -> dict[str, int]:
@@ -73,3 +84,8 @@ def start(out_dir: str | Path, resumed_from: str | None, step: int | None) -> di
 
 def end(out_dir: str | Path, status: str) -> None:
     _append(Path(out_dir), {"event": "end", "time": time.time(), "status": status, "pid": os.getpid()})
+
+
+def requeued(out_dir: str | Path, by: str) -> None:
+    """Record that this run was requeued mid-step (``by``: who asked, e.g. "watchdog"): not a failure."""
+    _append(Path(out_dir), {"event": "requeue", "time": time.time(), "by": by, "pid": os.getpid()})

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from agentgen import attempts, console, dist, reaper, secrets
 from agentgen import summary as summary_io
+from agentgen.cluster import preemption
 from agentgen.cluster.preemption import JobInterrupted, exit_on_sigterm
 from agentgen.config import validate
 from agentgen.lock import JobLock, OutputDirBusy
@@ -165,6 +166,7 @@ def _resume(ws: Workspace) -> tuple[dict[str, Any], Path | None]:
     if dist.is_rank0():
         ckpt.discard_partial(out)
         earlier = attempts.start(out, resume_from.name if resume_from else None, state.get("step"))
+        preemption.on_requeue(lambda why: attempts.requeued(out, why))  # a watchdog requeue is no failure
         ws.recovery = {**earlier, "resumed_from": resume_from.name if resume_from else None,
                        "rejected_checkpoints": point.rejected}
     ws.health = HealthMonitor(cfg.trainer.health, state.get("health"))

@@ -289,6 +289,63 @@ def test_preempted_submitit_job_checkpoints_requeues_and_loses_no_step(slurm_clu
     assert "Requeued job" in (job.stdout() or "")  # submitit's scontrol requeue
 
 
+class WatchdogJob:
+    """A job whose first run never reaches a step boundary, so the watchdog requeues it; it records its runs
+    in the attempts ledger as agentgen.run does (start, and the requeue hook) and returns the counts of the
+    runs before the second one."""
+
+    def __init__(self, out: str) -> None:
+        self.out = out
+
+    def __call__(self) -> dict:
+        from agentgen import attempts
+        from agentgen.cluster import preemption as pre
+
+        left = pre.slurm_seconds_left()
+        pre.install(signal_delay_s=30, margin_s=left - 3)  # the watchdog's deadline: 3 s after USR2
+        before = attempts.start(self.out, None, None)
+        pre.on_requeue(lambda why: attempts.requeued(self.out, why))  # what agentgen.run registers
+        if int(os.environ.get("SLURM_RESTART_COUNT", 0) or 0) == 0:
+            (Path(self.out) / "ready").write_text("1")
+            time.sleep(600)  # one long step: no boundary before Slurm kills the requeued run
+        attempts.end(self.out, "completed")
+        pre.stand_down()
+        return before
+
+    def checkpoint(self):
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self)
+
+
+@pytest.mark.slurm
+def test_a_watchdog_requeue_is_counted_as_a_requeue_not_a_failure(slurm_cluster, tmp_path):
+    """Before: the requeued run, killed by ``scontrol requeue`` before it could record its end, was counted
+    as a crash (failures 1), the count ``cluster.max_failures`` and the status table read."""
+    import cloudpickle
+    import submitit
+
+    from agentgen import attempts
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    executor = submitit.AutoExecutor(folder=tmp_path / "submitit", cluster="slurm", slurm_max_num_timeout=2)
+    executor.update_parameters(timeout_min=10, cpus_per_task=1, slurm_signal_delay_s=30)
+    job = executor.submit(WatchdogJob(str(tmp_path)))
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "ready").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert (tmp_path / "ready").exists(), job.stderr()
+    with slurm_cluster.releasing_requeued_jobs() as released:
+        slurm_cluster.run("scancel", "--signal=USR2", str(job.job_id))  # the time-limit warning, mid-step
+        before_second = slurm_cluster.result(job)
+    assert released == [str(job.job_id)]
+    assert "did not requeue itself" in (job.stderr() or "")  # the watchdog did it
+    assert before_second == {"attempts": 1, "failures": 0, "preemptions": 0, "requeues": 1}
+    rows = attempts.read(tmp_path)
+    assert [r["event"] for r in rows] == ["start", "requeue", "start", "end"] and rows[1]["by"] == "watchdog"
+    assert attempts.counts(rows) == {"attempts": 2, "failures": 0, "preemptions": 0, "requeues": 1}
+
+
 @pytest.mark.slurm
 def test_sigterm_alone_checkpoints_and_stops_and_resubmitting_resumes(slurm_cluster, tmp_path):
     """Preempted without USR2 (or cancelled): the job checkpoints at its next step boundary and ends without

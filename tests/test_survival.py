@@ -156,14 +156,19 @@ def test_lock_names_the_slurm_job(tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------------------------------ attempts
-def test_attempts_count_crashes_failures_and_preemptions_apart(tmp_path):
-    assert attempts.start(tmp_path, None, None) == {"attempts": 0, "failures": 0, "preemptions": 0}
+def test_attempts_count_crashes_failures_preemptions_and_requeues_apart(tmp_path):
+    zero = {"attempts": 0, "failures": 0, "preemptions": 0, "requeues": 0}
+    assert attempts.start(tmp_path, None, None) == zero
     # killed: no end recorded
     assert attempts.start(tmp_path, "step_2", 2)["failures"] == 1
     attempts.end(tmp_path, "interrupted")
     attempts.start(tmp_path, "step_3", 3)
     attempts.end(tmp_path, "failed")
-    assert attempts.start(tmp_path, "step_3", 3) == {"attempts": 3, "failures": 2, "preemptions": 1}
+    attempts.start(tmp_path, "step_3", 3)
+    attempts.requeued(tmp_path, "watchdog")  # requeued mid-step, then killed by scontrol requeue: no end row
+    assert attempts.counts(attempts.read(tmp_path)) == {"attempts": 4, "failures": 2, "preemptions": 1,
+                                                         "requeues": 1}
+    assert attempts.start(tmp_path, "step_3", 3) == {"attempts": 4, "failures": 2, "preemptions": 1, "requeues": 1}
 
 
 # ------------------------------------------------------------------------------------------ health

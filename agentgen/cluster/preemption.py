@@ -80,6 +80,7 @@ class _State:
     previous: dict[int, Any] = field(default_factory=dict)  # handlers install() replaced
     previous_mask: set[int] | None = None  # the main thread's signal mask before install()
     watcher: threading.Thread | None = None  # takes the blocked warning signal with sigwait
+    on_requeue: list[Callable[[str], None]] = field(default_factory=list)  # after a requeue, given who asked
 
 
 _state = _State()
@@ -292,7 +293,19 @@ def _requeue_once(why: str) -> bool:
         except SystemExit:
             pass  # submitit exits once it has requeued; the caller decides how this process ends
         _state.requeued = True
+        for callback in _state.on_requeue:  # quick: Slurm kills the job KillWait after its SIGTERM
+            try:
+                callback(why)
+            except Exception:  # noqa: BLE001 - a record that could not be written must not undo the requeue
+                log.exception("preemption: recording the requeue failed")
         return True
+
+
+def on_requeue(callback: Callable[[str], None]) -> None:
+    """Call ``callback(why)`` once the job is requeued ("watchdog", or the signal that asked): the job records
+    it (``agentgen.attempts``), since a run the watchdog requeued mid-step is killed before it can say how it
+    ended, and would otherwise look like a crash."""
+    _state.on_requeue.append(callback)
 
 
 def exit_for_requeue(step: int | None = None) -> NoReturn:
@@ -347,6 +360,7 @@ __all__ = [
     "exit_for_requeue",
     "exit_on_sigterm",
     "install",
+    "on_requeue",
     "preemption_signal",
     "reason",
     "requested",

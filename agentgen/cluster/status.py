@@ -43,6 +43,7 @@ class JobState:
     log: str | None = None  # the job's stderr log (submitit), when there is one
     failures: int = 0  # runs of the job that crashed or failed (agentgen.attempts), each resumed from a checkpoint
     preemptions: int = 0  # runs that stopped for a requeue (time limit, preemption): nothing lost
+    requeues: int = 0  # runs the preemption watchdog requeued mid-step: resumed from a checkpoint, not failures
 
 
 def _job_dirs(sweep_dir: Path) -> dict[str, tuple[int | None, list[str]]]:
@@ -80,10 +81,10 @@ def _state(summary: str | None, queue: str | None, acct: str | None, submitted: 
 
 
 def _recovery(out: str) -> dict[str, int]:
-    """Failures and preemptions of a job's runs so far, from its attempts ledger."""
+    """Failures, preemptions and requeues of a job's runs so far, from its attempts ledger."""
 
     c = attempts.counts(attempts.read(out)) if Path(out).is_dir() else {}
-    return {"failures": c.get("failures", 0), "preemptions": c.get("preemptions", 0)}
+    return {"failures": c.get("failures", 0), "preemptions": c.get("preemptions", 0), "requeues": c.get("requeues", 0)}
 
 
 def sweep_status(sweep_dir: str | Path) -> list[JobState]:
@@ -153,7 +154,7 @@ def format_status(sweep_dir: str | Path, jobs: list[JobState]) -> str:
     if not jobs:
         lines.append("  no jobs found (no agentgen_jobs.jsonl and no job dirs with a .hydra folder)")
         return "\n".join(lines)
-    rows = [("#", "state", "slurm id", "step", "fail/preempt", "job")]
+    rows = [("#", "state", "slurm id", "step", "fail/preempt/requeue", "job")]
     for j in jobs:
         rows.append(
             (
@@ -161,7 +162,7 @@ def format_status(sweep_dir: str | Path, jobs: list[JobState]) -> str:
                 j.state,
                 j.slurm_job_id or "-",
                 str(j.step) if j.step is not None else "-",
-                f"{j.failures}/{j.preemptions}",
+                f"{j.failures}/{j.preemptions}/{j.requeues}",
                 format_job(j.overrides) if j.overrides else Path(j.output_dir).name,
             )
         )
