@@ -44,6 +44,10 @@ def main(cfg: DictConfig):
 
 
 if __name__ == "__main__":
+    from agentgen.secrets import env_references
+
+    # a secret given literally travels on as ${oc.env:NAME}: Hydra's copies of the command line keep the reference
+    sys.argv[1:] = env_references(sys.argv[1:])
     args = sys.argv[1:]
     if "--plan" in args or "task=plan" in args:
         from agentgen.cluster.plan import main as plan_main

@@ -5,6 +5,12 @@ A secret is the value of an environment variable whose name looks like one (``*_
 ``*_SECRET``, ``*PASSWORD*``, e.g. ``WANDB_API_KEY``, ``HF_TOKEN``). Such a value reaches a job's files
 when a config interpolates it (``${oc.env:HF_TOKEN}``), a command line carries it, or an error message or
 a library's log line quotes it; ``redact`` replaces it with ``***`` wherever it appears in a string.
+
+Two more ways keep it out of what a Slurm sweep writes (``.submitit/``'s pickles and logs, ``multirun.yaml``,
+the jobs manifest, the job dirs' names): the launcher hands a secret given literally on the command line on
+as a reference to the variable holding it (``env_references``: the job resolves it from its environment,
+which Slurm passes on), and the job's stdout and stderr (submitit's log files) pass through a masking
+process (``mask_std_streams``; this file, run by path, is that process).
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ import re
 import sys
 from pathlib import Path
 from typing import Any
+
+OVERRIDE_DIRNAME_EXCLUDE = "hydra.job.config.override_dirname.exclude_keys"
 
 NAME = re.compile(r"(_KEY|_TOKEN|_SECRET)$|PASSWORD|^(API_KEY|TOKEN|SECRET)$", re.IGNORECASE)
 MIN_LEN = 6  # shorter values ("1", "true") would redact ordinary text; real credentials are longer
@@ -94,3 +102,100 @@ def install_log_filter() -> None:
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, RedactingFilter) for f in handler.filters):
             handler.addFilter(RedactingFilter())
+
+
+def env_references(args: list[str], environ: dict[str, str] | None = None) -> list[str]:
+    """Command-line overrides with each secret value replaced by ``${oc.env:NAME}``, the variable holding it:
+    Hydra's copies of the command line (``multirun.yaml``, the submitted jobs' pickles) then hold the reference,
+    and the job resolves it. Keys that carried one are left out of the output dirs' names
+    (``hydra.job.override_dirname``, which resolves the reference), added to any exclude list already given."""
+    env = os.environ if environ is None else environ
+    names: dict[str, str] = {}
+    for name in sorted(env):
+        value = env[name]
+        if NAME.search(name) and len(value.strip()) >= MIN_LEN:
+            names.setdefault(value, name)
+    values = sorted(names, key=len, reverse=True)
+    out, keys, given = [], [], None
+    for arg in args:
+        key, eq, _ = arg.partition("=")
+        if arg.startswith("-") or not eq:
+            out.append(arg)
+            continue
+        if key == OVERRIDE_DIRNAME_EXCLUDE:
+            given = arg
+            continue
+        for v in values:
+            if v in arg:
+                arg = arg.replace(v, "${oc.env:" + names[v] + "}")
+                keys.append(key.lstrip("+~"))
+        out.append(arg)
+    if keys:
+        listed = given.partition("=")[2].strip().strip("[]") if given else ""
+        merged = [k for k in (x.strip() for x in listed.split(",")) if k] + sorted(set(keys))
+        out.append(f"{OVERRIDE_DIRNAME_EXCLUDE}=[{','.join(dict.fromkeys(merged))}]")
+    elif given:
+        out.append(given)
+    return out
+
+
+_MASKER_SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP", "SIGUSR1", "SIGUSR2")
+
+
+def mask_std_streams() -> None:
+    """From now on, everything this process and its children write to stdout and stderr (file descriptors 1
+    and 2: Python, C libraries, subprocesses) reaches the original destination, a Slurm job's log files,
+    through a masking process with secrets replaced by ``***``. The masker runs until every writer is gone, so
+    it passes on all that was written even when the job is SIGKILLed. No-op without secrets."""
+    if not secret_values():
+        return
+    import subprocess
+
+    for fd, stream in ((1, sys.stdout), (2, sys.stderr)):
+        try:
+            stream.flush()
+        except (AttributeError, ValueError, OSError):
+            pass
+        read, write = os.pipe()
+        subprocess.Popen([sys.executable, "-I", str(Path(__file__).resolve())], stdin=read, stdout=os.dup(fd),
+                         stderr=subprocess.DEVNULL, close_fds=True, start_new_session=True)
+        os.close(read)
+        os.dup2(write, fd)  # fd stays inheritable: children write through the masker too
+        os.close(write)
+
+
+def _mask_stream() -> None:
+    """The masking process: stdin to stdout, secrets masked; a value split across reads is held back until
+    it is complete (at most the longest secret's length less one character)."""
+    import select
+    import signal
+
+    for name in _MASKER_SIGNALS:  # Slurm signals every process of the job: this one ends when the writers do
+        signal.signal(getattr(signal, name), signal.SIG_IGN)
+    values = [v.encode() for v in secret_values()]
+    hold = max((len(v) for v in values), default=1) - 1
+    mask = MASK.encode()
+    buf = b""
+    while True:
+        ready, _, _ = select.select([0], [], [], 0.5)
+        chunk = os.read(0, 65536) if ready else None
+        if chunk is not None:
+            if not chunk:
+                break
+            buf += chunk
+        for v in values:
+            buf = buf.replace(v, mask)
+        cut = len(buf) if chunk is None else max(0, len(buf) - hold)  # idle: nothing more is coming soon
+        if cut:
+            _write_all(buf[:cut])
+            buf = buf[cut:]
+    _write_all(buf)
+
+
+def _write_all(data: bytes) -> None:
+    while data:
+        data = data[os.write(1, data):]
+
+
+if __name__ == "__main__":
+    _mask_stream()

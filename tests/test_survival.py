@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -221,3 +222,55 @@ def test_single_engine_skips_a_nonfinite_update(tiny):
     assert not math.isfinite(engine.step())
     assert all(torch.equal(before[n], p) for n, p in model.named_parameters())
     assert all(p.grad is None for p in model.parameters())
+
+
+# ------------------------------------------------------------------------------------------ secrets
+def test_a_literal_secret_on_the_command_line_travels_as_a_reference_to_its_variable():
+    from agentgen.preflight import compose_job
+    from agentgen.secrets import env_references
+
+    env = {"CLOUD_SECRET": "s3cr3t-cloud-value-xyz", "HOME": "/root", "MY_TOKEN": "short"[:3]}
+    args = ["-m", "logger=wandb", "logger.tags=[s3cr3t-cloud-value-xyz]", "+x.y=a-s3cr3t-cloud-value-xyz-b",
+            "hydra.job.config.override_dirname.exclude_keys=[seed]"]
+    got = env_references(args, env)
+    assert got == ["-m", "logger=wandb", "logger.tags=[${oc.env:CLOUD_SECRET}]", "+x.y=a-${oc.env:CLOUD_SECRET}-b",
+                   "hydra.job.config.override_dirname.exclude_keys=[seed,logger.tags,x.y]"]
+    assert env_references(["env=sokoban"], env) == ["env=sokoban"]
+    os.environ["CLOUD_SECRET"] = env["CLOUD_SECRET"]
+    try:  # the job resolves the reference to the value
+        cfg = compose_job(["logger=wandb", got[2]])
+        assert list(cfg.logger.tags) == [env["CLOUD_SECRET"]]
+    finally:
+        del os.environ["CLOUD_SECRET"]
+
+
+MASKED_WRITER = textwrap.dedent("""
+    import os, subprocess, sys
+    sys.path.insert(0, {root!r})
+    from agentgen import secrets
+    secrets.mask_std_streams()
+    print("python print:", os.environ["DB_PASSWORD"], flush=True)
+    os.write(2, ("raw fd 2: " + os.environ["DB_PASSWORD"] + "\\n").encode())
+    subprocess.run(["sh", "-c", 'echo "child: $DB_PASSWORD"; printf "split: hunter2-"; sleep 0.1; echo "but-longer"'])
+    os.kill(os.getpid(), 9)  # killed: what the masker got so far still reaches the file
+""")
+
+
+def test_masked_std_streams_hide_secrets_from_every_writer_even_when_killed(tmp_path):
+    """Python's print, a raw write to fd 2, a child process, a value written in two pieces: none reaches the
+    files behind stdout and stderr (a Slurm job's .submitit logs), and the rest of the text does."""
+    out, err = tmp_path / "out", tmp_path / "err"
+    with out.open("w") as o, err.open("w") as e:
+        proc = subprocess.run([sys.executable, "-c", MASKED_WRITER.format(root=str(ROOT))], stdout=o, stderr=e,
+                              env={**os.environ, "DB_PASSWORD": "hunter2-but-longer"}, timeout=60)
+    assert proc.returncode == -9
+    lines = ("python print: ***", "raw fd 2: ***", "child: ***", "split: ***")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # the maskers drain what they got after the kill
+        text = out.read_text() + err.read_text()
+        if all(line in text for line in lines):
+            break
+        time.sleep(0.1)
+    assert "hunter2" not in text, text
+    for line in lines:
+        assert line in text, text

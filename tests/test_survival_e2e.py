@@ -169,3 +169,33 @@ def test_a_slurm_job_killed_mid_rl_step_is_resubmitted_and_resumes(slurm_cluster
                             capture_output=True, text=True, timeout=120)
     assert "1/0" in status.stdout, status.stdout
     print(f"resubmitted and completed {time.monotonic() - t0:.1f} s after the kill")
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_no_credential_reaches_any_file_or_name_of_a_slurm_sweep_dir(slurm_cluster, tmp_path):
+    """Issue 32: as the local test above, through the local Slurm cluster: nothing under the sweep dir, the
+    submitit folder (its pickles, logs, sbatch script) included, holds a fake key, in its bytes or its name.
+    Before, the literal tag reached multirun.yaml, the jobs manifest, the submitted pickle, the job dir's name
+    (``hydra.job.override_dirname``) and with it every path the logs print."""
+    sweep = tmp_path / "sweep"
+    args = ["-m", "cluster=slurm", "cluster.timeout_min=30", "debug=smoke", "eval.envs=[sokoban]", "logger=wandb",
+            "logger.group=${oc.env:MY_SERVICE_TOKEN}", f"logger.tags=[{SECRETS['CLOUD_SECRET']}]", "trainer.steps=1",
+            f"hydra.sweep.dir={sweep}"]
+    env = {**slurm_cluster.env, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline", **SECRETS}
+    env.pop("SLURM_JOB_ID", None)
+    r = subprocess.run([sys.executable, str(REPO / "launch.py"), *args], cwd=tmp_path, env=env, capture_output=True,
+                       text=True, timeout=1500)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-5000:]
+    out = next(p for p in sweep.iterdir() if p.name.startswith("0_"))
+    s = json.loads((out / "summary.json").read_text())
+    assert s["status"] == "completed" and s["config"]["logger"]["tags"] == ["***"]
+    files = [p for p in sweep.rglob("*") if p.is_file()]
+    submitit = [p for p in files if ".submitit" in p.parts]
+    assert any(p.name.endswith("_submitted.pkl") for p in submitit) and any(p.suffix == ".out" for p in submitit)
+    assert any(p.name.endswith("_result.pkl") for p in submitit) and (sweep / "multirun.yaml").exists()
+    assert any(p.suffix == ".wandb" for p in files)
+    leaks = [(str(p.relative_to(sweep)), name) for p in files for name, value in SECRETS.items()
+             if value.encode() in p.read_bytes() or value in str(p)]
+    assert not leaks, leaks
+    assert not any(v in r.stdout + r.stderr for v in SECRETS.values())  # the launcher's own output too

@@ -35,6 +35,7 @@ from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
 from omegaconf import OmegaConf
 
+from agentgen import secrets
 from agentgen.cluster import manifest, preemption, slurm
 from agentgen.cluster.sweep import job_output_dir, summary_status
 
@@ -123,8 +124,9 @@ class AgentgenSlurmLauncher(SlurmLauncher):
 
     def __call__(self, *args: Any, **kwargs: Any) -> JobReturn:
         """The job itself, on the node: Slurm's warning signals become a request that the RL loop honours at
-        its next step boundary (checkpoint, then requeue) instead of submitit's exit mid-update."""
-
+        its next step boundary (checkpoint, then requeue) instead of submitit's exit mid-update. Its stdout and
+        stderr (submitit's log files) pass through agentgen.secrets' masking process."""
+        secrets.mask_std_streams()
         preemption.install(signal_delay_s=self.params.get("signal_delay_s"))
         try:
             result = super().__call__(*args, **kwargs)
