@@ -123,6 +123,50 @@ def sweep_stale(root: Path = SHM) -> list[Path]:
     return removed
 
 
+def _in_use(root: Path) -> set[str]:
+    """Names under ``root`` that a process of this user has open or mapped (``/proc/<pid>/fd``, ``maps``)."""
+    used: set[str] = set()
+    prefix = str(root).rstrip("/") + "/"
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            for fd in (proc / "fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith(prefix):
+                    used.add(target[len(prefix):].split("/")[0].removesuffix(" (deleted)"))
+            for line in (proc / "maps").read_text().splitlines():
+                at = line.find(prefix)
+                if at >= 0:
+                    used.add(line[at + len(prefix):].split("/")[0].removesuffix(" (deleted)"))
+        except OSError:  # gone, or another user's
+            continue
+    return used
+
+
+def sweep_unused(pattern: str, root: Path = SHM) -> list[Path]:
+    """Remove this user's files under ``root`` matching ``pattern`` that no process has open or mapped: shared
+    memory of a killed process whose names the next one would reuse. Call it only before this job's own
+    processes create such files (a file created but not yet opened elsewhere would look unused)."""
+    me = os.getuid()
+    try:
+        candidates = [p for p in root.glob(pattern) if p.is_file() and p.stat().st_uid == me]
+    except OSError:
+        return []
+    if not candidates:
+        return []
+    used = _in_use(root)
+    removed = []
+    for path in candidates:
+        if path.name not in used:
+            try:
+                path.unlink()
+                removed.append(path)
+            except OSError:
+                continue
+    return removed
+
+
 # ------------------------------------------------------------------------------------ the watchdog
 def _reap(procs: dict[int, int], paths: list[str]) -> None:
     """SIGTERM the registered processes still alive (the same ones: same start time), SIGKILL them and their

@@ -157,3 +157,23 @@ def test_sweep_keeps_folders_of_live_owners_and_others(tmp_path):
         p.mkdir()
     assert sorted(reaper.sweep_stale(tmp_path)) == sorted([reused, gone])
     assert live.is_dir() and foreign.is_dir()
+
+
+def test_sweep_unused_removes_only_files_no_process_holds(tmp_path):
+    """The start-up sweep of vLLM's tensor-parallel shared memory (issue 32, item 6), on a plain folder: a
+    file another live process has mapped stays, one nobody holds goes, one not matching stays."""
+    held, stale, other = tmp_path / "x-tp-[0-1]-cpushm_0", tmp_path / "x-tp-[0-1]-cpushm_1", tmp_path / "other"
+    for p in (held, stale, other):
+        p.write_bytes(b"\0" * 4096)
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import mmap, sys, time\n"
+        f"f = open({str(held)!r}, 'r+b'); m = mmap.mmap(f.fileno(), 4096); f.close()\n"
+        "print('mapped', flush=True); time.sleep(60)")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "mapped"
+        assert reaper.sweep_unused("*cpushm*", tmp_path) == [stale]
+        assert held.exists() and other.exists() and not stale.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert reaper.sweep_unused("*cpushm*", tmp_path) == [held]

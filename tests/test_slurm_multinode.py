@@ -57,10 +57,12 @@ VLLM = ["rollout=vllm", "rollout.params.kv_cache_memory_gb=0.25", "rollout.param
     pytest.param("hf", 0, "usr2", id="hf-usr2"),
     pytest.param("hf", 0, "scontrol", id="hf-scontrol-requeue"),
     pytest.param("vllm", 1, "usr2", marks=pytest.mark.vllm, id="vllm-tp1"),  # an engine per node, rollouts split
-    # Not tensor_parallel_size=2 (one engine over both nodes): it ran once, but vLLM's CPU TP shared memory is
-    # named from its init method, "env://" under the external launcher, so every such job on a host uses
-    # /dev/shm/-tp:0-[0-1]-cpushm_<rank>, a job killed or requeued leaves them, and the next one fails with
-    # "create shm in SHMManager failed. errno: 17" (so would tests/test_deepspeed_e2e.py's tp=2 case).
+    # One engine over both nodes. vLLM's CPU TP shared memory is named from its init method, "env://" under the
+    # external launcher, so every such job on a host uses /dev/shm/-tp:0-[0-1]-cpushm_<rank>; a job killed or
+    # requeued leaves them, and before issue 32 the requeued run failed with "create shm in SHMManager failed.
+    # errno: 17". Now every engine start removes those no process holds (two such jobs of one host at the
+    # same time still collide: README, limits).
+    pytest.param("vllm", 2, "usr2", marks=pytest.mark.vllm, id="vllm-tp2"),
 ])
 def test_two_node_deepspeed_job_is_requeued_mid_run_and_resumes_on_both_nodes(rollout, tp, how, slurm_cluster,
                                                                                tmp_path):

@@ -42,7 +42,7 @@ import torch
 
 from agentgen import dist
 from agentgen.errors import ConfigError
-from agentgen.reaper import reaper, weights_dir
+from agentgen.reaper import reaper, sweep_unused, weights_dir
 from agentgen.trainer.engine import iter_plain_buckets
 
 log = logging.getLogger(__name__)
@@ -303,6 +303,8 @@ class VLLMGenerator:
             os.environ["CUDA_VISIBLE_DEVICES"] = str(self.opts.rollout_devices)
         if self.in_process:
             os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+        if "distributed_executor_backend" in kwargs and self.opts.tensor_parallel_size > 1:
+            self._sweep_tp_shared_memory()
         me = psutil.Process()
         before = {p.pid for p in me.children(recursive=True)}
         try:
@@ -320,6 +322,16 @@ class VLLMGenerator:
         log.info("vLLM engine up in %.1f s (%s)", time.time() - t0,
                  {k: v for k, v in kwargs.items() if k not in ("model", "tokenizer")})
         return llm
+
+    def _sweep_tp_shared_memory(self) -> None:
+        """vLLM's CPU tensor-parallel shared memory is named from its init method, fixed ("env://") under the
+        external launcher, so every such engine on a host uses the same /dev/shm names: a killed or requeued
+        job leaves them and the next one fails to create them ("errno: 17"). Remove those nobody uses, on every
+        rank before any rank's engine creates its own (hence the barrier). Two such jobs of one host at the
+        same time still collide: README, limits."""
+        for path in sweep_unused("*cpushm*"):
+            log.warning("removed %s: vLLM tensor-parallel shared memory a killed job left", path)
+        dist.barrier()
 
     def _killable(self) -> bool:
         return not self.in_process and dist.world_size() == 1
