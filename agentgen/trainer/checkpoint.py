@@ -72,7 +72,12 @@ def save(out_dir: str | Path, tag: str, model, tokenizer, optimizer, state: dict
         dist.barrier()
         if engine is not None:
             # the model (HF-loadable, consolidated); with an optimizer also the training state to resume from
-            engine.save(tmp, tokenizer, training_state=optimizer is not None)
+            try:
+                engine.save(tmp, tokenizer, training_state=optimizer is not None)
+            except Exception as err:
+                _report_part(tmp, f"failed: {type(err).__name__}: {err}")
+                raise
+            _report_part(tmp, "ok")
         else:
             model.save_pretrained(tmp, safe_serialization=True)
             tokenizer.save_pretrained(tmp)
@@ -81,12 +86,15 @@ def save(out_dir: str | Path, tag: str, model, tokenizer, optimizer, state: dict
         if not dist.is_rank0():
             dist.barrier()  # rank 0 finishes the checkpoint
             return final
+        if engine is not None:
+            _check_parts(tmp)  # every rank's shard is in: else nothing is published
         torch.save(_rng_state(), tmp / "rng.pt")
         (tmp / "state.json").write_text(json.dumps(redact(state), indent=1, default=float))
         write_manifest(tmp, tag, state.get("step"))  # last: its presence says every file above is complete
     except Exception as err:  # noqa: BLE001 - torch.save and safetensors report a full disk as their own errors
         full = _disk_full(err, root)
-        shutil.rmtree(tmp, ignore_errors=True)  # a partial checkpoint only takes the space the job needs
+        if dist.is_rank0():  # rank 0 owns the directory (another rank's marker must stay for it to read)
+            shutil.rmtree(tmp, ignore_errors=True)  # a partial checkpoint only takes the space the job needs
         raise CheckpointWriteError(_write_error(root, tag, err, full)) from err
     if final.exists():
         shutil.rmtree(final)
@@ -95,6 +103,36 @@ def save(out_dir: str | Path, tag: str, model, tokenizer, optimizer, state: dict
     _prune(root, keep, protect={tag, "sft", *(protect or ())})
     dist.barrier()
     return final
+
+
+PART = ".rank-{}.part"  # a rank's report on its part of a sharded save, in the checkpoint's temp dir
+PART_WAIT_S = 120.0
+
+
+def _report_part(tmp: Path, outcome: str) -> None:
+    """Tell rank 0 how this rank's part of the save went ("ok" or "failed: why"), through the (shared)
+    checkpoint directory rather than a collective: after a failure mid-save the ranks' collectives no longer
+    pair up (a failed rank's next collective can complete the barrier the others wait in)."""
+    if dist.world_size() > 1:
+        (tmp / PART.format(dist.rank())).write_text(redact(outcome))
+
+
+def _check_parts(tmp: Path) -> None:
+    """Rank 0: wait for every rank's report and raise, naming them, if any rank's part failed or never came."""
+    world = dist.world_size()
+    if world == 1:
+        return
+    paths = [tmp / PART.format(r) for r in range(world)]
+    deadline = time.monotonic() + PART_WAIT_S
+    while not all(p.exists() for p in paths) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    bad = {r: p.read_text() if p.exists() else f"no report within {PART_WAIT_S:.0f} s" for r, p in enumerate(paths)}
+    bad = {r: why for r, why in bad.items() if why != "ok"}
+    if bad:
+        raise RuntimeError("the save did not complete on every rank, so it is not published: "
+                           + "; ".join(f"rank {r}: {why}" for r, why in sorted(bad.items())))
+    for p in paths:
+        p.unlink()
 
 
 def _disk_full(err: BaseException, root: Path) -> bool:
