@@ -120,7 +120,8 @@ def torchrun(out: Path) -> tuple[int | None, str]:
 def test_nonfinite_gradient_on_one_rank_and_a_save_failing_on_one_rank(tmp_path):
     code, log = torchrun(tmp_path)
     ranks = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("rank*.json"))]
-    assert code is not None, f"the ranks hung and were killed after 480 s: {[r.keys() for r in ranks]}\n{log[-4000:]}"
+    listing = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert code is not None, f"the ranks hung and were killed after 480 s; checkpoints: {listing}\n{log[-4000:]}"
     assert len(ranks) == 2, log[-8000:]
     r0, r1 = ranks
     print(json.dumps(ranks, indent=1))
