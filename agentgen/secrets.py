@@ -157,9 +157,11 @@ def mask_std_streams() -> None:
         except (AttributeError, ValueError, OSError):
             pass
         read, write = os.pipe()
-        subprocess.Popen([sys.executable, "-I", str(Path(__file__).resolve())], stdin=read, stdout=os.dup(fd),
+        target = os.dup(fd)
+        subprocess.Popen([sys.executable, "-I", str(Path(__file__).resolve())], stdin=read, stdout=target,
                          stderr=subprocess.DEVNULL, close_fds=True, start_new_session=True)
         os.close(read)
+        os.close(target)
         os.dup2(write, fd)  # fd stays inheritable: children write through the masker too
         os.close(write)
 
