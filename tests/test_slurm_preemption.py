@@ -306,8 +306,11 @@ class WatchdogJob:
         before = attempts.start(self.out, None, None)
         pre.on_requeue(lambda why: attempts.requeued(self.out, why))  # what agentgen.run registers
         if int(os.environ.get("SLURM_RESTART_COUNT", 0) or 0) == 0:
-            (Path(self.out) / "ready").write_text("1")
-            time.sleep(600)  # one long step: no boundary before Slurm kills the requeued run
+            import threading
+
+            (Path(self.out) / "ready").write_text(" ".join(t.name for t in threading.enumerate()))
+            for _ in range(3000):  # one long step: no boundary before Slurm kills the requeued run
+                time.sleep(0.2)
         attempts.end(self.out, "completed")
         pre.stand_down()
         return before
@@ -336,8 +339,9 @@ def test_a_watchdog_requeue_is_counted_as_a_requeue_not_a_failure(slurm_cluster,
         time.sleep(0.2)
     assert (tmp_path / "ready").exists(), job.stderr()
     with slurm_cluster.releasing_requeued_jobs() as released:
-        slurm_cluster.run("scancel", "--signal=USR2", str(job.job_id))  # the time-limit warning, mid-step
-        before_second = slurm_cluster.result(job)
+        sent = slurm_cluster.run("scancel", "--signal=USR2", str(job.job_id))  # the time-limit warning, mid-step
+        assert sent.returncode == 0, sent.stderr
+        before_second = slurm_cluster.result(job, timeout=240)
     assert released == [str(job.job_id)]
     assert "did not requeue itself" in (job.stderr() or "")  # the watchdog did it
     assert before_second == {"attempts": 1, "failures": 0, "preemptions": 0, "requeues": 1}

@@ -87,6 +87,25 @@ def _final_state(job) -> str:
     return (slurm.queue_snapshot([jid], all_states=True) or {}).get(jid) or ""
 
 
+def _without_secrets(ret: JobReturn) -> JobReturn:
+    """The job's result as submitit pickles it into ``.submitit/``, with secrets masked: the job resolved its
+    config in place (``${oc.env:...}`` became the value), and an error's message may quote one."""
+    values = secrets.secret_values()
+    if not values:
+        return ret
+    for name in ("cfg", "hydra_cfg"):
+        cfg = getattr(ret, name, None)
+        if cfg is not None:
+            setattr(ret, name, OmegaConf.create(secrets.redact(OmegaConf.to_container(cfg, resolve=False), values)))
+    ret.overrides = secrets.redact(list(ret.overrides or []), values)
+    value = ret._return_value
+    if isinstance(value, BaseException):
+        ret._return_value = RuntimeError(secrets.redact_text(f"{type(value).__name__}: {value}", values))
+    else:
+        ret._return_value = secrets.redact(value, values)
+    return ret
+
+
 @dataclass
 class _Retries:
     """What resubmitting a failed job needs: the sweep's executor, each job's submission arguments, and how
@@ -137,7 +156,7 @@ class AgentgenSlurmLauncher(SlurmLauncher):
             preemption.stand_down()
         if preemption.was_requeued():  # by the watchdog, as this run ended: the requeued run gives the result
             raise preemption.JobInterrupted("requeued by the preemption watchdog before this run returned")
-        return result
+        return _without_secrets(result)
 
     def _pickle_shim_by_value(self) -> None:
         """The job unpickles this launcher; let it do so without importing the hydra_plugins shim module
