@@ -176,6 +176,7 @@ class EvalConfig:
     episodes: int = 64  # test-split episodes per env per evaluation
     episodes_per_env: Dict[str, int] = field(default_factory=dict)  # env -> episodes, overriding `episodes`
     temperature: float = 0.4  # validation temperature (papers.md A)
+    paired: bool = True  # each episode's draws seeded by (seed, episode): repeatable, checkpoints on the same draws
     before_training: bool = True
     before_training_envs: str = "all"  # the evaluation before RL covers: all (eval.envs) | train (the trained envs)
     every: int = 15  # evaluate every N RL steps (0: only at the end)
@@ -368,6 +369,11 @@ def group_options(group: str) -> list[str]:
 
 
 HF_DECODERS = ("loop", "generate")  # rollout.params.decode (agentgen/rollout/hf.py)
+SEEDS_NEED_LOOP = (
+    "rollout.params.decode=generate cannot seed each row's sampling: transformers' generate draws every row of a "
+    "batch from one generator, so a row's tokens depend on the rows beside it and paired evaluation (eval.paired, "
+    "each episode's draws fixed by the run's seed and the episode) would not hold. Use rollout.params.decode=loop "
+    "(the default), or eval.paired=false for unpaired evaluation.")
 
 
 def _check_hf_params(params) -> None:
@@ -461,6 +467,8 @@ def validate(cfg: DictConfig) -> None:
           f"rollout={cfg.rollout.name!r} is invalid; valid: {', '.join(group_options('rollout'))}.")
     if cfg.rollout.name == "hf":
         _check_hf_params(cfg.rollout.get("params") or {})
+        if (cfg.rollout.get("params") or {}).get("decode", "loop") == "generate":
+            _need(not (cfg.eval.paired and cfg.eval.temperature > 0), SEEDS_NEED_LOOP)
     _need(cfg.logger.name in ("wandb", "none"), f"logger={cfg.logger.name!r} is invalid; valid: wandb, none.")
     _need(cfg.resume in ("skip_completed", "always", "never"),
           f"resume={cfg.resume!r} is invalid; valid: skip_completed, always, never.")

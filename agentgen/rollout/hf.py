@@ -23,6 +23,10 @@ from the logits the decoder sampled from (with its KV cache): the trainer compar
 pass (``rollout/logprob_gap``). With top-p or top-k on, the sampler drew from a truncated distribution; these
 log-probs are the untruncated ones, as the trainer computes them.
 
+Paired evaluation passes ``seeds``, one per prompt: the loop then draws each row's uniforms from a generator of
+the row's own seed, so a row's tokens depend on its prompt and seed only, not on the rows beside it or the global
+RNG. ``generate`` draws all rows from torch's one generator and refuses seeds.
+
 ``generation_timeout`` (``rollout.generation_timeout``) bounds one call: generation runs in this process and
 cannot be killed, so the loop checks the deadline after every token (``generate``: its own ``max_time``); a row
 the time limit cut (neither ended nor at ``max_new_tokens``) comes back as None, and ``last_abort_reason`` says
@@ -32,12 +36,13 @@ why (its episode aborts).
 from __future__ import annotations
 
 import contextlib
+import random
 import time
 
 import torch
 from transformers import DynamicCache, GenerationConfig, LogitsProcessor, LogitsProcessorList
 
-from agentgen.config import HF_DECODERS
+from agentgen.config import HF_DECODERS, SEEDS_NEED_LOOP
 
 
 class HFGenerator:
@@ -68,17 +73,21 @@ class HFGenerator:
         self._stop_mark: torch.Tensor | None = None  # loop: tokens whose text may end a stop string (built lazily)
 
     def generate(self, prompts: list[list[int]], max_new_tokens: int, temperature: float, top_p: float = 1.0,
-                 top_k: int = 0) -> list[list[int] | None]:
+                 top_k: int = 0, seeds: list[int] | None = None) -> list[list[int] | None]:
         """The generated token ids for each prompt (end-of-turn token included when emitted); None for a row
         cut by ``generation_timeout``."""
-        return self.generate_with_logprobs(prompts, max_new_tokens, temperature, top_p, top_k)[0]
+        return self.generate_with_logprobs(prompts, max_new_tokens, temperature, top_p, top_k, seeds)[0]
 
     @torch.no_grad()
     def generate_with_logprobs(self, prompts: list[list[int]], max_new_tokens: int, temperature: float,
-                               top_p: float = 1.0, top_k: int = 0
+                               top_p: float = 1.0, top_k: int = 0, seeds: list[int] | None = None
                                ) -> tuple[list[list[int] | None], list[list[float] | None]]:
         """(token ids, their log-probabilities) per prompt, None for a row cut by the time limit; see the module
-        docstring."""
+        docstring. ``seeds`` (one per prompt; ``loop`` only): each row draws its uniforms from a generator of its
+        own seed, so what it samples depends on its prompt and seed alone, not on the batch it shares or the
+        global RNG (paired evaluation); None: torch's global RNG."""
+        if seeds is not None and self.decode != "loop" and temperature and temperature > 0:
+            raise ValueError(SEEDS_NEED_LOOP)
         out: list[list[int] | None] = [[] for _ in prompts]
         logprobs: list[list[float] | None] = [[] for _ in prompts]
         deadline = time.monotonic() + self.generation_timeout if self.generation_timeout else None
@@ -94,7 +103,8 @@ class HFGenerator:
                 continue
             batch = [prompts[i] for i in idx]
             if self.decode == "loop":
-                gen, lps = self._decode_loop(batch, max_new_tokens, temperature, top_p, top_k, deadline)
+                gen, lps = self._decode_loop(batch, max_new_tokens, temperature, top_p, top_k, deadline,
+                                             None if seeds is None else [seeds[i] for i in idx])
             else:
                 gen, lps = self._decode_generate(batch, max_new_tokens, temperature, top_p, top_k, left)
             cut = []  # rows the time limit stopped: generation ended early while they had not
@@ -132,9 +142,11 @@ class HFGenerator:
         return gen.tolist(), recorder.finish(gen).tolist()
 
     def _decode_loop(self, batch: list[list[int]], max_new_tokens: int, temperature: float, top_p: float,
-                     top_k: int, deadline: float | None) -> tuple[list[list[int]], list[list[float]]]:
+                     top_k: int, deadline: float | None, seeds: list[int] | None = None
+                     ) -> tuple[list[list[int]], list[list[float]]]:
         """One batch through agentgen's KV-cache loop (see the module docstring). Each row's tokens end with its
-        end token or stop string, at ``max_new_tokens``, or where the deadline stopped the loop.
+        end token or stop string, at ``max_new_tokens``, or where the deadline stopped the loop. With ``seeds``,
+        row r's t-th token takes the t-th number of ``random.Random(seeds[r])`` as its uniform.
 
         Layout: ``[shared head][left padding][the row's own suffix]``, positions counted over the real tokens
         only (as ``generate`` counts them under left padding), so every row sees what it would alone."""
@@ -161,12 +173,15 @@ class HFGenerator:
         out: list[list[int]] = [[] for _ in batch]
         lps: list[list[float]] = [[] for _ in batch]
         rows = list(range(n))  # the batch rows still running, in the order of the cache's rows
+        rngs = [random.Random(s) for s in seeds] if seeds is not None else None  # per row, by batch row
         for step in range(max_new_tokens):
             scores = logits.float() / scale
             logp = torch.log_softmax(scores, dim=-1)
             if temperature and temperature > 0:
                 truncated = top_k or (top_p is not None and top_p < 1.0)
-                token = sample(torch.softmax(truncate(scores, top_p, top_k), dim=-1) if truncated else logp.exp())
+                u = None if rngs is None else torch.tensor([[rngs[r].random()] for r in rows], dtype=torch.float64,
+                                                           device=device)
+                token = sample(torch.softmax(truncate(scores, top_p, top_k), dim=-1) if truncated else logp.exp(), u)
             else:
                 token = scores.argmax(dim=-1, keepdim=True)
             flat = token.squeeze(1)
