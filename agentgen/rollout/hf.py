@@ -18,10 +18,16 @@ Two things keep the rollouts exactly what the trainer scores:
   pads the finished row (with the eos token, for tokenizers whose pad is eos); the row is cut right after its
   stop string, so no padding is trained on as if sampled.
 
-``generate_with_logprobs`` also returns each sampled token's log-probability under softmax(logits / temperature),
-from the logits the decoder sampled from (with its KV cache): the trainer compares them with its own scoring
-pass (``rollout/logprob_gap``). With top-p or top-k on, the sampler drew from a truncated distribution; these
-log-probs are the untruncated ones, as the trainer computes them.
+``generate_with_logprobs`` also returns each sampled token's log-probability under the distribution it was drawn
+from, the behaviour policy: softmax(logits / temperature), truncated and renormalised when top-p or top-k is on,
+from the logits the decoder sampled from (with its KV cache). vLLM records the same quantity
+(``logprobs_mode=processed_logprobs``), so ``rollout/logprob_gap`` and TIS weights mean one thing whatever the
+engine: TIS (Yao et al. 2025, verl's rollout correction) divides by the probability the token was actually
+sampled with. Without truncation it equals the trainer's own scoring; with it, the gap includes the truncation
+(and the trainer does not take these as its old log-probs).
+
+Logits holding NaN or +inf (diverged or overflowed weights) cannot be sampled: the row is abandoned as a timed-out
+one is (None, counted in ``num_nonfinite``, ``last_abort_reason`` says why) instead of drawing the last token id.
 
 Paired evaluation passes ``seeds``, one per prompt: the loop then draws each row's uniforms from a generator of
 the row's own seed, so a row's tokens depend on its prompt and seed only, not on the rows beside it or the global
@@ -59,7 +65,8 @@ class HFGenerator:
         self.share_prefix = share_prefix  # loop: prefill the prompts' common head once (MIN_SHARED_PREFIX tokens)
         self.generation_timeout = float(generation_timeout) if generation_timeout else None
         self.last_abort_reason: str | None = None
-        self.num_aborted = 0  # rows cut by the time limit, over the generator's life
+        self.num_aborted = 0  # rows abandoned (time limit, non-finite logits), over the generator's life
+        self.num_nonfinite = 0  # of which rows whose logits held NaN or +inf
         eos = model.generation_config.eos_token_id
         eos = list(eos) if isinstance(eos, (list, tuple)) else [eos] if eos is not None else []
         for s in stop_strings:  # stop right after the action when the stop string is one token
@@ -99,28 +106,31 @@ class HFGenerator:
             idx = order[start:start + self.batch_size]
             left = deadline - time.monotonic() if deadline is not None else None
             if left is not None and left <= 0:  # the call's time is up before this batch: not generated at all
-                self._aborted(out, logprobs, idx)
+                self._aborted(out, logprobs, idx, self._timeout_reason())
                 continue
             batch = [prompts[i] for i in idx]
             if self.decode == "loop":
-                gen, lps = self._decode_loop(batch, max_new_tokens, temperature, top_p, top_k, deadline,
-                                             None if seeds is None else [seeds[i] for i in idx])
+                gen, lps, broken = self._decode_loop(batch, max_new_tokens, temperature, top_p, top_k, deadline,
+                                                     None if seeds is None else [seeds[i] for i in idx])
             else:
-                gen, lps = self._decode_generate(batch, max_new_tokens, temperature, top_p, top_k, left)
+                gen, lps, broken = self._decode_generate(batch, max_new_tokens, temperature, top_p, top_k, left)
             cut = []  # rows the time limit stopped: generation ended early while they had not
             for row, i in enumerate(idx):
                 out[i] = self.sampled_part(gen[row])
                 logprobs[i] = lps[row][:len(out[i])]
-                if left is not None and len(gen[row]) < max_new_tokens and not self.ended(out[i]):
+                if row not in broken and left is not None and len(gen[row]) < max_new_tokens \
+                        and not self.ended(out[i]):
                     cut.append(i)
-            self._aborted(out, logprobs, cut)
+            self._aborted(out, logprobs, cut, self._timeout_reason())
+            self._aborted(out, logprobs, [idx[row] for row in sorted(broken)], NONFINITE_REASON)
         if was_training:
             self.model.train()
         return out, logprobs
 
     def _decode_generate(self, batch: list[list[int]], max_new_tokens: int, temperature: float, top_p: float,
-                         top_k: int, left: float | None) -> tuple[list[list[int]], list[list[float]]]:
-        """One batch through transformers' ``generate`` (left-padded; finished rows are padded until all end)."""
+                         top_k: int, left: float | None) -> tuple[list[list[int]], list[list[float]], set[int]]:
+        """One batch through transformers' ``generate`` (left-padded; finished rows are padded until all end), and
+        the rows whose logits were not finite."""
         pad = self.tokenizer.pad_token_id
         device = next(self.model.parameters()).device
         ids, mask = left_padded(batch, 0, pad)
@@ -134,19 +144,20 @@ class HFGenerator:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         if self.stop_strings:
             kwargs.update(stop_strings=self.stop_strings, tokenizer=self.tokenizer)
-        recorder = SampledLogprobs(temperature)
+        recorder = SampledLogprobs(temperature, top_p, top_k)
         with clean_generation_config(self.model):
             gen = self.model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
                                       logits_processor=LogitsProcessorList([recorder]), **kwargs)
         gen = gen[:, width:]
-        return gen.tolist(), recorder.finish(gen).tolist()
+        return gen.tolist(), recorder.finish(gen).tolist(), recorder.broken
 
     def _decode_loop(self, batch: list[list[int]], max_new_tokens: int, temperature: float, top_p: float,
                      top_k: int, deadline: float | None, seeds: list[int] | None = None
-                     ) -> tuple[list[list[int]], list[list[float]]]:
+                     ) -> tuple[list[list[int]], list[list[float]], set[int]]:
         """One batch through agentgen's KV-cache loop (see the module docstring). Each row's tokens end with its
         end token or stop string, at ``max_new_tokens``, or where the deadline stopped the loop. With ``seeds``,
-        row r's t-th token takes the t-th number of ``random.Random(seeds[r])`` as its uniform.
+        row r's t-th token takes the t-th number of ``random.Random(seeds[r])`` as its uniform. Also returns the
+        rows whose logits were not finite (they leave the batch at once; the caller aborts them).
 
         Layout: ``[shared head][left padding][the row's own suffix]``, positions counted over the real tokens
         only (as ``generate`` counts them under left padding), so every row sees what it would alone."""
@@ -174,18 +185,25 @@ class HFGenerator:
         lps: list[list[float]] = [[] for _ in batch]
         rows = list(range(n))  # the batch rows still running, in the order of the cache's rows
         rngs = [random.Random(s) for s in seeds] if seeds is not None else None  # per row, by batch row
+        broken: set[int] = set()
         for step in range(max_new_tokens):
             scores = logits.float() / scale
-            logp = torch.log_softmax(scores, dim=-1)
+            bad = nonfinite_rows(scores)
+            if bool(bad.any()):  # NaN / +inf logits: the row ends here (aborted); a finite stand-in keeps the step
+                scores = scores.masked_fill(bad.unsqueeze(1), 0.0)
+                broken.update(rows[j] for j in bad.nonzero().flatten().tolist())
             if temperature and temperature > 0:
                 truncated = top_k or (top_p is not None and top_p < 1.0)
+                # the behaviour log-prob: of the distribution the token is drawn from (truncated when it is)
+                logp = torch.log_softmax(truncate(scores, top_p, top_k) if truncated else scores, dim=-1)
                 u = None if rngs is None else torch.tensor([[rngs[r].random()] for r in rows], dtype=torch.float64,
                                                            device=device)
-                token = sample(torch.softmax(truncate(scores, top_p, top_k), dim=-1) if truncated else logp.exp(), u)
+                token = sample(logp.exp(), u)
             else:
+                logp = torch.log_softmax(scores, dim=-1)
                 token = scores.argmax(dim=-1, keepdim=True)
             flat = token.squeeze(1)
-            done = torch.isin(flat, eos)
+            done = torch.isin(flat, eos) | bad
             tokens, token_lps = flat.tolist(), logp.gather(1, token).squeeze(1).tolist()
             for j, r in enumerate(rows):
                 out[r].append(tokens[j])
@@ -207,7 +225,7 @@ class HFGenerator:
             logits = model(input_ids=token, attention_mask=mask, position_ids=next_pos, past_key_values=cache,
                            use_cache=True).logits[:, -1]
             next_pos = next_pos + 1
-        return out, lps
+        return out, lps, broken
 
     def _stop_marks(self, device) -> torch.Tensor | None:
         """[vocab] bool: the tokens whose text holds the last character of a multi-token stop string."""
@@ -230,15 +248,20 @@ class HFGenerator:
         text = self.tokenizer.decode(sampled[-tail:], skip_special_tokens=False)
         return any(s in text for s in self.stop_strings)
 
-    def _aborted(self, out: list, logprobs: list, rows: list[int]) -> None:
+    def _timeout_reason(self) -> str:
+        how = "by generate's max_time" if self.decode == "generate" else "by the decode loop at the deadline"
+        return (f"the generation ran past rollout.generation_timeout={self.generation_timeout or 0:g} s "
+                f"(stopped {how})")
+
+    def _aborted(self, out: list, logprobs: list, rows: list[int], reason: str) -> None:
         if not rows:
             return
         for i in rows:
             out[i] = logprobs[i] = None
         self.num_aborted += len(rows)
-        how = "by generate's max_time" if self.decode == "generate" else "by the decode loop at the deadline"
-        self.last_abort_reason = (f"the generation ran past rollout.generation_timeout={self.generation_timeout:g} s "
-                                  f"(stopped {how})")
+        if reason == NONFINITE_REASON:
+            self.num_nonfinite += len(rows)
+        self.last_abort_reason = reason
 
     def ended(self, sampled: list[int]) -> bool:
         """Whether a row's sampled part ends its answer: an end token or a stop string."""
@@ -270,6 +293,15 @@ class HFGenerator:
 
 
 MIN_SHARED_PREFIX = 4  # a shorter common head is not worth its own forward pass
+NONFINITE_REASON = ("the model's logits were not finite (NaN or +inf; all -inf) while sampling this answer: the "
+                    "weights or activations have diverged or overflowed (fp16?)")
+
+
+def nonfinite_rows(scores: torch.Tensor) -> torch.Tensor:
+    """[B] bool: rows of [B, V] logits no distribution can be sampled from (a NaN or +inf, or every entry -inf;
+    single -inf entries are masked tokens, fine)."""
+    return torch.isnan(scores).any(-1) | torch.isposinf(scores).any(-1) | torch.isneginf(scores).all(-1)
+
 
 
 def left_padded(batch: list[list[int]], head: int, pad: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -353,20 +385,30 @@ def truncate(scores: torch.Tensor, top_p: float, top_k: int) -> torch.Tensor:
 
 
 class SampledLogprobs(LogitsProcessor):
-    """Notes log_softmax(logits / temperature) at each step and, one step later (when the sampled token is the
-    last of ``input_ids``), that token's entry; ``finish`` adds the last step's. Custom processors run before
-    HF's warpers, so the scores seen here are the model's logits (no processor of the clean generation config
-    changes them). Greedy decoding (temperature 0) is scored at temperature 1."""
+    """Notes the log-softmax of the distribution sampled from at each step (logits / temperature, then
+    ``truncate``'s top-k / top-p when sampling with them: what HF's warpers apply next) and, one step later (when
+    the sampled token is the last of ``input_ids``), that token's entry; ``finish`` adds the last step's. Custom
+    processors run before HF's warpers, so the scores seen here are the model's logits (no processor of the clean
+    generation config changes them). Greedy decoding (temperature 0) is scored at temperature 1, untruncated.
+    Rows whose logits are not finite are noted in ``broken`` and given finite stand-ins (``multinomial`` would
+    raise on them); the caller aborts them."""
 
-    def __init__(self, temperature: float):
-        self.temperature = float(temperature) if temperature and temperature > 0 else 1.0
+    def __init__(self, temperature: float, top_p: float = 1.0, top_k: int = 0):
+        sampling = bool(temperature and temperature > 0)
+        self.temperature = float(temperature) if sampling else 1.0
+        self.top_p, self.top_k = (top_p, top_k) if sampling else (1.0, 0)
         self.prev: torch.Tensor | None = None
         self.rows: list[torch.Tensor] = []
+        self.broken: set[int] = set()
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if self.prev is not None:
             self.rows.append(self.prev.gather(1, input_ids[:, -1:]).squeeze(1))
-        self.prev = torch.log_softmax(scores.float() / self.temperature, dim=-1)
+        bad = nonfinite_rows(scores)
+        if bool(bad.any()):
+            self.broken.update(bad.nonzero().flatten().tolist())
+            scores = scores.masked_fill(bad.unsqueeze(1), 0.0)
+        self.prev = torch.log_softmax(truncate(scores.float() / self.temperature, self.top_p, self.top_k), dim=-1)
         return scores
 
     def finish(self, generated: torch.Tensor) -> torch.Tensor:
