@@ -114,3 +114,20 @@ def test_turns_carry_the_sampler_logprobs_to_the_trainer():
     t = Turn([1, 2], [3, 4], "x", None, 0.0, "obs", True, False, sampler_logprobs=[-0.1, -0.2])
     assert turn_sample(t).extras["sampler"].tolist() == pytest.approx([-0.1, -0.2])
     assert "sampler" not in turn_sample(Turn([1], [3], "x", None, 0.0, "obs", True, False)).extras
+
+
+def test_an_empty_response_gets_one_kl_entry_with_the_samplers_logprobs_reused():
+    """``kl_in: reward`` with the sampler's log-probs reused as the behaviour's: an empty response's KL has one
+    entry, as its reference log-probs do (a [0] KL shifted every later KL of the episode by a token)."""
+    from agentgen.trainer.rl import turn_sample
+
+    trainer = make_trainer("grpo", group_size=2, kl_coef=0.05, kl_in="reward")
+    assert trainer.sampler_exact and trainer._kl_in_reward
+    turns = [Turn([5, 6, 7], [8, 9], "x", None, 0.0, "obs", True, False, sampler_logprobs=[-1.0, -2.0]),
+             Turn([5, 6, 7], [], "", None, 0.0, "obs", False, False, sampler_logprobs=[]),
+             Turn([5, 6], [4], "y", None, 0.0, "obs", True, False, sampler_logprobs=[-0.5])]
+    samples = [turn_sample(t) for t in turns]
+    trainer._score(samples, len(samples))
+    for s in samples:
+        assert s.extras["kl"].numel() == s.extras["ref"].numel() == s.extras["old"].numel() \
+            == max(1, len(s.response_ids))

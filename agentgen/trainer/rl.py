@@ -285,7 +285,9 @@ class RLTrainer:
         need_old = not self._on_policy(n_train) or self._kl_in_reward
         if need_old and self.sampler_exact and all("sampler" in s.extras for s in samples):
             for s in samples:  # the HF sampler's fp32 log-probs of the policy that sampled: the scoring pass's
-                s.extras["old"] = s.extras["sampler"]
+                # (an empty response has one time unit, as the scoring pass gives it: the KL and every per-token
+                # quantity of the episode stay aligned with the reference's)
+                s.extras["old"] = s.extras["sampler"] if s.response_ids else torch.zeros(1)
             need_old = False
         need_ref = self.kl_coef > 0
         self.model.eval()
