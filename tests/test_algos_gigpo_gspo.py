@@ -199,3 +199,25 @@ def test_the_trainer_calls_gspo_loss_with_its_clip_range(monkeypatch):
     metrics = trainer.step(0)
     assert seen and set(seen) == {(3e-4, 4e-4, "seq-mean-token-mean")}
     assert metrics["train/ratio_max"] >= 1.0 and "train/clipfrac" in metrics
+
+
+def test_gspo_with_tis_weights_each_token_its_own_term():
+    """TIS weights vary within a row: token t's gradient is -A * w_t * s / |y| (verl applies each token's weight to
+    its own term). The row's mean weight (the old collapse) gives the same loss value, -A * mean(w) * s, but a
+    gradient of -A * mean(w) * s / |y| on every token."""
+    lp = torch.tensor([[-1.0, -2.0, -0.5, 0.0]], requires_grad=True)
+    old = lp.detach().clone()  # on-policy: s = 1, nothing clips
+    mask = torch.tensor([[1.0, 1.0, 1.0, 0.0]])
+    w = torch.tensor([[0.5, 1.0, 2.0, 1.0]])  # the trainer's tis_weights: 1 off the response
+    a = 2.0
+    loss, m = gspo_policy_loss(lp, old, a * w, mask, 3e-4, 4e-4)
+    assert float(loss) == pytest.approx(-a * (0.5 + 1.0 + 2.0) / 3, abs=1e-6) and m["clipfrac"] == 0.0
+    loss.backward()
+    torch.testing.assert_close(lp.grad, torch.tensor([[-a * 0.5 / 3, -a * 1.0 / 3, -a * 2.0 / 3, 0.0]]))
+    # a negative advantage clips on its own side whatever the weights: s = e^0.01 > 1 + 4e-4 stays unclipped
+    lp2 = torch.tensor([[-1.0, -2.0]], requires_grad=True)
+    loss2, m2 = gspo_policy_loss(lp2, lp2.detach() - 0.01, -1.0 * torch.tensor([[0.5, 2.0]]), torch.ones(1, 2))
+    assert m2["clipfrac"] == 0.0
+    loss2.backward()
+    s = math.exp(0.01)
+    torch.testing.assert_close(lp2.grad, torch.tensor([[0.5 * s / 2, 2.0 * s / 2]]))

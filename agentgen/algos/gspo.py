@@ -40,10 +40,13 @@ class GSPOConfig(GRPOConfig):
 def gspo_policy_loss(logprobs: Tensor, old_logprobs: Tensor, advantages: Tensor, mask: Tensor,
                      clip_low: float = 3e-4, clip_high: float = 4e-4,
                      agg: str = "seq-mean-token-mean") -> tuple[Tensor, dict[str, float]]:
-    """The clipped sequence-ratio surrogate (module docstring). ``advantages``: [B] or [B, T] (the row's mean)."""
+    """The clipped sequence-ratio surrogate (module docstring). ``advantages``: [B], or [B, T] applied token by
+    token: GSPO's advantage is one per response, but the trainer folds per-token factors into it (TIS weights,
+    ``algo.tis_cap``), and as in verl each token's weight scales its own term; a row's mean would give the same
+    loss value but not the same gradient. A weight is positive, so the clip side is the row's advantage's."""
     mask_f = mask.to(logprobs.dtype)
-    adv = advantages if advantages.dim() == 1 else (advantages * mask_f).sum(-1) / mask_f.sum(-1).clamp(min=1)
-    adv = adv.to(logprobs.dtype).unsqueeze(1)
+    adv = advantages.to(logprobs.dtype)
+    adv = adv.unsqueeze(1) if adv.dim() == 1 else adv
     lengths = mask_f.sum(-1).clamp(min=1)
     seq_log_ratio = ((logprobs - old_logprobs) * mask_f).sum(-1) / lengths  # [B]
     log_ratio = (logprobs - logprobs.detach() + seq_log_ratio.detach().unsqueeze(1)).clamp(max=LOG_RATIO_MAX)
@@ -54,7 +57,7 @@ def gspo_policy_loss(logprobs: Tensor, old_logprobs: Tensor, advantages: Tensor,
     with torch.no_grad():
         seq_ratio = torch.exp(seq_log_ratio.clamp(max=LOG_RATIO_MAX))
         rows = mask_f.sum(-1) > 0
-        a = adv.squeeze(1)
+        a = (adv * mask_f).sum(-1) if adv.shape[1] > 1 else adv.squeeze(1)  # the sign of the row's advantage
         clipped_rows = ((seq_ratio > 1 + clip_high) & (a > 0)) | ((seq_ratio < 1 - clip_low) & (a < 0))
         metrics = {
             "clipfrac": float(clipped_rows[rows].float().mean()) if rows.any() else 0.0,  # share of sequences
