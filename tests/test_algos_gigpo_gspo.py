@@ -221,3 +221,19 @@ def test_gspo_with_tis_weights_each_token_its_own_term():
     loss2.backward()
     s = math.exp(0.01)
     torch.testing.assert_close(lp2.grad, torch.tensor([[0.5 * s / 2, 2.0 * s / 2]]))
+
+
+def test_gspo_defaults_are_the_papers_and_other_aggregations_are_refused():
+    """The paper's objective: no KL term, each response counted once. token-mean is not GSPO: a clear error."""
+    from omegaconf import OmegaConf
+
+    from agentgen.algos.gspo import GSPOConfig
+
+    cfg = OmegaConf.to_container(load_algo_file("gspo"))
+    assert cfg["kl_coef"] == GSPOConfig.kl_coef == 0.0
+    assert (cfg["clip_low"], cfg["clip_high"], cfg["loss_agg"]) == (3e-4, 4e-4, "seq-mean-token-mean")
+    validate_algo_config(cfg)
+    validate_algo_config({**cfg, "kl_coef": 0.01})  # a KL term stays available
+    for agg in ("token-mean", "seq-mean-token-sum"):
+        with pytest.raises(ValueError, match=rf"algo.loss_agg='{agg}' is invalid for 'gspo'.*seq-mean-token-mean"):
+            validate_algo_config({**cfg, "loss_agg": agg})

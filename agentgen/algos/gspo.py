@@ -8,6 +8,9 @@ one ratio per response, the geometric mean of its token ratios, and clips it per
     L_i     = max(-A_i * s_i, -A_i * clip(s_i, 1 - clip_low, 1 + clip_high))    (paper: 3e-4, 4e-4)
     loss    = mean_i L_i                                                          (seq-mean-token-mean)
 
+The paper's objective has no KL term: ``kl_coef`` defaults to 0 (GRPO's 0.01 is the study's choice for GRPO, not
+GSPO's); set it to add GRPO's KL to the reference. ``loss_agg`` is the one aggregation the objective defines.
+
 Written token-wise (the paper's GSPO-token: s_i,t = sg[s_i] * pi(y_i,t) / sg[pi(y_i,t)]), whose value is s_i
 and whose gradient is s_i * grad log pi(y_i,t), so the mean over tokens is exactly grad s_i. Advantages are
 GRPO's. With one on-policy mini-batch per step s_i = 1 and GSPO equals GRPO with sequence-mean aggregation;
@@ -23,6 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from agentgen.algos.base import BadValue
 from agentgen.algos.grpo import GRPO, GRPOConfig
 from agentgen.algos.losses import aggregate_loss
 
@@ -34,7 +38,11 @@ class GSPOConfig(GRPOConfig):
     name: str = "gspo"
     clip_low: float = 3e-4  # the sequence ratio's lower clip: s >= 1 - clip_low (paper: 3e-4)
     clip_high: float = 4e-4  # upper clip: s <= 1 + clip_high (paper: 4e-4)
-    loss_agg: str = "seq-mean-token-mean"  # each response counts once (GSPO's objective)
+    loss_agg: str = "seq-mean-token-mean"  # each response counts once (GSPO's objective; the only one it defines)
+    kl_coef: float = 0.0  # the paper's objective has no KL term (> 0 adds GRPO's KL to the reference)
+
+
+LOSS_AGGREGATIONS = ("seq-mean-token-mean",)  # GSPO's objective: a mean over responses of per-token means
 
 
 def gspo_policy_loss(logprobs: Tensor, old_logprobs: Tensor, advantages: Tensor, mask: Tensor,
@@ -74,6 +82,11 @@ class GSPO(GRPO):
     name = "gspo"
     config = GSPOConfig
     summary = "GRPO advantages with one clipped importance ratio per response (sequence level)"
+
+    def check(self, cfg: GSPOConfig, bad: BadValue) -> None:
+        if cfg.loss_agg not in LOSS_AGGREGATIONS:  # token-mean would weigh a response by its length
+            raise bad("loss_agg", ", ".join(LOSS_AGGREGATIONS) + " (GSPO's objective counts each response once; "
+                      "other aggregations are not GSPO)")
 
     def policy_loss(self, logprobs: Tensor, old_logprobs: Tensor, advantages: Tensor, mask: Tensor,
                     algo: Mapping[str, Any], agg: str) -> tuple[Tensor, dict[str, float]]:
