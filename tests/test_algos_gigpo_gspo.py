@@ -237,3 +237,56 @@ def test_gspo_defaults_are_the_papers_and_other_aggregations_are_refused():
     for agg in ("token-mean", "seq-mean-token-sum"):
         with pytest.raises(ValueError, match=rf"algo.loss_agg='{agg}' is invalid for 'gspo'.*seq-mean-token-mean"):
             validate_algo_config({**cfg, "loss_agg": agg})
+
+
+# ------------------------------------------------------------------ GiGPO: the paper's defaults, verl-agent's options
+ONE_AND_THREE = [[1.0], [0.0, 0.0, 0.0]]  # one group: a 1-step win and a 3-step failure
+DISTINCT = [["w0"], ["f0", "f1", "f2"]]  # no shared state: every step group a singleton
+
+
+def test_gigpo_episode_statistics_over_episodes_or_over_step_rows():
+    # per episode (paper): returns 1, 0 -> mean 0.5, unbiased std 0.7071 -> +-0.7071
+    paper = gigpo_advantages(ONE_AND_THREE, [0, 0], DISTINCT, gamma=1.0)
+    close(paper[0], [1 / math.sqrt(2)])
+    close(paper[1], [-1 / math.sqrt(2)] * 3)
+    # per step row (verl-agent): rows 1, 0, 0, 0 -> mean 0.25, unbiased std 0.5 -> +1.5 and -0.5
+    rows = gigpo_advantages(ONE_AND_THREE, [0, 0], DISTINCT, gamma=1.0, episode_stats="step")
+    close(rows[0], [1.5])
+    close(rows[1], [-0.5] * 3)
+    mean_only = gigpo_advantages(ONE_AND_THREE, [0, 0], DISTINCT, gamma=1.0, mode="mean_norm", episode_stats="step")
+    close(mean_only[0], [0.75])
+    close(mean_only[1], [-0.25] * 3)
+
+
+def test_gigpo_groups_of_one_get_zero_or_their_raw_return():
+    # a group of one episode, rewards 0 then 2 (gamma 0.5: G = [1, 2]), its two states seen once each
+    rewards, keys = [[0.0, 2.0]], [["s0", "s1"]]
+    close(gigpo_advantages(rewards, [7], keys, gamma=0.5)[0], [0.0, 0.0])  # no baseline anywhere
+    # verl-agent: mean 0, std 1 on both levels -> episode 2 (/(1 + 1e-6)), steps 1 and 2
+    close(gigpo_advantages(rewards, [7], keys, gamma=0.5, singletons="raw")[0], [2 + 1, 2 + 2], tol=1e-4)
+    # only the singletons change: in REWARDS' group, step group c (e1's second step, G = 0) stays 0 either way,
+    # and the shared groups are untouched
+    close(sum(gigpo_advantages(REWARDS, GROUPS, KEYS, gamma=0.5, singletons="raw"), []),
+          sum(gigpo_advantages(REWARDS, GROUPS, KEYS, gamma=0.5), []))
+
+
+def test_gigpo_similarity_autojunk_is_verl_agents_choice():
+    room = "You are in the kitchen. On the counter: a mug, a knife, an apple. " * 4  # 264 characters
+    near = room.replace("apple", "pear", 1)  # ratio 0.987 as the texts are; 0.751 with difflib's autojunk
+    keys = [[room], [near]]
+    assert len(set(sum(step_groups(keys, [0, 0], 0.9), []))) == 1
+    assert len(set(sum(step_groups(keys, [0, 0], 0.9, autojunk=True), []))) == 2
+
+
+def test_gigpo_options_are_checked_and_reach_the_trainer():
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.to_container(load_algo_file("gigpo"))
+    assert (cfg["episode_stats"], cfg["singletons"], cfg["similarity_autojunk"]) == ("episode", "zero", False)
+    with pytest.raises(ValueError, match=r"algo.episode_stats='steps' is invalid for 'gigpo'.*episode, step"):
+        validate_algo_config({**cfg, "episode_stats": "steps"})
+    with pytest.raises(ValueError, match=r"algo.singletons='none' is invalid.*zero, raw"):
+        validate_algo_config({**cfg, "singletons": "none"})
+    algo = {**cfg, "gamma": 1.0, "episode_stats": "step", "kl_coef": 0.0}
+    out = step_advantages(algo, ONE_AND_THREE, [0, 0], state_keys=DISTINCT)
+    close(sum(out.advantages, []), [1.5, -0.5, -0.5, -0.5])
