@@ -162,6 +162,9 @@ class TrainerConfig:
     strategy: str = "single"  # single | deepspeed
     behaviour_logprobs: str = "auto"  # auto: the sampler's own when they are exact (rollout=hf, fp32, no top-p/k
     # truncation), saving a scoring pass | score: always a scoring pass before the update
+    check_sampler_every: int = 10  # with the sampler's log-probs reused: every N steps score a few samples with the
+    # trainer anyway and log the true gap (rollout/sampler_check_gap_*); 0: never
+    check_sampler_samples: int = 8  # samples scored by that check
     params: Dict[str, Any] = field(default_factory=dict)
     health: HealthConfig = field(default_factory=HealthConfig)
 
@@ -536,6 +539,8 @@ def _validate_machine_values(cfg: DictConfig) -> None:
           "agent.history_k turns, the study's), full (every turn, trimmed to the prompt's token budget).")
     _positive(cfg.trainer.grad_clip, "trainer.grad_clip")
     _positive(cfg.trainer.keep_checkpoints, "trainer.keep_checkpoints")
+    _positive(cfg.trainer.check_sampler_every, "trainer.check_sampler_every", allow_zero=True)
+    _positive(cfg.trainer.check_sampler_samples, "trainer.check_sampler_samples")
     _need(cfg.trainer.behaviour_logprobs in ("auto", "score"), f"trainer.behaviour_logprobs="
           f"{cfg.trainer.behaviour_logprobs!r} is invalid; valid: auto (the sampler's log-probs when they are exact), "
           "score (always a scoring pass).")

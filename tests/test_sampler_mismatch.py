@@ -131,3 +131,24 @@ def test_an_empty_response_gets_one_kl_entry_with_the_samplers_logprobs_reused()
     for s in samples:
         assert s.extras["kl"].numel() == s.extras["ref"].numel() == s.extras["old"].numel() \
             == max(1, len(s.response_ids))
+
+
+def test_the_sampler_check_sees_a_drift_the_reused_logprobs_hide():
+    """Off-policy (two epochs) with the sampler's log-probs reused as the behaviour's: ``rollout/logprob_gap`` is
+    0 by construction even for a broken sampler (every token's log-prob off by log 2). The periodic check
+    (``trainer.check_sampler_every``, on by default) scores a few samples with the trainer and sees it."""
+    broken = trainer_with_sampler(-math.log(2), ppo_epochs=2)
+    assert broken.check_sampler_every > 0 and broken.sampler_exact  # on by default, and the reuse applies
+    m = broken.step(0)
+    assert m["rollout/logprob_gap_max"] == pytest.approx(0.0, abs=1e-6)  # blind: old = the sampler's own
+    assert m["rollout/sampler_check_gap_mean"] == pytest.approx(math.log(2), abs=1e-5)
+    assert m["rollout/sampler_check_gap_max"] == pytest.approx(math.log(2), abs=1e-5)
+    exact = trainer_with_sampler(0.0, ppo_epochs=2).step(0)
+    assert exact["rollout/sampler_check_gap_max"] < 1e-5
+    assert "rollout/sampler_check_gap_mean" not in broken.step(1)  # every 10 steps, not every step
+    on_policy = trainer_with_sampler(-math.log(2)).step(0)  # no reuse: the gap is measured for real already
+    assert "rollout/sampler_check_gap_mean" not in on_policy
+    assert on_policy["rollout/logprob_gap_mean"] == pytest.approx(math.log(2), abs=1e-5)
+    off = trainer_with_sampler(-math.log(2), ppo_epochs=2)
+    off.check_sampler_every = 0
+    assert "rollout/sampler_check_gap_mean" not in off.step(0)
