@@ -172,3 +172,26 @@ def test_recorded_logprob_is_of_the_truncated_distribution_sampled_from(decode):
     want = torch.log_softmax(truncate(logits, 0.3, 0), -1).gather(1, torch.tensor(ids[0])[:, None]).squeeze(1)
     assert lps[0] == pytest.approx(want.tolist(), abs=1e-4)
     assert min(lps[0]) > float(torch.log_softmax(logits, -1).min())  # truncated: more than the full softmax gives
+
+
+@pytest.mark.parametrize("decode", ["loop", "generate"])
+def test_a_one_token_stop_string_spelled_in_pieces_stops_the_row(decode):
+    """The tiny tokenizer has ``</action>`` as one token; a model may still spell it "</", "action", ">". The row
+    stops there, on the text, in both decoders (before: it ran to the token cap)."""
+    from agentgen.models.loader import load_policy
+    from agentgen.preflight import compose_job
+
+    _, tok, _ = load_policy(compose_job(["debug=smoke"]).model)
+    assert len(tok.encode("</action>", add_special_tokens=False)) == 1
+    pieces = [t for p in ("<action>", "Up", "</", "action", ">") for t in tok.encode(p, add_special_tokens=False)]
+    after = tok.encode(" and then I keep talking for a long while", add_special_tokens=False)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=8, intermediate_size=16, num_hidden_layers=1,
+                      num_attention_heads=1, num_key_value_heads=1, max_position_embeddings=256,
+                      pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    short = tok.encode("Go on?", add_special_tokens=False)  # no shared head: ScriptedLM reads each row's mask
+    long = tok.encode("Which way now, with the box in the corner?", add_special_tokens=False)
+    model = ScriptedLM(cfg, {len(short): pieces + after, len(long): after + after}).eval()
+    gen = HFGenerator(model, tok, decode=decode)
+    out = gen.generate([short, long], max_new_tokens=len(pieces) + len(after), temperature=0.0)
+    assert out[0] == pieces and tok.decode(out[0]).endswith("</action>")
+    assert out[1] == (after + after)[:len(pieces) + len(after)]  # the other row runs on to the cap

@@ -69,14 +69,16 @@ class HFGenerator:
         self.num_nonfinite = 0  # of which rows whose logits held NaN or +inf
         eos = model.generation_config.eos_token_id
         eos = list(eos) if isinstance(eos, (list, tuple)) else [eos] if eos is not None else []
-        for s in stop_strings:  # stop right after the action when the stop string is one token
+        for s in stop_strings:  # a one-token stop string is also an end token (the fast path)
             ids = tokenizer.encode(s, add_special_tokens=False)
             if len(ids) == 1 and ids[0] not in eos:
                 eos.append(ids[0])
         if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in eos:
             eos.append(tokenizer.eos_token_id)
         self.eos_ids = eos
-        self.stop_strings = [s for s in stop_strings if len(tokenizer.encode(s, add_special_tokens=False)) > 1]
+        # every stop string is also matched on the text: a model may spell a one-token stop string in pieces
+        # ("</", "action", ">"), and only the text shows it ended
+        self.stop_strings = list(stop_strings)
         self._stop_mark: torch.Tensor | None = None  # loop: tokens whose text may end a stop string (built lazily)
 
     def generate(self, prompts: list[list[int]], max_new_tokens: int, temperature: float, top_p: float = 1.0,
@@ -208,7 +210,7 @@ class HFGenerator:
             for j, r in enumerate(rows):
                 out[r].append(tokens[j])
                 lps[r].append(token_lps[j])
-            if stop_mark is not None:  # a multi-token stop string can only end on a token holding its last char
+            if stop_mark is not None:  # a stop string (in pieces) can only end on a token holding its last char
                 for j in stop_mark[flat].nonzero().flatten().tolist():
                     if not done[j] and self._ends_on_stop_string(out[rows[j]]):
                         done[j] = True
@@ -228,7 +230,7 @@ class HFGenerator:
         return out, lps, broken
 
     def _stop_marks(self, device) -> torch.Tensor | None:
-        """[vocab] bool: the tokens whose text holds the last character of a multi-token stop string."""
+        """[vocab] bool: the tokens whose text holds the last character of a stop string."""
         if not self.stop_strings:
             return None
         if self._stop_mark is None or self._stop_mark.device != device:

@@ -245,16 +245,15 @@ class VLLMGenerator:
     # ---------------------------------------------------------------- engine start
     @staticmethod
     def _stops(model, tokenizer, stop_strings: tuple[str, ...]) -> tuple[list[int], list[str]]:
-        """The same stopping rule as HFGenerator: EOS ids, single-token stop strings as ids, others as text."""
+        """The same stopping rule as HFGenerator: EOS ids, single-token stop strings also as ids, and every stop
+        string as text (a one-token stop string spelled in pieces stops too)."""
         eos = getattr(model, "generation_config", None)
         eos = getattr(eos, "eos_token_id", None)
         ids = list(eos) if isinstance(eos, (list, tuple)) else [eos] if eos is not None else []
-        multi = []
+        multi = list(stop_strings)
         for s in stop_strings:
             toks = tokenizer.encode(s, add_special_tokens=False)
-            if len(toks) > 1:
-                multi.append(s)
-            elif toks[0] not in ids:
+            if len(toks) == 1 and toks[0] not in ids:
                 ids.append(toks[0])
         if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
             ids.append(tokenizer.eos_token_id)
