@@ -196,3 +196,24 @@ def test_a_bad_hf_setting_stops_the_job_before_it_starts(override, named):
     with pytest.raises(ConfigError, match="valid") as err:
         validate(compose_job(["debug=smoke", override]))
     assert named in str(err.value)
+
+
+def test_a_hybrid_cache_model_is_refused_by_the_loop_naming_its_type():
+    """A hybrid model (LFM2: convolution layers beside attention) keeps a state per row that the loop's shared-head
+    copy and row removal do not handle: refused when the generator is built, before anything is generated;
+    ``decode=generate`` takes it."""
+    from transformers import Lfm2Config, Lfm2ForCausalLM
+
+    cfg = Lfm2Config(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                     num_key_value_heads=2, layer_types=["conv", "full_attention"])
+    model = Lfm2ForCausalLM(cfg).eval()
+    with pytest.raises(ConfigError, match=r"decode=loop cannot decode model type 'lfm2'.*conv layers.*decode=generate"):
+        HFGenerator(model, PlainTok(), stop_strings=())
+    HFGenerator(model, PlainTok(), stop_strings=(), decode="generate")
+
+
+class PlainTok:
+    pad_token_id, eos_token_id = 0, 1
+
+    def encode(self, text, add_special_tokens=False):
+        return [2, 3]

@@ -49,6 +49,7 @@ import torch
 from transformers import DynamicCache, GenerationConfig, LogitsProcessor, LogitsProcessorList
 
 from agentgen.config import HF_DECODERS, SEEDS_NEED_LOOP
+from agentgen.errors import ConfigError
 
 
 class HFGenerator:
@@ -58,6 +59,8 @@ class HFGenerator:
                  generation_timeout: float | None = None, decode: str = "loop", share_prefix: bool = True):
         if decode not in HF_DECODERS:
             raise ValueError(f"rollout.params.decode={decode!r} is invalid; valid: {', '.join(HF_DECODERS)}")
+        if decode == "loop":
+            check_loop_cache(model)
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
@@ -297,6 +300,28 @@ class HFGenerator:
 MIN_SHARED_PREFIX = 4  # a shorter common head is not worth its own forward pass
 NONFINITE_REASON = ("the model's logits were not finite (NaN or +inf; all -inf) while sampling this answer: the "
                     "weights or activations have diverged or overflowed (fp16?)")
+
+
+LOOP_LAYER_TYPES = ("full_attention", "sliding_attention", "chunked_attention")  # per-token KV: rows copy, drop
+
+
+def check_loop_cache(model) -> None:
+    """Refuse a model whose cache the loop cannot handle, before anything is generated: the shared-head copy
+    (``batch_repeat_interleave``) and finished-row removal (``batch_select_indices``) are written for per-token
+    key/value layers; hybrid models' linear-attention, convolution or recurrent layers hold a state per row that
+    they do not copy or select (transformers' own layer types, from ``get_layer_types_and_kwargs``)."""
+    from transformers.cache_utils import get_layer_types_and_kwargs
+
+    config = model.config.get_text_config(decoder=True)
+    types, _ = get_layer_types_and_kwargs(config)
+    other = sorted(set(types) - set(LOOP_LAYER_TYPES))
+    if other:
+        raise ConfigError(
+            f"rollout.params.decode=loop cannot decode model type {config.model_type!r}: its cache has "
+            f"{', '.join(other)} layers (a state per row, not per-token keys and values), which the loop's "
+            "shared-head copy and finished-row removal do not handle. Use rollout.params.decode=generate "
+            "(transformers' generate handles them) or rollout=vllm; the loop supports "
+            f"{', '.join(LOOP_LAYER_TYPES)} layers.")
 
 
 def nonfinite_rows(scores: torch.Tensor) -> torch.Tensor:
