@@ -43,7 +43,15 @@ from omegaconf import DictConfig, OmegaConf
 
 from agentgen import dist
 from agentgen.algos.base import Algorithm
-from agentgen.algos.losses import entropy_from_logits, kl_divergence, kl_penalty_loss, logprob_gap, tis_weights
+from agentgen.algos.losses import (
+    entropy_from_logits,
+    kl_divergence,
+    kl_penalty_loss,
+    logprob_gap,
+    tis_weights,
+    token_entropy,
+    top_entropy_mask,
+)
 from agentgen.algos.registry import validate_algo_config
 from agentgen.algos.schedule import schedule_from_config
 from agentgen.algos.stepwise import step_advantages
@@ -442,6 +450,11 @@ class RLTrainer:
         lp = token_logprobs(logits, tb)
         old = lp.detach() if on_policy else _right_aligned(micro, "old", lp)
         adv = _advantage_tensor(micro, lp)
+        top_frac = algo.get("top_entropy_frac")
+        if top_frac is not None:  # the policy gradient of the tokens where the policy chooses (the KL keeps all)
+            with torch.no_grad():
+                keep = top_entropy_mask(token_entropy(logits.detach()), mask, float(top_frac))
+            adv = adv * keep
         if weight:  # not a padding pass
             self._tokens[0] += int(tb.attention_mask.sum())
             self._tokens[1] += tb.attention_mask.numel()
