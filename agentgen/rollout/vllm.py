@@ -250,14 +250,14 @@ class VLLMGenerator:
         eos = getattr(model, "generation_config", None)
         eos = getattr(eos, "eos_token_id", None)
         ids = list(eos) if isinstance(eos, (list, tuple)) else [eos] if eos is not None else []
-        multi = list(stop_strings)
+        texts = list(stop_strings)
         for s in stop_strings:
             toks = tokenizer.encode(s, add_special_tokens=False)
             if len(toks) == 1 and toks[0] not in ids:
                 ids.append(toks[0])
         if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
             ids.append(tokenizer.eos_token_id)
-        return ids, multi
+        return ids, texts
 
     def _engine_kwargs(self) -> dict[str, Any]:
         o = self.opts
