@@ -162,6 +162,9 @@ class TrainerConfig:
     strategy: str = "single"  # single | deepspeed
     behaviour_logprobs: str = "auto"  # auto: the sampler's own when they are exact (rollout=hf, fp32, no top-p/k
     # truncation), saving a scoring pass | score: always a scoring pass before the update
+    check_sampler_every: int = 10  # with the sampler's log-probs reused: every N steps score a few samples with the
+    # trainer anyway and log the true gap (rollout/sampler_check_gap_*); 0: never
+    check_sampler_samples: int = 8  # samples scored by that check
     params: Dict[str, Any] = field(default_factory=dict)
     health: HealthConfig = field(default_factory=HealthConfig)
 
@@ -176,6 +179,7 @@ class EvalConfig:
     episodes: int = 64  # test-split episodes per env per evaluation
     episodes_per_env: Dict[str, int] = field(default_factory=dict)  # env -> episodes, overriding `episodes`
     temperature: float = 0.4  # validation temperature (papers.md A)
+    paired: bool = True  # each episode's draws seeded by (seed, episode): repeatable, checkpoints on the same draws
     before_training: bool = True
     before_training_envs: str = "all"  # the evaluation before RL covers: all (eval.envs) | train (the trained envs)
     every: int = 15  # evaluate every N RL steps (0: only at the end)
@@ -368,6 +372,11 @@ def group_options(group: str) -> list[str]:
 
 
 HF_DECODERS = ("loop", "generate")  # rollout.params.decode (agentgen/rollout/hf.py)
+SEEDS_NEED_LOOP = (
+    "rollout.params.decode=generate cannot seed each row's sampling: transformers' generate draws every row of a "
+    "batch from one generator, so a row's tokens depend on the rows beside it and paired evaluation (eval.paired, "
+    "each episode's draws fixed by the run's seed and the episode) would not hold. Use rollout.params.decode=loop "
+    "(the default), or eval.paired=false for unpaired evaluation.")
 
 
 def _check_hf_params(params) -> None:
@@ -461,6 +470,8 @@ def validate(cfg: DictConfig) -> None:
           f"rollout={cfg.rollout.name!r} is invalid; valid: {', '.join(group_options('rollout'))}.")
     if cfg.rollout.name == "hf":
         _check_hf_params(cfg.rollout.get("params") or {})
+        if (cfg.rollout.get("params") or {}).get("decode", "loop") == "generate":
+            _need(not (cfg.eval.paired and cfg.eval.temperature > 0), SEEDS_NEED_LOOP)
     _need(cfg.logger.name in ("wandb", "none"), f"logger={cfg.logger.name!r} is invalid; valid: wandb, none.")
     _need(cfg.resume in ("skip_completed", "always", "never"),
           f"resume={cfg.resume!r} is invalid; valid: skip_completed, always, never.")
@@ -528,6 +539,8 @@ def _validate_machine_values(cfg: DictConfig) -> None:
           "agent.history_k turns, the study's), full (every turn, trimmed to the prompt's token budget).")
     _positive(cfg.trainer.grad_clip, "trainer.grad_clip")
     _positive(cfg.trainer.keep_checkpoints, "trainer.keep_checkpoints")
+    _positive(cfg.trainer.check_sampler_every, "trainer.check_sampler_every", allow_zero=True)
+    _positive(cfg.trainer.check_sampler_samples, "trainer.check_sampler_samples")
     _need(cfg.trainer.behaviour_logprobs in ("auto", "score"), f"trainer.behaviour_logprobs="
           f"{cfg.trainer.behaviour_logprobs!r} is invalid; valid: auto (the sampler's log-probs when they are exact), "
           "score (always a scoring pass).")

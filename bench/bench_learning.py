@@ -3,6 +3,7 @@ Sokoban success after SFT (step 0) with success after RL, on the same held-out i
 
     python bench/bench_learning.py                                  # 3 seeds of `python launch.py`
     python bench/bench_learning.py --seeds 0 1 2 3 4 -- algo=grpo    # any launch.py overrides after --
+    python bench/bench_learning.py --control                        # and each seed's control (weights frozen)
     python bench/bench_learning.py --compare grpo,gigpo,gspo --init-from <job dir> --minutes 6
 
 Per seed it prints success after SFT and after RL (>= 256 episodes each), the paired difference, and the wall
@@ -106,7 +107,7 @@ def learning_curve(runs: dict[int, Path], env: str, path: Path, title: str) -> N
 def seeds_bench(args, overrides: list[str]) -> None:
     env = args.env
     runs: dict[int, Path] = {}
-    rows = []
+    rows, controls = [], []
     for seed in args.seeds:
         out = args.out / f"seed_{seed}"
         s = launch(out, [f"seed={seed}", f"eval.episodes={args.episodes}", *overrides])
@@ -117,6 +118,17 @@ def seeds_bench(args, overrides: list[str]) -> None:
         seeds_eval = sorted(before.keys() & after.keys())
         pairs = [float(after[k]) - float(before[k]) for k in seeds_eval]
         timing = s.get("timing", {})
+        if args.control:  # the same RL from the same SFT checkpoint with weights that do not move: the noise floor
+            c = launch(args.out / f"seed_{seed}_control", [
+                f"seed={seed}", f"eval.episodes={args.episodes}", *overrides, "sft=none", "model.lr.rl=1e-12",
+                f"init_from={out / 'checkpoints' / 'sft'}"])
+            cout = args.out / f"seed_{seed}_control"
+            c_first = min(h["step"] for h in c["eval_history"] if env in h["eval"])
+            c_last = max(h["step"] for h in c["eval_history"] if env in h["eval"])
+            cb, ca = eval_records(cout, env, c_first), eval_records(cout, env, c_last)
+            controls.append({"seed": seed, "before": statistics.fmean(float(cb[k]) for k in seeds_eval),
+                             "after": statistics.fmean(float(ca[k]) for k in seeds_eval),
+                             "pairs": [float(ca[k]) - float(cb[k]) for k in seeds_eval]})
         rows.append({"seed": seed, "before": statistics.fmean(float(before[k]) for k in seeds_eval),
                      "after": statistics.fmean(float(after[k]) for k in seeds_eval), "pairs": pairs,
                      "n": len(seeds_eval), "steps": last - first, "wall": s["wall_seconds"], **timing})
@@ -135,6 +147,14 @@ def seeds_bench(args, overrides: list[str]) -> None:
     pooled = [p for r in rows for p in r["pairs"]]
     pm, plo, phi = interval(pooled, 1.96)
     print(f"over all {len(pooled)} paired episodes: {pm:+.3f}, 95% CI [{plo:+.3f}, {phi:+.3f}]")
+    if controls:
+        print("control (model.lr.rl=1e-12 from the same SFT checkpoint, the same RL steps and evaluations):")
+        for c in controls:
+            se = statistics.stdev(c["pairs"]) / math.sqrt(len(c["pairs"]))
+            print(f"{c['seed']:>4} {c['before']:>9.3f} {c['after']:>9.3f} {c['after'] - c['before']:>+7.3f} {se:>6.3f}")
+        gains = [r["after"] - r["before"] - (c["after"] - c["before"]) for r, c in zip(rows, controls)]
+        mean, lo, hi = interval(gains, T_975.get(len(gains) - 1, 1.96))
+        print(f"RL gain over the control {mean:+.3f}; 95% CI over seeds [{lo:+.3f}, {hi:+.3f}]")
     print(f"wall time per run: median {statistics.median(r['wall'] for r in rows):.0f} s "
           f"(min {min(r['wall'] for r in rows):.0f}, max {max(r['wall'] for r in rows):.0f})")
     png = args.out / "learning_curve.png"
@@ -179,6 +199,8 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=256, help="evaluation episodes after SFT and after RL")
     ap.add_argument("--env", default="sokoban")
     ap.add_argument("--out", type=Path, default=ROOT / "bench_out" / "learning")
+    ap.add_argument("--control", action="store_true",
+                    help="also run each seed's RL from its SFT checkpoint with weights that do not move (lr 1e-12)")
     ap.add_argument("--compare", default=None, help="algorithms to train from --init-from for equal wall time")
     ap.add_argument("--init-from", default=None, help="a job dir whose checkpoint (e.g. after SFT) starts --compare")
     ap.add_argument("--minutes", type=float, default=5.0, help="--compare: RL wall time per algorithm")

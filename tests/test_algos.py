@@ -262,3 +262,15 @@ def test_value_loss_clipping_by_hand():
     assert metrics["vf_clipfrac"] == pytest.approx(0.5)
     plain, _ = value_loss(values, old, returns, mask, clip=None)
     assert plain.item() == pytest.approx(0.5 * (1.0 + 1.0) / 2)
+
+
+def test_top_entropy_mask_keeps_the_choosing_tokens():
+    """algo.top_entropy_frac: the policy gradient reaches only the top fraction of response tokens by entropy."""
+    from agentgen.algos.losses import top_entropy_mask
+
+    entropy = torch.tensor([[0.01, 0.9, 0.02, 0.5], [0.03, 0.04, 2.0, 7.0]])
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]])  # the last token is padding: never kept, however uncertain
+    keep = top_entropy_mask(entropy, mask, 0.3)
+    assert keep.tolist() == [[0, 1, 0, 0], [0, 0, 1, 0]]  # the top 30% of 7 response tokens: the 2 most uncertain
+    assert top_entropy_mask(entropy, mask, 1.0).tolist() == mask.float().tolist()
+    assert top_entropy_mask(entropy, torch.zeros_like(mask), 0.2).sum() == 0

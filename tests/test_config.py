@@ -85,12 +85,12 @@ def test_model_env_params_reach_the_env_where_it_is_used():
     from agentgen.config import env_config
     from agentgen.envs import make
 
-    cfg = compose_job([])  # model=tiny: a one-move plan in Sokoban's expert thought
-    assert env_config(cfg, "sokoban").params.thought_moves == 1
-    assert "thought_moves" not in env_config(cfg, "alfworld").params  # only the env it names
-    assert make("sokoban", "test", **env_config(cfg, "sokoban").params).thought_moves == 1
-    full = compose_job(["model.env_params.sokoban.thought_moves=null"])
-    assert env_config(full, "sokoban").params.thought_moves is None
+    cfg = compose_job([])  # model=tiny: the stepwise expert's thought in Sokoban
+    assert env_config(cfg, "sokoban").params.thought == "steps"
+    assert "thought" not in env_config(cfg, "alfworld").params  # only the env it names
+    assert make("sokoban", "test", **env_config(cfg, "sokoban").params).thought_style == "steps"
+    plan = compose_job(["model.env_params.sokoban.thought=plan"])
+    assert env_config(plan, "sokoban").params.thought == "plan"
 
 
 def test_a_models_scale_sets_the_agents_history_and_the_command_line_wins():
@@ -105,7 +105,7 @@ def test_the_scale_follows_the_model_and_presets_hold_only_model_keys():
     from agentgen.config import CONF_DIR
 
     tiny, cluster = compose_job([]), compose_job(["model=qwen2_5_7b_instruct"])
-    assert (tiny.trainer.steps, tiny.sft.steps, tiny.trainer.prompts_per_step) == (30, 600, 4)
+    assert (tiny.trainer.steps, tiny.sft.steps, tiny.trainer.prompts_per_step) == (30, 3000, 4)
     assert (cluster.trainer.steps, cluster.sft.steps, cluster.trainer.prompts_per_step) == (150, 100, 16)
     assert compose_job(["model=smollm2_135m"]).trainer.steps == 4
     assert compose_job(["model=tiny", "scale=study"]).trainer.steps == 150

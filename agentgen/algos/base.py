@@ -51,6 +51,8 @@ class AlgoConfig:
     loss_agg: str = "token-mean"  # token-mean | seq-mean-token-mean | seq-mean-token-sum
     tis_cap: Optional[float] = field(default=None, metadata=OPTIONAL)  # truncated importance sampling: weigh
     # each token by min(pi_trainer / pi_sampler, tis_cap) (vLLM sampling in bf16 on a cluster); None = off
+    top_entropy_frac: Optional[float] = field(default=None, metadata=OPTIONAL)  # policy gradient on the top
+    # fraction of each micro-batch's response tokens by entropy only (Wang et al. 2025: 0.2); None = every token
 
 
 @dataclass
@@ -178,6 +180,8 @@ def check_common(cfg: AlgoConfig, algorithm: Algorithm, bad: BadValue) -> None:
         raise bad("ppo_epochs", "an integer >= 1")
     if cfg.tis_cap is not None and not cfg.tis_cap > 0:
         raise bad("tis_cap", "null (off) or a number > 0, e.g. 2")
+    if cfg.top_entropy_frac is not None and not 0 < cfg.top_entropy_frac <= 1:
+        raise bad("top_entropy_frac", "null (every token) or a fraction in (0, 1], e.g. 0.2")
     min_group = 2 if algorithm.uses_groups and not algorithm.uses_tree else 1
     if cfg.group_size < min_group:
         raise bad("group_size", f"an integer >= {min_group}"

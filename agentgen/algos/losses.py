@@ -194,6 +194,17 @@ def token_entropy(logits: Tensor) -> Tensor:
     return torch.logsumexp(logits, dim=-1) - (probs * logits).sum(dim=-1)
 
 
+def top_entropy_mask(entropy: Tensor, mask: Tensor, frac: float) -> Tensor:
+    """[B, T] 1.0 on the response tokens whose entropy is in the top ``frac`` of ``mask``'s, else 0.0 (Wang et al.
+    2025, "Beyond the 80/20 rule": the policy gradient of the high-entropy minority of tokens, where the policy
+    chooses, carries RL's gain; the near-certain rest, right in won and lost episodes alike, only takes noise)."""
+    chosen = entropy[mask.bool()]
+    if chosen.numel() == 0:
+        return torch.zeros_like(mask, dtype=entropy.dtype)
+    threshold = torch.quantile(chosen.float(), 1.0 - float(frac))
+    return ((entropy >= threshold) & mask.bool()).to(entropy.dtype)
+
+
 def entropy_from_logits(logits: Tensor, mask: Tensor, agg: str = "token-mean") -> Tensor:
     """Aggregated policy entropy over response tokens, for logging and the entropy bonus
     (loss -= entropy_coef * entropy). ``logits`` is [B, T, V], ``mask`` [B, T]."""
