@@ -27,6 +27,7 @@ from agentgen.cli_help import defaults_comments
 from agentgen.envs import registry
 from agentgen.envs.registry import default_eval_envs, env_conf_file
 from agentgen.errors import ConfigError
+from agentgen.options import RolloutOptions, check_components
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONF_DIR = REPO_ROOT / "conf"
@@ -114,20 +115,7 @@ class ModelConfig:
     env_params: Dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
-class RolloutConfig:
-    name: str = "hf"  # hf | vllm
-    temperature: float = 1.0  # rollout temperature (papers.md A)
-    top_p: float = 1.0
-    top_k: int = 0
-    generation_batch_size: int = 64  # sequences per generate() call
-    num_workers: int = 0  # env worker processes; 0 = in-process
-    env_overlap: bool = False  # two waves: one half's env steps run while the other half generates
-    step_timeout: float = 300.0  # seconds before a hung env step restarts its worker
-    # seconds one turn's generation may take before it is abandoned and its episodes abort (vllm: the engine
-    # is killed and restarted; hf: generate's max_time cuts it); None: no limit
-    generation_timeout: Optional[float] = 600.0
-    params: Dict[str, Any] = field(default_factory=dict)  # engine-specific (vllm: tensor_parallel_size, ...)
+RolloutConfig = RolloutOptions  # the rollout node's schema: agentgen/options/env_pool.py
 
 
 @dataclass
@@ -215,7 +203,7 @@ class AgentgenConfig:
     sft: SFTConfig = field(default_factory=SFTConfig)
     algo: Dict[str, Any] = field(default_factory=dict)
     model: ModelConfig = field(default_factory=ModelConfig)
-    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    rollout: RolloutOptions = field(default_factory=RolloutOptions)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
@@ -367,22 +355,6 @@ def group_options(group: str) -> list[str]:
     return sorted(names)
 
 
-HF_DECODERS = ("loop", "generate")  # rollout.params.decode (agentgen/rollout/hf.py)
-
-
-def _check_hf_params(params) -> None:
-    """rollout=hf's engine settings: ``decode`` (loop | generate) and ``share_prefix`` (a bool)."""
-    valid = ("decode", "share_prefix")
-    for key in params:
-        _need(key in valid, f"rollout.params.{key} is not a setting of rollout=hf; valid: {', '.join(valid)} "
-              "(rollout=vllm has the vLLM engine's).")
-    decode = params.get("decode", "loop")
-    _need(decode in HF_DECODERS, f"rollout.params.decode={decode!r} is invalid; valid: {', '.join(HF_DECODERS)} "
-          "(loop: agentgen's KV-cache loop, generate: transformers' generate).")
-    share = params.get("share_prefix", True)
-    _need(isinstance(share, bool), f"rollout.params.share_prefix={share!r} is invalid; valid: true, false.")
-
-
 def _need(cond: bool, msg: str) -> None:
     if not cond:
         raise ConfigError(msg)
@@ -422,11 +394,6 @@ def validate(cfg: DictConfig) -> None:
     _positive(cfg.eval.every, "eval.every", allow_zero=True)
     _positive(cfg.eval.last_k, "eval.last_k")
     _positive(cfg.eval.temperature, "eval.temperature", allow_zero=True)
-    _positive(cfg.rollout.temperature, "rollout.temperature", allow_zero=True)
-    timeout = cfg.rollout.get("generation_timeout")
-    _need(timeout is None or (isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout > 0),
-          f"rollout.generation_timeout={timeout} is invalid: it must be a positive number of seconds, or null "
-          "(no limit).")
     t = cfg.trainer
     _positive(t.steps, "trainer.steps", allow_zero=True)
     for key in ("prompts_per_step", "mini_batch_states", "micro_batch_states"):
@@ -435,8 +402,6 @@ def validate(cfg: DictConfig) -> None:
     _positive(t.save_every, "trainer.save_every", allow_zero=True)
     if t.get("time_budget_s") is not None:
         _positive(t.time_budget_s, "trainer.time_budget_s")
-    _need(t.strategy in ("single", "deepspeed"),
-          f"trainer.strategy={t.strategy!r} is invalid; valid: single, deepspeed.")
     s = cfg.sft
     _need(s.name in group_options("sft"), f"sft={s.name!r} is invalid; valid: {', '.join(group_options('sft'))}.")
     if s.name != "none":
@@ -459,8 +424,7 @@ def validate(cfg: DictConfig) -> None:
           f"model.dtype={cfg.model.dtype!r} is invalid; valid: float32, bfloat16, float16.")
     _need(cfg.rollout.name in group_options("rollout"),
           f"rollout={cfg.rollout.name!r} is invalid; valid: {', '.join(group_options('rollout'))}.")
-    if cfg.rollout.name == "hf":
-        _check_hf_params(cfg.rollout.get("params") or {})
+    check_components(cfg)  # each component's options (agentgen/options), as the component will read them
     _need(cfg.logger.name in ("wandb", "none"), f"logger={cfg.logger.name!r} is invalid; valid: wandb, none.")
     _need(cfg.resume in ("skip_completed", "always", "never"),
           f"resume={cfg.resume!r} is invalid; valid: skip_completed, always, never.")
@@ -518,8 +482,6 @@ def _validate_machine_values(cfg: DictConfig) -> None:
     env_names = registry.names()  # in-tree and installed envs, read now
     _need(cfg.seed >= 0, f"seed={cfg.seed} is invalid: it must be >= 0 (it seeds the env instances, the sampling "
           "and the model's initialisation).")
-    _need(0 < cfg.rollout.top_p <= 1, f"rollout.top_p={cfg.rollout.top_p} is invalid: it must be in (0, 1].")
-    _positive(cfg.rollout.top_k, "rollout.top_k", allow_zero=True)
     _positive(cfg.agent.history_k, "agent.history_k", allow_zero=True)
     _need(cfg.agent.prompt in PROMPT_STYLES,
           f"agent.prompt={cfg.agent.prompt!r} is invalid; valid: full (the study's prompt), compact (the same "
@@ -715,6 +677,11 @@ def _unknown_key(key: str, value: str | None, overrides: list[str]) -> str:
     keys = list(_keys_at(parent, choices)) if parent else []
     msg = f"{said}: {parent or 'the config'} has no key '{leaf}'"
     msg += f"{_did_you_mean(leaf, keys)}; keys there: {', '.join(keys)}" if keys else ""
+    group, _, rest = parent.partition(".")
+    if rest == "params" and (CONF_DIR / group).is_dir():  # a typed params block: which options of the group read it
+        having = [o for o in group_options(group) if leaf in _params_keys(group, o)]
+        if having:
+            msg += f". {leaf} is a setting of {' / '.join(f'{group}={o}' for o in having)}"
     top = key.split(".")[0]
     if parent == top and (CONF_DIR / top).is_dir():  # a key that only some options of the group have
         having = [o for o in group_options(top) if leaf in OmegaConf.load(CONF_DIR / top / f"{o}.yaml").keys()]
@@ -724,6 +691,28 @@ def _unknown_key(key: str, value: str | None, overrides: list[str]) -> str:
             msg += (f". {top}={chosen} has no {leaf}; the options with it: {', '.join(having)}, e.g. "
                     f"{top}={example} {said}")
     return msg + "."
+
+
+@lru_cache(maxsize=None)
+def _params_keys(group: str, option: str) -> tuple[str, ...]:
+    """The keys of ``<group>.params`` with conf/<group>/<option>.yaml: its params schema's (agentgen/options),
+    found through the file's defaults list (``<schema>@params``, possibly inherited) and the file's own."""
+    from dataclasses import fields as dc_fields
+
+    from agentgen.options import PARAMS_SCHEMAS
+
+    path = CONF_DIR / group / f"{option}.yaml"
+    if not path.is_file():
+        return ()
+    node = OmegaConf.load(path)
+    keys = set((node.get("params") or {}).keys())
+    for entry in node.get("defaults") or []:
+        name = str(entry).split("@")[0] if isinstance(entry, str) else ""
+        if (group, name) in PARAMS_SCHEMAS:
+            keys |= {f.name for f in dc_fields(PARAMS_SCHEMAS[(group, name)])}
+        elif name and name != "_self_":
+            keys |= set(_params_keys(group, name))
+    return tuple(sorted(keys))
 
 
 def check_group_choices(overrides: list[str]) -> None:
@@ -769,6 +758,10 @@ def describe_compose_error(exc: BaseException, overrides: list[str]) -> str:
     msg = first[0] if first else text
     if key and ("not in struct" in msg or " not in '" in msg):
         return _unknown_key(key, _override_value(overrides, key), overrides)
+    if key and ("could not be converted to" in msg or "is not a valid bool" in msg):
+        kind = "Boolean" if "valid bool" in msg else msg.rsplit("converted to", 1)[1].strip().rstrip(".")
+        want = {"Integer": "an integer", "Float": "a number", "Boolean": "true or false"}.get(kind, kind)
+        return f"{key}={_override_value(overrides, key)} is invalid: it must be {want}."
     if key:
         node = AgentgenConfig()
         hint = ""

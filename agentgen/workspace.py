@@ -25,6 +25,7 @@ from agentgen.augment import env_factory
 from agentgen.config import env_config
 from agentgen.envs.pool import EnvPool
 from agentgen.models.loader import load_policy
+from agentgen.options import rollout_options
 from agentgen.rollout import make_generator
 from agentgen.rollout.hf import HFGenerator
 from agentgen.rollout.policy import ModelPolicy
@@ -132,8 +133,9 @@ class Workspace:
         if key in self.pools:
             self.pools.pop(key).close()
         target, kwargs = env_factory(name, ec, self.cfg.augment, split, self.cfg.seed)
+        opts = rollout_options(self.cfg.rollout).pool()
         self.pools[key] = EnvPool(target, kwargs, split=split, num_slots=want,
-                                  num_workers=self.cfg.rollout.num_workers, step_timeout=self.cfg.rollout.step_timeout)
+                                  num_workers=opts.num_workers, step_timeout=opts.step_timeout)
         return self.pools[key]
 
     def runner(self, name: str, split: str, slots: int, max_turns: int | None = None, temperature: float = 1.0,

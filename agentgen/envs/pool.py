@@ -44,6 +44,7 @@ from multiprocessing.connection import wait as mp_wait
 from typing import Any
 
 from agentgen.envs import SPLITS, TextEnv, env_class, env_names
+from agentgen.options import PoolOptions
 
 log = logging.getLogger(__name__)
 
@@ -228,12 +229,8 @@ class EnvPool:
             raise ValueError(f"EnvPool: split must be one of {SPLITS}, got {split!r}")
         if int(num_slots) < 1:
             raise ValueError(f"EnvPool: num_slots must be >= 1, got {num_slots!r}")
-        if num_workers is not None and int(num_workers) < 0:
-            raise ValueError(
-                f"EnvPool: num_workers must be >= 0 (0 = in-process) or None, got {num_workers!r}"
-            )
-        if not step_timeout or step_timeout <= 0:
-            raise ValueError(f"EnvPool: step_timeout must be > 0 seconds, got {step_timeout!r}")
+        # the pool's rules are PoolOptions' (rollout.num_workers, rollout.step_timeout), which preflight ran too
+        PoolOptions(num_workers=0 if num_workers is None else num_workers, step_timeout=step_timeout).check()
         if start_method not in mp.get_all_start_methods():
             raise ValueError(
                 f"EnvPool: start_method {start_method!r} unavailable here; "

@@ -37,7 +37,7 @@ import time
 import torch
 from transformers import DynamicCache, GenerationConfig, LogitsProcessor, LogitsProcessorList
 
-from agentgen.config import HF_DECODERS
+from agentgen.options import HFOptions
 
 
 class HFGenerator:
@@ -45,8 +45,7 @@ class HFGenerator:
 
     def __init__(self, model, tokenizer, batch_size: int = 64, stop_strings: tuple[str, ...] = ("</action>",),
                  generation_timeout: float | None = None, decode: str = "loop", share_prefix: bool = True):
-        if decode not in HF_DECODERS:
-            raise ValueError(f"rollout.params.decode={decode!r} is invalid; valid: {', '.join(HF_DECODERS)}")
+        HFOptions(decode=decode, share_prefix=share_prefix).check()
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size

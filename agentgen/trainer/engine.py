@@ -30,108 +30,26 @@ import json
 import logging
 import math
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 
 from agentgen import dist
-from agentgen.errors import ConfigError
+from agentgen.options import STRATEGIES, EngineOptions, LoraOptions, engine_options
 from agentgen.trainer.batch import chunks
 from agentgen.trainer.optim import make_optimizer, make_scheduler
 
 log = logging.getLogger(__name__)
 
-STRATEGIES = ("single", "deepspeed")
-ZERO_STAGES = (0, 1, 2, 3)
-OFFLOAD_DEVICES = ("none", "cpu", "nvme")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-LORA_SYNC = ("merged", "adapter")
 MODEL_DTYPE_PRECISION = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
 ADAPTER_DIR = "lora_adapter"  # peft adapter inside a checkpoint (resume and vLLM LoRA sync)
 STATE_FILE = "engine.json"  # what wrote a checkpoint: strategy, world size, LoRA base
 
 
 # --------------------------------------------------------------------------- options
-@dataclass
-class LoraOptions:
-    rank: int = 0  # 0: LoRA off (full fine-tuning)
-    alpha: float = 32.0
-    dropout: float = 0.0
-    target_modules: Any = "all-linear"  # peft's keyword: "all-linear" or a list of module names
-    sync: str = "merged"  # rollout engine gets merged weights, or the adapter itself (vLLM LoRA)
-    init_seed: int = 0  # the adapter's initialisation: the same on every rank and in every run
-
-    @property
-    def enabled(self) -> bool:
-        return self.rank > 0
-
-
-@dataclass
-class EngineOptions:
-    """``trainer.params``: the engine's own settings (DeepSpeed keys only with strategy=deepspeed)."""
-
-    zero_stage: int = 3
-    offload_optimizer: str = "none"  # none | cpu | nvme: optimizer states (and fp32 master) off the GPU
-    offload_param: str = "none"  # none | cpu | nvme: ZeRO-3 parameters off the GPU
-    nvme_path: str | None = None
-    precision: str = "auto"  # auto (from model.dtype) | fp32 | bf16 | fp16
-    overlap_comm: bool | None = None  # None: on for ZeRO-2/3 on GPUs
-    reduce_bucket_size: int = 200_000_000
-    stage3_prefetch_bucket_size: int = 50_000_000
-    stage3_param_persistence_threshold: int = 100_000
-    weight_sync_bucket_mb: int = 512  # weights per push into the rollout engine
-    ds_config: dict = field(default_factory=dict)  # raw DeepSpeed keys merged over the generated JSON
-    lora: LoraOptions = field(default_factory=LoraOptions)
-
-
-DEEPSPEED_ONLY = ("zero_stage", "offload_optimizer", "offload_param", "nvme_path", "overlap_comm",
-                  "reduce_bucket_size", "stage3_prefetch_bucket_size", "stage3_param_persistence_threshold",
-                  "ds_config")
-
-
-def parse_options(strategy: str, params: Mapping[str, Any] | None) -> EngineOptions:
-    """Validate ``trainer.params`` for ``strategy``; raise ConfigError naming the bad key/value."""
-    if strategy not in STRATEGIES:
-        raise ConfigError(f"trainer.strategy={strategy!r} is invalid; valid: {', '.join(STRATEGIES)}.")
-    raw = dict(_plain(params or {}))
-    valid = [f.name for f in fields(EngineOptions)]
-    for key in raw:
-        if key not in valid:
-            raise ConfigError(f"trainer.params.{key} is not an engine setting; valid: {', '.join(valid)}.")
-        if strategy == "single" and key in DEEPSPEED_ONLY:
-            raise ConfigError(f"trainer.params.{key} only applies to trainer.strategy=deepspeed (this run has "
-                              f"trainer.strategy=single); choose trainer=deepspeed_zero<0-3> or drop the key.")
-    lora_raw = dict(raw.pop("lora", None) or {})
-    lora_valid = [f.name for f in fields(LoraOptions)]
-    for key in lora_raw:
-        if key not in lora_valid:
-            raise ConfigError(f"trainer.params.lora.{key} is not a LoRA setting; valid: {', '.join(lora_valid)}.")
-    opts = EngineOptions(**raw, lora=LoraOptions(**lora_raw))
-    _choice(opts.zero_stage, ZERO_STAGES, "trainer.params.zero_stage")
-    _choice(opts.offload_optimizer, OFFLOAD_DEVICES, "trainer.params.offload_optimizer")
-    _choice(opts.offload_param, OFFLOAD_DEVICES, "trainer.params.offload_param")
-    _choice(opts.precision, PRECISIONS, "trainer.params.precision")
-    _choice(opts.lora.sync, LORA_SYNC, "trainer.params.lora.sync")
-    if opts.offload_param != "none" and opts.zero_stage != 3:
-        raise ConfigError(f"trainer.params.offload_param={opts.offload_param} needs ZeRO stage 3 (zero_stage="
-                          f"{opts.zero_stage}); use trainer=deepspeed_zero3 or offload_param=none.")
-    if opts.offload_optimizer != "none" and opts.zero_stage == 0:
-        raise ConfigError(f"trainer.params.offload_optimizer={opts.offload_optimizer} needs ZeRO stage 1-3 "
-                          f"(zero_stage=0); valid with offload: 1, 2, 3.")
-    if "nvme" in (opts.offload_optimizer, opts.offload_param) and not opts.nvme_path:
-        raise ConfigError("NVMe offload needs trainer.params.nvme_path (a fast local disk directory).")
-    if opts.lora.rank < 0:
-        raise ConfigError(f"trainer.params.lora.rank={opts.lora.rank} is invalid: it must be >= 0 (0: no LoRA).")
-    if opts.weight_sync_bucket_mb <= 0:
-        raise ConfigError(f"trainer.params.weight_sync_bucket_mb={opts.weight_sync_bucket_mb} must be positive.")
-    return opts
-
-
-def _choice(value: Any, valid: Sequence[Any], key: str) -> None:
-    if value not in valid:
-        raise ConfigError(f"{key}={value!r} is invalid; valid: {', '.join(map(str, valid))}.")
+parse_options = engine_options  # trainer.params for a strategy: agentgen/options/train_engine.py holds the rules
 
 
 def _plain(node: Any) -> Any:
