@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from agentgen import console, dist
 from agentgen.agent.prompt import PromptBuilder
-from agentgen.augment import env_factory
+from agentgen.augment import env_factory, parse_settings
 from agentgen.config import env_config
 from agentgen.envs.pool import EnvPool
 from agentgen.models.loader import load_policy
@@ -74,6 +74,7 @@ def init_checkpoint(cfg: DictConfig) -> str | None:
 class Workspace:
     def __init__(self, cfg: DictConfig, out_dir: Path):
         self.cfg = cfg
+        self.augment = parse_settings(cfg.augment, default_seed=int(cfg.seed))  # the job's one parse
         self.out = out_dir
         self.stage_plan = stage_plan(cfg)
         self.train_envs = list(dict.fromkeys(e for envs, _ in self.stage_plan for e in envs))
@@ -132,9 +133,8 @@ class Workspace:
             return self.pools[key]
         if key in self.pools:
             self.pools.pop(key).close()
-        target, kwargs = env_factory(name, ec, self.cfg.augment, split, self.cfg.seed)
         opts = rollout_options(self.cfg.rollout).pool()
-        self.pools[key] = EnvPool(target, kwargs, split=split, num_slots=want,
+        self.pools[key] = EnvPool(env_factory(name, ec, self.augment, split), None, split=split, num_slots=want,
                                   num_workers=opts.num_workers, step_timeout=opts.step_timeout)
         return self.pools[key]
 
