@@ -30,6 +30,7 @@ from agentgen.rollout import make_generator
 from agentgen.rollout.hf import HFGenerator
 from agentgen.rollout.policy import ModelPolicy
 from agentgen.rollout.runner import Episode, EpisodeRunner, EpisodeSpec
+from agentgen.summary import VARIANT_KEYS
 from agentgen.trainer import checkpoint as ckpt
 from agentgen.trainer.engine import generation_context, make_engine, model_loading, resume_model_path
 
@@ -52,9 +53,10 @@ def seed_everything(seed: int) -> None:
 
 def variant(cfg: DictConfig) -> dict[str, Any]:
     """The modeling choices of this job: what the report groups and compares by."""
-    return {"augment": cfg.augment.get("name", "none"), "sft": cfg.sft.name, "think": bool(cfg.think),
-            "algo": cfg.algo.name, "model": cfg.model.name, "start": cfg.get("start_name") or
-            ("base" if not cfg.init_from else Path(str(cfg.init_from)).name), "seed": int(cfg.seed)}
+    values = {"augment": cfg.augment.get("name", "none"), "sft": cfg.sft.name, "think": bool(cfg.think),
+              "algo": cfg.algo.name, "model": cfg.model.name, "start": cfg.get("start_name") or
+              ("base" if not cfg.init_from else Path(str(cfg.init_from)).name), "seed": int(cfg.seed)}
+    return {key: values[key] for key in VARIANT_KEYS}  # the factors' one list (agentgen.summary)
 
 
 def stage_plan(cfg: DictConfig) -> list[tuple[list[str], int]]:
