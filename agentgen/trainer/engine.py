@@ -17,8 +17,9 @@ rank its share and pads short ranks with zero-weight passes. ``backward`` expect
 weighted for a *sum over all ranks' micro-batches* (the single-process token-mean weighting) and undoes
 DeepSpeed's averaging over ranks, so the update equals the single-process one.
 
-A DeepSpeed JSON is generated from the config (``deepspeed_config``); ``trainer.params.ds_config``
-overrides any key of it; nothing is kept by hand.
+By responsibility: the options and their rules are agentgen/options (``EngineOptions``), the DeepSpeed JSON
+agentgen/trainer/deepspeed_json.py, the LoRA adapter agentgen/trainer/lora.py; this module holds the engines,
+the weight export they share with the rollout engine, and the factory.
 """
 
 from __future__ import annotations
@@ -39,113 +40,23 @@ import torch
 from agentgen import dist
 from agentgen.options import STRATEGIES, EngineOptions, LoraOptions, engine_options
 from agentgen.trainer.batch import chunks
+from agentgen.trainer.deepspeed_json import (  # noqa: F401 - importable from the engine module too
+    MODEL_DTYPE_PRECISION,
+    deepspeed_config,
+    reference_deepspeed_config,
+    resolve_precision,
+)
+from agentgen.trainer.lora import apply_lora, is_peft
 from agentgen.trainer.optim import make_optimizer, make_scheduler
 
 log = logging.getLogger(__name__)
 
-MODEL_DTYPE_PRECISION = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
 ADAPTER_DIR = "lora_adapter"  # peft adapter inside a checkpoint (resume and vLLM LoRA sync)
 STATE_FILE = "engine.json"  # what wrote a checkpoint: strategy, world size, LoRA base
 
 
 # --------------------------------------------------------------------------- options
 parse_options = engine_options  # trainer.params for a strategy: agentgen/options/train_engine.py holds the rules
-
-
-def _plain(node: Any) -> Any:
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-
-        if isinstance(node, (DictConfig, ListConfig)):
-            return OmegaConf.to_container(node, resolve=True)
-    except ImportError:  # pragma: no cover
-        pass
-    return node
-
-
-def resolve_precision(opts: EngineOptions, model_dtype: str) -> str:
-    return MODEL_DTYPE_PRECISION[model_dtype] if opts.precision == "auto" else opts.precision
-
-
-def deepspeed_config(opts: EngineOptions, *, lr: float, weight_decay: float, grad_clip: float, micro_batch: int,
-                     world_size: int, precision: str, on_gpu: bool) -> dict[str, Any]:
-    """The DeepSpeed JSON for these settings.
-
-    Gradient accumulation is caller-owned (``managed_gradient_accumulation: false``): an RL mini-batch
-    has as many micro-batches as its states need, and every ``step()`` is the boundary. AdamW matches the
-    single-process optimiser (betas 0.9/0.999, eps 1e-8); torch's implementation on CPU, DeepSpeed's
-    fused one on GPUs, its CPU Adam when the optimizer is offloaded."""
-    stage = opts.zero_stage
-    overlap = opts.overlap_comm if opts.overlap_comm is not None else (on_gpu and stage >= 2)
-    zero: dict[str, Any] = {"stage": stage, "overlap_comm": bool(overlap and stage >= 2),
-                            "contiguous_gradients": stage >= 2, "reduce_bucket_size": int(opts.reduce_bucket_size)}
-    if stage in (1, 2):
-        zero["allgather_bucket_size"] = int(opts.reduce_bucket_size)
-    if stage == 3:
-        zero.update(stage3_prefetch_bucket_size=int(opts.stage3_prefetch_bucket_size),
-                    stage3_param_persistence_threshold=int(opts.stage3_param_persistence_threshold),
-                    stage3_gather_16bit_weights_on_model_save=True)
-    for key, device in (("offload_optimizer", opts.offload_optimizer), ("offload_param", opts.offload_param)):
-        if device != "none":
-            zero[key] = {"device": device, "pin_memory": on_gpu}
-            if device == "nvme":
-                zero[key]["nvme_path"] = opts.nvme_path
-    config: dict[str, Any] = {
-        "train_micro_batch_size_per_gpu": int(micro_batch),
-        "gradient_accumulation_steps": 1,
-        "train_batch_size": int(micro_batch) * int(world_size),
-        "managed_gradient_accumulation": False,
-        "gradient_clipping": float(grad_clip),
-        "zero_optimization": zero,
-        "optimizer": {"type": "AdamW", "params": {
-            "lr": float(lr), "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": float(weight_decay),
-            "torch_adam": not on_gpu and opts.offload_optimizer == "none"}},
-        "bf16": {"enabled": precision == "bf16"},
-        "fp16": {"enabled": precision == "fp16", "loss_scale": 0, "initial_scale_power": 16},
-        "zero_allow_untested_optimizer": True,
-        "steps_per_print": 10**12,
-        "wall_clock_breakdown": False,
-    }
-    return _deep_merge(config, opts.ds_config)
-
-
-def reference_deepspeed_config(train_config: Mapping[str, Any]) -> dict[str, Any]:
-    """A frozen model's DeepSpeed JSON (reference policy under ZeRO-3): same sharding and precision, no
-    optimizer; parameters offloaded when the policy's are."""
-    zero = {k: v for k, v in train_config["zero_optimization"].items() if k != "offload_optimizer"}
-    return {"train_micro_batch_size_per_gpu": train_config["train_micro_batch_size_per_gpu"],
-            "train_batch_size": train_config["train_batch_size"], "gradient_accumulation_steps": 1,
-            "zero_optimization": zero, "bf16": dict(train_config["bf16"]), "fp16": dict(train_config["fp16"]),
-            "steps_per_print": 10**12, "wall_clock_breakdown": False}
-
-
-def _deep_merge(base: dict, over: Mapping) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in (over or {}).items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), dict) else copy.deepcopy(v)
-    return out
-
-
-# --------------------------------------------------------------------------- LoRA
-def apply_lora(model, lora: LoraOptions):
-    """Wrap ``model`` with a peft LoRA adapter named "default"; only the adapter trains."""
-    from peft import LoraConfig, get_peft_model
-
-    config = LoraConfig(r=int(lora.rank), lora_alpha=float(lora.alpha), lora_dropout=float(lora.dropout),
-                        target_modules=_plain(lora.target_modules), bias="none", task_type="CAUSAL_LM")
-    if getattr(model, "is_gradient_checkpointing", False):
-        model.enable_input_require_grads()  # checkpointed blocks need an input that requires grad
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(lora.init_seed))
-        return get_peft_model(model, config)
-
-
-def is_peft(module) -> bool:
-    try:
-        from peft import PeftModel
-    except ImportError:  # pragma: no cover
-        return False
-    return isinstance(module, PeftModel)
 
 
 @dataclass
