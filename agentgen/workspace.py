@@ -81,7 +81,7 @@ class Workspace:
         self.stage_plan = stage_plan(cfg)
         self.train_envs = list(dict.fromkeys(e for envs, _ in self.stage_plan for e in envs))
         self.current_envs = self.stage_plan[0][0]
-        self.prompts = PromptBuilder.from_config(cfg)
+        self.prompts = PromptBuilder.from_config(cfg.agent, cfg.think)
         self.pools: dict[tuple[str, str], EnvPool] = {}
         self.env_cfgs: dict[tuple[str, str], DictConfig] = {}
         self.tracker = None

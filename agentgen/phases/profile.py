@@ -141,7 +141,8 @@ def play_model(
     """Play ``seeds`` with a model through the rollout runner (the same prompts as training)."""
     model, tokenizer, _ = load_policy(cfg.model, path=_model_path(cfg, policy))
     model.eval()
-    actor = ModelPolicy(make_generator(cfg.rollout, model, tokenizer), tokenizer, PromptBuilder.from_config(cfg),
+    prompts = PromptBuilder.from_config(cfg.agent, cfg.think)
+    actor = ModelPolicy(make_generator(cfg.rollout, model, tokenizer), tokenizer, prompts,
                         env_cfg.max_prompt_tokens, env_cfg.max_response_tokens, temperature)
     return _play(_OptimalLengthPool(pool), actor, seeds, tmax, desc=f"profile {env_cfg.name}")
 
@@ -210,7 +211,7 @@ def run_profile(cfg, out_dir: str | Path) -> dict[str, dict[str, Any]]:
     aug = parse_settings(cfg.get("augment"), default_seed=int(cfg.seed))  # the job's one parse
     pool_opts = rollout_options(cfg.rollout).pool()
     seeds = list(range(pc.seed_start, pc.seed_start + pc.episodes))
-    prompts = PromptBuilder.from_config(cfg)
+    prompts = PromptBuilder.from_config(cfg.agent, cfg.think)
     tracker = Tracker(
         cfg.logger,
         out,
