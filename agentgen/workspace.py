@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from agentgen import console, dist
 from agentgen.agent.prompt import PromptBuilder
 from agentgen.augment import env_factory, parse_settings
-from agentgen.config import env_config
+from agentgen.config import built_env_config, env_config
 from agentgen.envs.pool import EnvPool
 from agentgen.models.loader import load_policy
 from agentgen.options import rollout_options
@@ -124,7 +124,8 @@ class Workspace:
     def env_cfg(self, name: str, split: str) -> DictConfig:
         key = (name, split)
         if key not in self.env_cfgs:
-            self.env_cfgs[key] = env_config(self.cfg, name, for_eval=split == "test")
+            self.env_cfgs[key] = built_env_config(self.cfg.env_configs, name, split) or \
+                env_config(self.cfg, name, for_eval=split == "test")  # a pair the step did not foresee
         return self.env_cfgs[key]
 
     def pool(self, name: str, split: str, slots: int) -> EnvPool:

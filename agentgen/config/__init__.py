@@ -5,6 +5,7 @@ component's own options are in agentgen/options. The names below stay importable
 
 from agentgen.config.envs import (
     ENV_CONFIGS,
+    built_env_config,
     env_config,
     instance_subset,
     job_config_yaml,
@@ -46,6 +47,6 @@ from agentgen.errors import ConfigError
 __all__ = ["CONF_DIR", "ENV_CONFIGS", "PROFILE_POLICIES", "REPO_ROOT", "SWEEPS_DIR", "SWEEP_GROUP", "TASKS",
            "AgentConfig", "AgentgenConfig", "ConfigError", "EnvConfig", "EvalConfig", "HealthConfig", "LoggerConfig",
            "ModelConfig", "ModelLR", "ModelResources", "ProfileConfig", "RewardConfig", "RolloutConfig", "SFTConfig",
-           "SplitConfig", "TrainerConfig", "check_group_choices", "describe_compose_error", "env_checks_shared",
-           "env_config", "group_options", "instance_subset", "job_config_yaml", "load_algo_file", "merge_env_config",
-           "profile_config", "resolve_env_configs", "validate"]
+           "SplitConfig", "TrainerConfig", "built_env_config", "check_group_choices", "describe_compose_error",
+           "env_checks_shared", "env_config", "group_options", "instance_subset", "job_config_yaml",
+           "load_algo_file", "merge_env_config", "profile_config", "resolve_env_configs", "validate"]

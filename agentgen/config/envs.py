@@ -20,13 +20,18 @@ from agentgen.envs.registry import env_conf_file
 ENV_CONFIGS = "env_configs"  # the job config's node holding the step's result: {env: {train|test: env config}}
 
 
+def built_env_config(env_configs: DictConfig | None, name: str, split: str) -> DictConfig | None:
+    """The config of env ``name`` for ``split`` ("train" | "test") as the step stored it (a job's
+    ``cfg.env_configs``), or None when the step did not store that pair."""
+    stored = (env_configs or {}).get(name, {}).get(split)
+    return None if stored is None else OmegaConf.merge(OmegaConf.structured(EnvConfig), stored)
+
+
 def env_config(cfg: DictConfig, name: str, for_eval: bool = False) -> DictConfig:
     """The config of env ``name`` for training (or, ``for_eval``, for the test split): the one stored by
     ``resolve_env_configs`` when the job has run that step, otherwise the step's merge for this env."""
-    stored = (cfg.get(ENV_CONFIGS) or {}).get(name, {}).get("test" if for_eval else "train")
-    if stored is not None:
-        return OmegaConf.merge(OmegaConf.structured(EnvConfig), stored)
-    return merge_env_config(cfg, name, for_eval)
+    stored = built_env_config(cfg.get(ENV_CONFIGS), name, "test" if for_eval else "train")
+    return stored if stored is not None else merge_env_config(cfg, name, for_eval)
 
 
 def merge_env_config(cfg: DictConfig, name: str, for_eval: bool = False) -> DictConfig:

@@ -95,7 +95,7 @@ def validate(cfg: DictConfig) -> None:
           f"model.dtype={cfg.model.dtype!r} is invalid; valid: float32, bfloat16, float16.")
     _need(cfg.rollout.name in group_options("rollout"),
           f"rollout={cfg.rollout.name!r} is invalid; valid: {', '.join(group_options('rollout'))}.")
-    check_components(cfg)  # each component's options (agentgen/options), as the component will read them
+    check_components(cfg.rollout, cfg.trainer)  # each component's options (agentgen/options), as it will read them
     _need(cfg.logger.name in ("wandb", "none"), f"logger={cfg.logger.name!r} is invalid; valid: wandb, none.")
     _need(cfg.resume in ("skip_completed", "always", "never"),
           f"resume={cfg.resume!r} is invalid; valid: skip_completed, always, never.")

@@ -129,11 +129,12 @@ def rollout_params(rollout: Mapping[str, Any]) -> HFOptions | VLLMOptions:
     raise ConfigError(f"rollout={name!r} is not an engine; valid: hf, vllm.")
 
 
-def check_components(cfg: Mapping[str, Any]) -> None:
-    """Every component's options of a composed job config, checked as the components will read them."""
-    rollout_options(cfg["rollout"])
-    rollout_params(cfg["rollout"])
-    engine_options(cfg["trainer"].get("strategy", "single"), cfg["trainer"].get("params"))
+def check_components(rollout: Mapping[str, Any], trainer: Mapping[str, Any]) -> None:
+    """Every component's options of a job (its ``rollout`` and ``trainer`` nodes), checked as the components will
+    read them."""
+    rollout_options(rollout)
+    rollout_params(rollout)
+    engine_options(trainer.get("strategy", "single"), trainer.get("params"))
 
 
 __all__ = ["DEEPSPEED_ONLY", "HF_DECODERS", "LORA_SYNC", "OFFLOAD_DEVICES", "PARAMS_SCHEMAS", "PLACEMENTS",
