@@ -4,6 +4,7 @@ needs nothing of the rollout engines."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,10 +27,27 @@ class Turn:
 
 @dataclass
 class EpisodeSpec:
+    """An episode to play. ``meta["sampling_seed"]`` (set by evaluation) fixes the model's draws in it: each
+    turn samples from a seed derived from it and the turn's index (``turn_seed``)."""
+
     env: str
     seed: int
     group: int = 0  # episodes sharing a group id are compared by GRPO-style baselines
     meta: dict[str, Any] = field(default_factory=dict)
+
+
+def derive_seed(*parts: Any) -> int:
+    """A 63-bit seed from ``parts`` (ints, strings), stable across processes and Python versions (unlike
+    ``hash``): the same parts always give the same seed, different parts independent-looking ones."""
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+def turn_seed(spec: EpisodeSpec, turn: int) -> int | None:
+    """The sampling seed of turn ``turn`` (0-based, replayed prefix turns counted) of an episode whose spec
+    carries a ``sampling_seed``; None when it does not (fresh randomness)."""
+    base = spec.meta.get("sampling_seed")
+    return None if base is None else derive_seed(int(base), int(turn))
 
 
 @dataclass

@@ -199,3 +199,94 @@ def test_the_trainer_calls_gspo_loss_with_its_clip_range(monkeypatch):
     metrics = trainer.step(0)
     assert seen and set(seen) == {(3e-4, 4e-4, "seq-mean-token-mean")}
     assert metrics["train/ratio_max"] >= 1.0 and "train/clipfrac" in metrics
+
+
+def test_gspo_with_tis_weights_each_token_its_own_term():
+    """TIS weights vary within a row: token t's gradient is -A * w_t * s / |y| (verl applies each token's weight to
+    its own term). The row's mean weight (the old collapse) gives the same loss value, -A * mean(w) * s, but a
+    gradient of -A * mean(w) * s / |y| on every token."""
+    lp = torch.tensor([[-1.0, -2.0, -0.5, 0.0]], requires_grad=True)
+    old = lp.detach().clone()  # on-policy: s = 1, nothing clips
+    mask = torch.tensor([[1.0, 1.0, 1.0, 0.0]])
+    w = torch.tensor([[0.5, 1.0, 2.0, 1.0]])  # the trainer's tis_weights: 1 off the response
+    a = 2.0
+    loss, m = gspo_policy_loss(lp, old, a * w, mask, 3e-4, 4e-4)
+    assert float(loss) == pytest.approx(-a * (0.5 + 1.0 + 2.0) / 3, abs=1e-6) and m["clipfrac"] == 0.0
+    loss.backward()
+    torch.testing.assert_close(lp.grad, torch.tensor([[-a * 0.5 / 3, -a * 1.0 / 3, -a * 2.0 / 3, 0.0]]))
+    # a negative advantage clips on its own side whatever the weights: s = e^0.01 > 1 + 4e-4 stays unclipped
+    lp2 = torch.tensor([[-1.0, -2.0]], requires_grad=True)
+    loss2, m2 = gspo_policy_loss(lp2, lp2.detach() - 0.01, -1.0 * torch.tensor([[0.5, 2.0]]), torch.ones(1, 2))
+    assert m2["clipfrac"] == 0.0
+    loss2.backward()
+    s = math.exp(0.01)
+    torch.testing.assert_close(lp2.grad, torch.tensor([[0.5 * s / 2, 2.0 * s / 2]]))
+
+
+def test_gspo_defaults_are_the_papers_and_other_aggregations_are_refused():
+    """The paper's objective: no KL term, each response counted once. token-mean is not GSPO: a clear error."""
+    from omegaconf import OmegaConf
+
+    from agentgen.algos.gspo import GSPOConfig
+
+    cfg = OmegaConf.to_container(load_algo_file("gspo"))
+    assert cfg["kl_coef"] == GSPOConfig.kl_coef == 0.0
+    assert (cfg["clip_low"], cfg["clip_high"], cfg["loss_agg"]) == (3e-4, 4e-4, "seq-mean-token-mean")
+    validate_algo_config(cfg)
+    validate_algo_config({**cfg, "kl_coef": 0.01})  # a KL term stays available
+    for agg in ("token-mean", "seq-mean-token-sum"):
+        with pytest.raises(ValueError, match=rf"algo.loss_agg='{agg}' is invalid for 'gspo'.*seq-mean-token-mean"):
+            validate_algo_config({**cfg, "loss_agg": agg})
+
+
+# ------------------------------------------------------------------ GiGPO: the paper's defaults, verl-agent's options
+ONE_AND_THREE = [[1.0], [0.0, 0.0, 0.0]]  # one group: a 1-step win and a 3-step failure
+DISTINCT = [["w0"], ["f0", "f1", "f2"]]  # no shared state: every step group a singleton
+
+
+def test_gigpo_episode_statistics_over_episodes_or_over_step_rows():
+    # per episode (paper): returns 1, 0 -> mean 0.5, unbiased std 0.7071 -> +-0.7071
+    paper = gigpo_advantages(ONE_AND_THREE, [0, 0], DISTINCT, gamma=1.0)
+    close(paper[0], [1 / math.sqrt(2)])
+    close(paper[1], [-1 / math.sqrt(2)] * 3)
+    # per step row (verl-agent): rows 1, 0, 0, 0 -> mean 0.25, unbiased std 0.5 -> +1.5 and -0.5
+    rows = gigpo_advantages(ONE_AND_THREE, [0, 0], DISTINCT, gamma=1.0, episode_stats="step")
+    close(rows[0], [1.5])
+    close(rows[1], [-0.5] * 3)
+    mean_only = gigpo_advantages(ONE_AND_THREE, [0, 0], DISTINCT, gamma=1.0, mode="mean_norm", episode_stats="step")
+    close(mean_only[0], [0.75])
+    close(mean_only[1], [-0.25] * 3)
+
+
+def test_gigpo_groups_of_one_get_zero_or_their_raw_return():
+    # a group of one episode, rewards 0 then 2 (gamma 0.5: G = [1, 2]), its two states seen once each
+    rewards, keys = [[0.0, 2.0]], [["s0", "s1"]]
+    close(gigpo_advantages(rewards, [7], keys, gamma=0.5)[0], [0.0, 0.0])  # no baseline anywhere
+    # verl-agent: mean 0, std 1 on both levels -> episode 2 (/(1 + 1e-6)), steps 1 and 2
+    close(gigpo_advantages(rewards, [7], keys, gamma=0.5, singletons="raw")[0], [2 + 1, 2 + 2], tol=1e-4)
+    # only the singletons change: in REWARDS' group, step group c (e1's second step, G = 0) stays 0 either way,
+    # and the shared groups are untouched
+    close(sum(gigpo_advantages(REWARDS, GROUPS, KEYS, gamma=0.5, singletons="raw"), []),
+          sum(gigpo_advantages(REWARDS, GROUPS, KEYS, gamma=0.5), []))
+
+
+def test_gigpo_similarity_autojunk_is_verl_agents_choice():
+    room = "You are in the kitchen. On the counter: a mug, a knife, an apple. " * 4  # 264 characters
+    near = room.replace("apple", "pear", 1)  # ratio 0.987 as the texts are; 0.751 with difflib's autojunk
+    keys = [[room], [near]]
+    assert len(set(sum(step_groups(keys, [0, 0], 0.9), []))) == 1
+    assert len(set(sum(step_groups(keys, [0, 0], 0.9, autojunk=True), []))) == 2
+
+
+def test_gigpo_options_are_checked_and_reach_the_trainer():
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.to_container(load_algo_file("gigpo"))
+    assert (cfg["episode_stats"], cfg["singletons"], cfg["similarity_autojunk"]) == ("episode", "zero", False)
+    with pytest.raises(ValueError, match=r"algo.episode_stats='steps' is invalid for 'gigpo'.*episode, step"):
+        validate_algo_config({**cfg, "episode_stats": "steps"})
+    with pytest.raises(ValueError, match=r"algo.singletons='none' is invalid.*zero, raw"):
+        validate_algo_config({**cfg, "singletons": "none"})
+    algo = {**cfg, "gamma": 1.0, "episode_stats": "step", "kl_coef": 0.0}
+    out = step_advantages(algo, ONE_AND_THREE, [0, 0], state_keys=DISTINCT)
+    close(sum(out.advantages, []), [1.5, -0.5, -0.5, -0.5])

@@ -62,6 +62,67 @@ def test_inverse_cdf_sampling_draws_the_distribution_and_never_a_zero_probabilit
     assert sample(one_hot).flatten().tolist() == [5, 0, 3]
 
 
+QWEN_VOCAB = 152_064
+
+
+def dominant_row() -> torch.Tensor:
+    """Qwen's vocabulary with p(top) = 0.997 at id 3 and the rest spread evenly: each tail token about 2e-8,
+    under half a float32 step once the CDF passes 0.5."""
+    probs = torch.full((QWEN_VOCAB,), 0.003 / (QWEN_VOCAB - 1))
+    probs[3] = 0.997
+    return probs
+
+
+def test_every_token_of_a_152k_vocabulary_keeps_its_own_slice_of_the_uniform():
+    """The uniform at the middle of each token's exact CDF interval draws that token: no token with p > 0 has a
+    zero (or misplaced) step. A float32 cumsum gives most of this tail a step of exactly 0."""
+    probs = dominant_row()
+    exact = probs.double().cumsum(0)
+    start = exact - probs.double()
+    tokens = torch.cat([torch.arange(0, 600), torch.arange(600, QWEN_VOCAB, 97), torch.arange(QWEN_VOCAB - 300,
+                                                                                              QWEN_VOCAB)])
+    for chunk in tokens.split(512):
+        mid = ((start[chunk] + exact[chunk]) / 2 / exact[-1]).unsqueeze(1)
+        drawn = sample(probs.unsqueeze(0).expand(len(chunk), -1), mid).flatten()
+        assert torch.equal(drawn, chunk), (chunk[drawn != chunk][:5].tolist(), drawn[drawn != chunk][:5].tolist())
+
+
+def test_rare_tokens_are_drawn_as_often_as_their_probability():
+    """Over many draws from the dominant row, the tail tokens a float32 cumsum cannot reach (most of the tail
+    mass) are drawn within four standard errors of their total probability; so is the tail as a whole."""
+    probs = dominant_row()
+    f32 = probs.cumsum(0)
+    unreachable = torch.diff(f32, prepend=f32.new_zeros(1)) == 0  # the old sampler's zero steps
+    assert unreachable.sum() > 100_000
+    torch.manual_seed(0)
+    n = 8192
+    drawn = torch.cat([sample(probs.unsqueeze(0).expand(1024, -1)).flatten() for _ in range(n // 1024)])
+    for where in (unreachable, torch.arange(QWEN_VOCAB) != 3):
+        p = float(probs[where].sum())
+        hits = int(where[drawn].sum())
+        assert abs(hits - n * p) <= 4 * (n * p * (1 - p)) ** 0.5, (hits, n * p)
+
+
+def test_sampled_frequencies_match_a_many_block_distribution():
+    """Tokens spread over several sampler blocks (and a partial last one), probabilities from 0.2 down to 1e-12
+    and zeros: each token expected 10 times or more is drawn within 4.5 standard errors of its probability (about
+    500 tokens), the rarer ones together within 4, and a zero-probability token never."""
+    torch.manual_seed(1)
+    v, n = 1000, 200_000
+    probs = torch.rand(v) ** 6
+    probs[torch.randperm(v)[:100]] = 0.0
+    probs[[7, 300, 999]] = torch.tensor([0.2 * probs.sum(), 0.1 * probs.sum(), 0.05 * probs.sum()])
+    probs = (probs / probs.sum()).double()
+    counts = torch.bincount(sample(probs.float().unsqueeze(0).expand(n, -1)).flatten(), minlength=v).double()
+    assert counts[probs == 0].sum() == 0
+    common = probs * n >= 10
+    assert common.sum() > 400
+    z = (counts - n * probs) / (n * probs * (1 - probs)).sqrt()
+    assert z[common].abs().max() <= 4.5, z[common].abs().max()
+    rare = float(probs[~common].sum())
+    assert abs(counts[~common].sum() - n * rare) <= 4 * (n * rare * (1 - rare)) ** 0.5
+
+
 @pytest.mark.parametrize("top_k,top_p", [(0, 0.9), (5, 1.0), (7, 0.5), (0, 1.0)])
 def test_truncation_is_transformers_top_k_then_top_p(top_k, top_p):
     torch.manual_seed(0)
@@ -135,3 +196,24 @@ def test_a_bad_hf_setting_stops_the_job_before_it_starts(override, named):
     with pytest.raises(ConfigError, match="valid") as err:
         validate(compose_job(["debug=smoke", override]))
     assert named in str(err.value)
+
+
+def test_a_hybrid_cache_model_is_refused_by_the_loop_naming_its_type():
+    """A hybrid model (LFM2: convolution layers beside attention) keeps a state per row that the loop's shared-head
+    copy and row removal do not handle: refused when the generator is built, before anything is generated;
+    ``decode=generate`` takes it."""
+    from transformers import Lfm2Config, Lfm2ForCausalLM
+
+    cfg = Lfm2Config(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                     num_key_value_heads=2, layer_types=["conv", "full_attention"])
+    model = Lfm2ForCausalLM(cfg).eval()
+    with pytest.raises(ConfigError, match=r"decode=loop cannot decode model type 'lfm2'.*conv layers.*decode=generate"):
+        HFGenerator(model, PlainTok(), stop_strings=())
+    HFGenerator(model, PlainTok(), stop_strings=(), decode="generate")
+
+
+class PlainTok:
+    pad_token_id, eos_token_id = 0, 1
+
+    def encode(self, text, add_special_tokens=False):
+        return [2, 3]

@@ -114,3 +114,41 @@ def test_turns_carry_the_sampler_logprobs_to_the_trainer():
     t = Turn([1, 2], [3, 4], "x", None, 0.0, "obs", True, False, sampler_logprobs=[-0.1, -0.2])
     assert turn_sample(t).extras["sampler"].tolist() == pytest.approx([-0.1, -0.2])
     assert "sampler" not in turn_sample(Turn([1], [3], "x", None, 0.0, "obs", True, False)).extras
+
+
+def test_an_empty_response_gets_one_kl_entry_with_the_samplers_logprobs_reused():
+    """``kl_in: reward`` with the sampler's log-probs reused as the behaviour's: an empty response's KL has one
+    entry, as its reference log-probs do (a [0] KL shifted every later KL of the episode by a token)."""
+    from agentgen.trainer.rl import turn_sample
+
+    trainer = make_trainer("grpo", group_size=2, kl_coef=0.05, kl_in="reward")
+    assert trainer.sampler_exact and trainer._kl_in_reward
+    turns = [Turn([5, 6, 7], [8, 9], "x", None, 0.0, "obs", True, False, sampler_logprobs=[-1.0, -2.0]),
+             Turn([5, 6, 7], [], "", None, 0.0, "obs", False, False, sampler_logprobs=[]),
+             Turn([5, 6], [4], "y", None, 0.0, "obs", True, False, sampler_logprobs=[-0.5])]
+    samples = [turn_sample(t) for t in turns]
+    trainer._score(samples, len(samples))
+    for s in samples:
+        assert s.extras["kl"].numel() == s.extras["ref"].numel() == s.extras["old"].numel() \
+            == max(1, len(s.response_ids))
+
+
+def test_the_sampler_check_sees_a_drift_the_reused_logprobs_hide():
+    """Off-policy (two epochs) with the sampler's log-probs reused as the behaviour's: ``rollout/logprob_gap`` is
+    0 by construction even for a broken sampler (every token's log-prob off by log 2). The periodic check
+    (``trainer.check_sampler_every``, on by default) scores a few samples with the trainer and sees it."""
+    broken = trainer_with_sampler(-math.log(2), ppo_epochs=2)
+    assert broken.check_sampler_every > 0 and broken.sampler_exact  # on by default, and the reuse applies
+    m = broken.step(0)
+    assert m["rollout/logprob_gap_max"] == pytest.approx(0.0, abs=1e-6)  # blind: old = the sampler's own
+    assert m["rollout/sampler_check_gap_mean"] == pytest.approx(math.log(2), abs=1e-5)
+    assert m["rollout/sampler_check_gap_max"] == pytest.approx(math.log(2), abs=1e-5)
+    exact = trainer_with_sampler(0.0, ppo_epochs=2).step(0)
+    assert exact["rollout/sampler_check_gap_max"] < 1e-5
+    assert "rollout/sampler_check_gap_mean" not in broken.step(1)  # every 10 steps, not every step
+    on_policy = trainer_with_sampler(-math.log(2)).step(0)  # no reuse: the gap is measured for real already
+    assert "rollout/sampler_check_gap_mean" not in on_policy
+    assert on_policy["rollout/logprob_gap_mean"] == pytest.approx(math.log(2), abs=1e-5)
+    off = trainer_with_sampler(-math.log(2), ppo_epochs=2)
+    off.check_sampler_every = 0
+    assert "rollout/sampler_check_gap_mean" not in off.step(0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 from collections import deque
 
 import pytest
@@ -232,6 +233,46 @@ def test_thought_moves_bounds_the_plan_in_the_thought():
     assert e.expert_thought().endswith("Shortest plan (3 moves): Right, Right, Right.")
 
 
+def test_stepwise_thought_names_each_clause():
+    room, state = parse_grid("#######\n#__X_O#\n#P____#\n#######")
+    e = env(thought="steps")
+    e.reset_to(room, state)
+    # the box must go Right 2, pushed from (1, 2); the way back from there to the player: (1, 2), then (2, 2) or
+    # (1, 1), the first in Up, Down, Left, Right order, so the move is Right (from (2, 1) to (2, 2))
+    assert e.expert_thought() == ("I am at (2, 1). Box (1, 3) to (1, 5): Right 2. "
+                                  "Push Right from (1, 2): back (1, 2), (2, 2).")
+    assert e.expert_action() == "Right"
+    e.step("Right")
+    assert e.expert_thought().endswith("Push Right from (1, 2): back (1, 2).") and e.expert_action() == "Up"
+    e.step("Up")
+    assert e.expert_thought() == "I am at (1, 2). Box (1, 3) to (1, 5): Right 2. Push Right from (1, 2): here."
+    assert e.expert_action() == "Right"
+
+
+def test_stepwise_expert_is_optimal_and_reads_its_own_thought():
+    """On 150 generated puzzles the stepwise expert solves each in exactly the optimal number of moves, and its
+    action is always what its thought says: the push when it stands on the push cell, else the move from where it
+    is to the last cell of the way back."""
+    from agentgen.envs.sokoban.room import DELTAS
+
+    e = env(thought="steps")
+    cell = re.compile(r"\((\d+), (\d+)\)")
+    for seed in range(150):
+        _obs, info = e.reset(seed)
+        optimal, moves, done = info["optimal_len"], 0, False
+        while not done:
+            thought, action = e.expert_thought(), e.expert_action()
+            me = tuple(map(int, cell.search(thought).groups()))
+            if thought.endswith("here."):
+                assert action == thought.split("Push ", 1)[1].split(" ", 1)[0], thought
+            else:
+                last = tuple(map(int, cell.findall(thought)[-1]))
+                assert DELTAS[action] == (last[0] - me[0], last[1] - me[1]), thought
+            _obs, _r, done, info = e.step(action)
+            moves += 1
+        assert info["success"] and moves == optimal
+
+
 def test_truncation_at_max_steps():
     room, state = parse_grid("#######\n#P__XO#\n#_____#\n#######")
     e = env(max_steps=4)
@@ -273,6 +314,7 @@ def test_reachable_cells_for_augmentation():
         ({"num_boxes": 0}, "num_boxes"),
         ({"min_optimal_len": 9, "max_optimal_len": 3}, "min_optimal_len"),
         ({"thought_moves": 0}, "thought_moves"),
+        ({"thought": "deep"}, "thought"),
     ],
 )
 def test_bad_parameters_explain_themselves(kwargs, needle):

@@ -2,7 +2,8 @@
 generation identical to the HF policy's, and after a weight update the engine generates what the updated
 HF policy generates (while before the push it still generates the old outputs): full fine-tuning, then
 LoRA with the adapter itself served by vLLM (trainer.params.lora.sync=adapter), then the same LoRA policy
-pushed as merged weights.
+pushed as merged weights. Requests with their own seeds (paired evaluation) draw the same tokens whatever
+shares their batch.
 
 One engine start (about a minute on 2 cores), in a subprocess running this file: vLLM spawns its engine
 process from a script, and its CPU worker changes process-wide torch settings we keep out of pytest.
@@ -93,6 +94,14 @@ def run_checks(out_dir: Path) -> dict:
                                              for b, t in enumerate(turns) for j in range(len(t.response_ids)))
         prompts = [e.turns[0].prompt_ids for e in episodes[:2]]
         lap("rollout")
+        # paired evaluation: a request's seed (SamplingParams.seed) fixes its draws whatever shares its batch
+        result["seeded"] = gen.generate(prompts + prompts[:1], 24, 1.0, seeds=[11, 12, 13])
+        result["seeded_again"] = gen.generate(prompts[::-1], 24, 1.0, seeds=[12, 11])[::-1]
+        result["seeded_alone"] = gen.generate(prompts[1:], 24, 1.0, seeds=[12])
+        lap("seeded")
+        # one behaviour log-prob in both engines (that of the distribution sampled from): under top_k=1, 0
+        result["topk1_vllm"] = gen.generate_with_logprobs(prompts, 8, 0.7, top_k=1)
+        result["topk1_hf"] = hf.generate_with_logprobs(prompts, 8, 0.7, top_k=1)
 
         def greedy():
             return gen.generate(prompts, 24, 0.0), hf.generate(prompts, 24, 0.0)
@@ -137,6 +146,11 @@ def test_vllm_rollout_then_weight_update_reaches_the_engine(tmp_path):
     assert r["episodes"] == 4 and r["turns"] >= 4 and r["response_tokens"] > 0  # a rollout played on vLLM
     assert r["vllm_logprobs_given"]  # every sampled token carries vLLM's log-prob ...
     assert r["vllm_logprob_gap_max"] < 1e-2, r["vllm_logprob_gap_max"]  # ... close to the trainer's in fp32 on CPU
+    assert r["seeded_again"] == r["seeded"][:2] and r["seeded_alone"] == r["seeded"][1:2]  # seeds, not batches
+    assert r["seeded"][0] != r["seeded"][2]  # the same prompt under another seed draws otherwise
+    (v_ids, v_lps), (h_ids, h_lps) = r["topk1_vllm"], r["topk1_hf"]
+    assert v_ids == h_ids  # top_k=1 is greedy in both
+    assert all(abs(a - b) < 1e-5 and abs(a) < 1e-5 for v, h in zip(v_lps, h_lps) for a, b in zip(v, h)), (v_lps, h_lps)
     assert r["v0"] == r["h0"], "greedy vLLM output differs from the HF policy's before any update"
     assert r["h1"] != r["h0"], "the update did not change the HF policy's greedy output: nothing was tested"
     assert r["stale"] == r["v0"], "vLLM changed before the weights were pushed"

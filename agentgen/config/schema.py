@@ -129,6 +129,9 @@ class TrainerConfig:
     strategy: str = "single"  # single | deepspeed
     behaviour_logprobs: str = "auto"  # auto: the sampler's own when they are exact (rollout=hf, fp32, no top-p/k
     # truncation), saving a scoring pass | score: always a scoring pass before the update
+    check_sampler_every: int = 10  # with the sampler's log-probs reused: every N steps score a few samples with the
+    # trainer anyway and log the true gap (rollout/sampler_check_gap_*); 0: never
+    check_sampler_samples: int = 8  # samples scored by that check
     params: Dict[str, Any] = field(default_factory=dict)
     health: HealthConfig = field(default_factory=HealthConfig)
 
@@ -143,6 +146,7 @@ class EvalConfig:
     episodes: int = 64  # test-split episodes per env per evaluation
     episodes_per_env: Dict[str, int] = field(default_factory=dict)  # env -> episodes, overriding `episodes`
     temperature: float = 0.4  # validation temperature (papers.md A)
+    paired: bool = True  # each episode's draws seeded by (seed, episode): repeatable, checkpoints on the same draws
     before_training: bool = True
     before_training_envs: str = "all"  # the evaluation before RL covers: all (eval.envs) | train (the trained envs)
     every: int = 15  # evaluate every N RL steps (0: only at the end)

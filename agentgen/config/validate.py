@@ -23,7 +23,7 @@ from agentgen.config.messages import _did_you_mean
 from agentgen.config.schema import TASKS, AgentgenConfig, profile_config
 from agentgen.envs import registry
 from agentgen.errors import ConfigError
-from agentgen.options import check_components
+from agentgen.options import SEEDS_NEED_LOOP, check_components, hf_options
 
 
 def _need(cond: bool, msg: str) -> None:
@@ -96,6 +96,8 @@ def validate(cfg: DictConfig) -> None:
     _need(cfg.rollout.name in group_options("rollout"),
           f"rollout={cfg.rollout.name!r} is invalid; valid: {', '.join(group_options('rollout'))}.")
     check_components(cfg.rollout, cfg.trainer)  # each component's options (agentgen/options), as it will read them
+    if cfg.rollout.name == "hf" and hf_options(cfg.rollout.get("params")).decode == "generate":
+        _need(not (cfg.eval.paired and cfg.eval.temperature > 0), SEEDS_NEED_LOOP)
     _need(cfg.logger.name in ("wandb", "none"), f"logger={cfg.logger.name!r} is invalid; valid: wandb, none.")
     _need(cfg.resume in ("skip_completed", "always", "never"),
           f"resume={cfg.resume!r} is invalid; valid: skip_completed, always, never.")
@@ -167,6 +169,8 @@ def _validate_machine_values(cfg: DictConfig) -> None:
           "agent.history_k turns, the study's), full (every turn, trimmed to the prompt's token budget).")
     _positive(cfg.trainer.grad_clip, "trainer.grad_clip")
     _positive(cfg.trainer.keep_checkpoints, "trainer.keep_checkpoints")
+    _positive(cfg.trainer.check_sampler_every, "trainer.check_sampler_every", allow_zero=True)
+    _positive(cfg.trainer.check_sampler_samples, "trainer.check_sampler_samples")
     _need(cfg.trainer.behaviour_logprobs in ("auto", "score"), f"trainer.behaviour_logprobs="
           f"{cfg.trainer.behaviour_logprobs!r} is invalid; valid: auto (the sampler's log-probs when they are exact), "
           "score (always a scoring pass).")

@@ -71,8 +71,9 @@ def corpus(num_episodes: int = 300, seed: int = 0) -> Iterator[str]:
     Byte-level fallback keeps any other text encodable."""
 
     rng = random.Random(seed)
-    for render, style in (("coords", "full"), ("grid", "full"), ("grid", "short")):
-        env = make("sokoban", split="train", max_steps=15, render=render, instruction=style)
+    for render, style, thought in (("coords", "full", "plan"), ("grid", "full", "plan"), ("grid", "short", "plan"),
+                                   ("grid", "short", "steps")):
+        env = make("sokoban", split="train", max_steps=15, render=render, instruction=style, thought=thought)
         for think in (True, False):
             builder = PromptBuilder(think=think, history_k=2, compact=style == "short")
             for _ in range(num_episodes // 4):

@@ -25,7 +25,7 @@ from omegaconf.errors import OmegaConfBaseException
 from agentgen.errors import ConfigError
 from agentgen.options._rules import need
 from agentgen.options.env_pool import PoolOptions, RolloutOptions
-from agentgen.options.hf_decoder import HF_DECODERS, HFOptions
+from agentgen.options.hf_decoder import HF_DECODERS, SEEDS_NEED_LOOP, HFOptions
 from agentgen.options.train_engine import (
     DEEPSPEED_ONLY,
     LORA_SYNC,
@@ -138,7 +138,7 @@ def check_components(rollout: Mapping[str, Any], trainer: Mapping[str, Any]) -> 
 
 
 __all__ = ["DEEPSPEED_ONLY", "HF_DECODERS", "LORA_SYNC", "OFFLOAD_DEVICES", "PARAMS_SCHEMAS", "PLACEMENTS",
-           "PRECISIONS", "STRATEGIES", "ZERO_STAGES", "EngineOptions", "HFOptions", "LoraOptions", "PoolOptions",
-           "RolloutOptions", "SingleEngineOptions", "VLLMOptions", "check_components", "engine_options",
-           "hf_options", "need", "plain", "register_schemas", "rollout_options", "rollout_params", "typed",
-           "vllm_options"]
+           "PRECISIONS", "SEEDS_NEED_LOOP", "STRATEGIES", "ZERO_STAGES", "EngineOptions", "HFOptions", "LoraOptions",
+           "PoolOptions", "RolloutOptions", "SingleEngineOptions", "VLLMOptions", "check_components",
+           "engine_options", "hf_options", "need", "plain", "register_schemas", "rollout_options", "rollout_params",
+           "typed", "vllm_options"]

@@ -7,6 +7,11 @@ from dataclasses import dataclass
 from agentgen.options._rules import choice
 
 HF_DECODERS = ("loop", "generate")
+SEEDS_NEED_LOOP = (
+    "rollout.params.decode=generate cannot seed each row's sampling: transformers' generate draws every row of a "
+    "batch from one generator, so a row's tokens depend on the rows beside it and paired evaluation (eval.paired, "
+    "each episode's draws fixed by the run's seed and the episode) would not hold. Use rollout.params.decode=loop "
+    "(the default), or eval.paired=false for unpaired evaluation.")
 
 
 @dataclass

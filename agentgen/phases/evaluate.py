@@ -1,5 +1,10 @@
 """Evaluation: every env in ``eval.envs`` on its test split at ``eval.temperature`` (papers.md A), logged,
-written per episode (``eval_episodes/<env>/step_<N>.jsonl``) and kept in the workspace's history."""
+written per episode (``eval_episodes/<env>/step_<N>.jsonl``) and kept in the workspace's history.
+
+Paired (``eval.paired``, the default): each episode's sampling is seeded by the run's seed and the episode (env,
+instance seed, and which repeat of that instance it is), not by the call or the global RNG. An unchanged model
+then gets exactly the same figure at every evaluation, and two checkpoints (of one run, or of runs with the same
+seed) are compared on the same draws, so their difference is the models' and not the dice's."""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from typing import Any
 
 from agentgen import console
 from agentgen.config import instance_subset
-from agentgen.episode import Episode, EpisodeSpec, episode_metrics
+from agentgen.episode import Episode, EpisodeSpec, derive_seed, episode_metrics
 from agentgen.workspace import Workspace
 
 
@@ -20,8 +25,9 @@ def evaluate(ws: Workspace, step: int, envs: list[str] | None = None) -> dict[st
         subset = instance_subset(ws.env_cfg(name, "test"), "test")
         seeds = [subset[i % len(subset)] for i in range(n)] if subset else list(range(n))
         runner = ws.runner(name, "test", n, temperature=cfg.eval.temperature)
+        specs = episode_specs(name, seeds, int(cfg.seed) if cfg.eval.get("paired", True) else None)
         with ws.timed("eval"):
-            eps = ws.run_split(runner, [EpisodeSpec(env=name, seed=s) for s in seeds], bar=f"eval {name} @ step {step}")
+            eps = ws.run_split(runner, specs, bar=f"eval {name} @ step {step}")
         results[name] = episode_metrics(eps)
         ws.write_records(f"eval_episodes/{name}/step_{step}.jsonl", [
             {"seed": e.spec.seed, "success": bool(e.success), "return": e.ret, "steps": e.steps,
@@ -33,6 +39,18 @@ def evaluate(ws: Workspace, step: int, envs: list[str] | None = None) -> dict[st
                                   results[name]["success_rate"], n)
     ws.eval_history.append({"step": step, "eval": results})
     return results
+
+
+def episode_specs(env: str, seeds: list[int], run_seed: int | None) -> list[EpisodeSpec]:
+    """The evaluation's episodes; with ``run_seed`` (paired), each carries the sampling seed of (run seed, env,
+    instance seed, repeat): the k-th episode on the same instance draws its own numbers, the same at every
+    evaluation."""
+    specs, repeats = [], {}
+    for s in seeds:
+        k = repeats[s] = repeats.get(s, -1) + 1
+        meta = {} if run_seed is None else {"sampling_seed": derive_seed("eval", run_seed, env, int(s), k)}
+        specs.append(EpisodeSpec(env=env, seed=s, meta=meta))
+    return specs
 
 
 def sample_row(ep: Episode) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import time
 
 from agentgen.agent.parser import format_response, parse_response
 from agentgen.agent.prompt import PromptBuilder
+from agentgen.episode import turn_seed
 from agentgen.rollout.runner import AgentState, Decision
 
 QUERY_TEMPLATE = "<your query>"  # the slot in WebShop's search template (agentgen.envs.webshop.SEARCH_TEMPLATE)
@@ -65,12 +66,15 @@ class ModelPolicy:
     def act(self, states: list[AgentState]) -> list[Decision]:
         encoded = [self.encode_prompt(st) for st in states]
         prompts = [ids for ids, _ in encoded]
+        seeds = [turn_seed(st.episode.spec, st.episode.prefix_steps + len(st.episode.turns)) for st in states]
+        # paired episodes (evaluation): each row's draws fixed by its episode and turn, whatever its batch
+        seeded = {"seeds": seeds} if seeds and all(s is not None for s in seeds) else {}
         t0 = time.perf_counter()
         if hasattr(self.generator, "generate_with_logprobs"):  # the sampler's own log-probs (rollout/logprob_gap)
             responses, logprobs = self.generator.generate_with_logprobs(prompts, self.max_response_tokens,
-                                                                        *self.sampling)
+                                                                        *self.sampling, **seeded)
         else:
-            responses = self.generator.generate(prompts, self.max_response_tokens, *self.sampling)
+            responses = self.generator.generate(prompts, self.max_response_tokens, *self.sampling, **seeded)
             logprobs = [None] * len(responses)
         self.generate_seconds += time.perf_counter() - t0
         self.prompt_tokens += sum(len(p) for p in prompts)

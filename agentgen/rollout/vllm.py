@@ -198,16 +198,15 @@ class VLLMGenerator:
     # ---------------------------------------------------------------- engine start
     @staticmethod
     def _stops(model, tokenizer, stop_strings: tuple[str, ...]) -> tuple[list[int], list[str]]:
-        """The same stopping rule as HFGenerator: EOS ids, single-token stop strings as ids, others as text."""
+        """The same stopping rule as HFGenerator: EOS ids, single-token stop strings also as ids, and every stop
+        string as text (a one-token stop string spelled in pieces stops too)."""
         eos = getattr(model, "generation_config", None)
         eos = getattr(eos, "eos_token_id", None)
         ids = list(eos) if isinstance(eos, (list, tuple)) else [eos] if eos is not None else []
-        multi = []
+        multi = list(stop_strings)
         for s in stop_strings:
             toks = tokenizer.encode(s, add_special_tokens=False)
-            if len(toks) > 1:
-                multi.append(s)
-            elif toks[0] not in ids:
+            if len(toks) == 1 and toks[0] not in ids:
                 ids.append(toks[0])
         if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
             ids.append(tokenizer.eos_token_id)
@@ -294,14 +293,17 @@ class VLLMGenerator:
 
     # ---------------------------------------------------------------- generation
     def generate(self, prompts: list[list[int]], max_new_tokens: int, temperature: float, top_p: float = 1.0,
-                 top_k: int = 0) -> list[list[int]]:
+                 top_k: int = 0, seeds: list[int] | None = None) -> list[list[int]]:
         """Generated token ids per prompt (end-of-turn token included when emitted)."""
-        return self.generate_with_logprobs(prompts, max_new_tokens, temperature, top_p, top_k)[0]
+        return self.generate_with_logprobs(prompts, max_new_tokens, temperature, top_p, top_k, seeds)[0]
 
     def generate_with_logprobs(self, prompts: list[list[int]], max_new_tokens: int, temperature: float,
-                               top_p: float = 1.0, top_k: int = 0) -> tuple[list[list[int]], list[list[float]]]:
+                               top_p: float = 1.0, top_k: int = 0, seeds: list[int] | None = None
+                               ) -> tuple[list[list[int]], list[list[float]]]:
         """(token ids, the sampler's log-probability of each) per prompt: vLLM's own figure for the distribution
-        it sampled from (``logprobs_mode=processed_logprobs``: after temperature, top-k and top-p)."""
+        it sampled from (``logprobs_mode=processed_logprobs``: after temperature, top-k and top-p). ``seeds``
+        (one per prompt): each request samples from a generator of its own seed (SamplingParams' ``seed``), so
+        its tokens do not depend on the batch (paired evaluation); None: the engine's own stream."""
         if not prompts:
             return [], []
         self.wake()
@@ -310,6 +312,10 @@ class VLLMGenerator:
             top_k=int(top_k) if temperature > 0 and top_k else 0, max_tokens=int(max_new_tokens),
             stop_token_ids=list(self.eos_ids), stop=list(self.stop_strings) or None, include_stop_str_in_output=True,
             skip_special_tokens=False, seed=None, logprobs=0)
+        if seeds is not None:
+            params = [params.clone() for _ in prompts]
+            for p, seed in zip(params, seeds):
+                p.seed = int(seed)
         inputs = [{"prompt_token_ids": list(p)} for p in prompts]
         self.last_abort_reason = None
         outputs = self._generate_within_timeout(inputs, params)

@@ -129,6 +129,10 @@ class RLTrainer:
         self.agg = str(self.algo.loss_agg)
         self.tis_cap = self.algo.get("tis_cap")  # None: no importance correction for the sampler's mismatch
         self.sampler_exact = _sampler_is_exact(cfg, model)
+        # every N steps, when the sampler's log-probs stand in for the scoring pass, score a few samples anyway
+        self.check_sampler_every = int(cfg.trainer.get("check_sampler_every", 10) or 0)
+        self.check_sampler_samples = int(cfg.trainer.get("check_sampler_samples", 8))
+        self._reused: list[Sample] = []  # this step's samples whose behaviour log-probs are the sampler's
         self._gap = [0.0, 0.0, 0]  # this update's |trainer - sampler| log-prob gap: sum, max, tokens
         self._tokens = [0, 0]  # this update's real and padded token positions (prompt + response)
         self._phase_seconds: dict[str, float] = {}  # this step's seconds per scoring pass (time/score_*_s)
@@ -283,9 +287,13 @@ class RLTrainer:
         the KL goes into the reward), reference log-probs (``ref``), per-token KL (``kl``) and critic
         values (``values``), each a response-aligned [n] tensor in ``sample.extras``."""
         need_old = not self._on_policy(n_train) or self._kl_in_reward
+        self._reused = []
         if need_old and self.sampler_exact and all("sampler" in s.extras for s in samples):
+            self._reused = [s for s in samples if s.response_ids]
             for s in samples:  # the HF sampler's fp32 log-probs of the policy that sampled: the scoring pass's
-                s.extras["old"] = s.extras["sampler"]
+                # (an empty response has one time unit, as the scoring pass gives it: the KL and every per-token
+                # quantity of the episode stay aligned with the reference's)
+                s.extras["old"] = s.extras["sampler"] if s.response_ids else torch.zeros(1)
             need_old = False
         need_ref = self.kl_coef > 0
         self.model.eval()
@@ -332,6 +340,8 @@ class RLTrainer:
                 sums[k] = sums.get(k, 0.0) + float(v)
                 counts[k] = counts.get(k, 0) + 1
 
+        check = self._check_sampler(step)  # before any parameter moves: the weights that sampled
+        self._reused = []
         self.model.train()
         self._gap = [0.0, 0.0, 0]
         self._tokens = [0, 0]  # this update's real and padded token positions (prompt + response)
@@ -371,11 +381,46 @@ class RLTrainer:
         out["train/updates"] = float(updates)
         out["train/nonfinite_skipped"] = float(skipped)  # the same on every rank: the norm is global
         out.update(self._gap_metrics())
+        out.update(check)
         real, padded = (dist.all_reduce_sum(self._tokens) if self.engine.world_size > 1 else self._tokens)
         if padded:
             out["tokens/trained"] = float(real)  # prompt + response tokens through forward and backward, all epochs
             out["train/padding_frac"] = 1.0 - real / padded
         return out
+
+    @torch.no_grad()
+    def _check_sampler(self, step: int) -> dict[str, float]:
+        """``rollout/sampler_check_gap_mean`` / ``_max`` every ``trainer.check_sampler_every`` steps: with the
+        sampler's log-probs reused as the behaviour's (no scoring pass), ``rollout/logprob_gap`` is 0 and TIS
+        weights are 1 by construction, so a sampler drifting from the trainer (a bug in the decode loop's
+        shared-head cache, a dtype change) would go unseen. This scores ``trainer.check_sampler_samples`` of the
+        step's samples (spread over the batch) with the trainer and logs the true gap; a gap past 1e-3 warns."""
+        every, reused = self.check_sampler_every, self._reused
+        if not every or step % every or not reused:
+            return {}
+        k = max(1, min(self.check_sampler_samples, len(reused)))
+        subset = [reused[round(i * (len(reused) - 1) / max(1, k - 1))] for i in range(k)] if k > 1 else reused[:1]
+        was_training = self.model.training
+        self.model.eval()
+        total, peak, n = 0.0, 0.0, 0
+        with self._timed("time/check_sampler_s"):
+            for micro, share in self.engine.micro_batches(subset, int(self.cfg.trainer.micro_batch_states)):
+                tb = collate(micro, self.pad_id)
+                lp = token_logprobs(response_logits(self.model, tb, self.temperature), tb).cpu()
+                if share:
+                    t, p, c = logprob_gap(lp, _right_aligned(micro, "sampler", lp), tb.response_mask.cpu())
+                    total, peak, n = total + t, max(peak, p), n + c
+        self.model.train(was_training)
+        if self.engine.world_size > 1:
+            total, n = dist.all_reduce_sum([total, float(n)])
+            peak = max(dist.all_gather_objects(peak))
+        if not n:
+            return {}
+        if peak > 1e-3:
+            log.warning("RL step %d: the sampler's log-probs, used as the behaviour's, differ from the trainer's by "
+                        "up to %.3g (mean %.3g over %d tokens): they are not exact; trainer.behaviour_logprobs=score "
+                        "scores them instead", step, peak, total / n, int(n))
+        return {"rollout/sampler_check_gap_mean": total / n, "rollout/sampler_check_gap_max": peak}
 
     def _gap_metrics(self) -> dict[str, float]:
         """``rollout/logprob_gap_mean`` / ``_max``: per token, |trainer's behaviour log-prob - sampler's|, over

@@ -23,10 +23,14 @@ from agentgen.envs.sokoban.render import RENDER_MODES, fmt_cell, render
 from agentgen.envs.sokoban.room import ACTIONS, Cell, Room, State, apply_move, parse_action
 from agentgen.envs.sokoban.solver import SolverBudgetExceeded, solve
 from agentgen.envs.sokoban.splits import layout_split
+from agentgen.envs.sokoban.steps import DistanceTable, expert_step
 
 # full: the rules in words (the study's prompt) | short: one line for CPU presets (model.env_params), which learn
 # the rules from their SFT data and pay for every prompt token in every rollout and update.
 INSTRUCTION_STYLES = ("full", "short")
+# plan: the solver's plan (its length and first moves, thought_moves); steps: the stepwise expert (steps.py), a
+# thought whose every clause a small model can compute from the room and the clauses before it.
+THOUGHT_STYLES = ("plan", "steps")
 # Entropy word per split: the two splits draw from unrelated seed streams.
 _SPLIT_WORD = {"train": 0x5E7A1, "test": 0x7E57}
 
@@ -63,6 +67,7 @@ class SokobanEnv(TextEnv):
         solver_max_expansions: int = 1_000_000,
         thought_moves: int | None = None,
         instruction: str = "full",
+        thought: str = "plan",
     ):
         super().__init__(split=split, max_steps=max_steps, reward=reward)
         self.height, self.width = _parse_dim(dim)
@@ -90,6 +95,10 @@ class SokobanEnv(TextEnv):
         if thought_moves is not None and (isinstance(thought_moves, bool) or int(thought_moves) < 1):
             raise ValueError(f"sokoban: thought_moves must be null (the whole plan) or >= 1, got {thought_moves!r}")
         self.thought_moves = None if thought_moves is None else int(thought_moves)
+        if thought not in THOUGHT_STYLES:
+            raise ValueError(f"sokoban: unknown thought {thought!r}; valid: {', '.join(THOUGHT_STYLES)}")
+        self.thought_style = thought
+        self._table: DistanceTable | None = None  # thought=steps: the episode's distance table, built on first use
         self.solver_max_expansions = int(solver_max_expansions)
         self.room: Room | None = None
         self.state: State | None = None
@@ -122,6 +131,7 @@ class SokobanEnv(TextEnv):
             )
             self.room, self.state = self.puzzle.room, self.puzzle.state
         self._plan_state = None
+        self._table = None
         info = {"boxes_on_target": self.state.boxes_on_targets(self.room), "raw_reward": 0.0}
         if self.puzzle is not None:
             info["optimal_len"] = self.puzzle.optimal_len
@@ -219,15 +229,33 @@ class SokobanEnv(TextEnv):
             self._plan_state = self.state
         return self._plan
 
+    def _stepwise(self) -> DistanceTable | None:
+        """thought=steps with one box: the episode's distance table (None: the solver's plan is used)."""
+        if self.thought_style != "steps" or len(self.state.boxes) != 1:
+            return None
+        if self._table is None:
+            self._table = DistanceTable(self.room, self.state)
+        return self._table
+
     def expert_action(self) -> str | None:
         if self.done:
             return None
+        table = self._stepwise()
+        if table is not None:
+            step = expert_step(table, self.state)
+            return step[1] if step else None
         plan = self._current_plan()
         return plan[0] if plan else None
 
     def expert_thought(self) -> str | None:
         if self.done:
             return None
+        table = self._stepwise()
+        if table is not None:
+            if self.state not in table.dist:
+                return "A box is stuck where it can never reach a target; the puzzle is lost."
+            step = expert_step(table, self.state)
+            return step[0] if step else None
         plan = self._current_plan()
         if plan is None:
             return self._plan_failure or None
