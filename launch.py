@@ -33,7 +33,13 @@ import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 from agentgen.config import ConfigError  # noqa: E402  (registers the schema)
-from agentgen.preflight import check_output_dir, preflight, submits_to_slurm  # noqa: E402
+from agentgen.preflight import (  # noqa: E402
+    check_output_dir,
+    job_config_request,
+    preflight,
+    print_job_config,
+    submits_to_slurm,
+)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -53,6 +59,14 @@ if __name__ == "__main__":
         from agentgen.cluster.plan import main as plan_main
 
         sys.exit(plan_main(args))
+    asked = job_config_request(args)
+    if asked is not None:  # --cfg job: the config as the job runs it (env configs merged), not Hydra's composition
+        try:
+            print_job_config(asked)
+        except ConfigError as err:
+            print(f"agentgen: error: {err}", file=sys.stderr)
+            sys.exit(2)
+        sys.exit(0)
     try:
         checked = preflight(args)
     except ConfigError as err:

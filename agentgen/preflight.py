@@ -89,6 +89,29 @@ def compose_job(overrides: list[str]):
             raise ConfigError(describe_compose_error(exc, overrides)) from None
 
 
+def job_config_request(argv: list[str]) -> list[str] | None:
+    """The overrides of ``launch.py ... --cfg job`` (or ``-c job``) for one job, else None: agentgen answers it
+    itself, with the config as the job will run it (``agentgen.config.job_config_yaml``: interpolations filled
+    in, env configs merged), which the job also stores as <output dir>/config.yaml. ``--cfg all|hydra`` and
+    ``--package`` stay Hydra's."""
+    overrides, multirun, flags = split_argv(argv)
+    args = list(argv)
+    asked = any(a in ("--cfg", "-c") and i + 1 < len(args) and args[i + 1] == "job" for i, a in enumerate(args))
+    if not asked or multirun or any(f in ("--package", "-p") for f in flags):
+        return None
+    return [o for o in overrides if o != "job"]
+
+
+def print_job_config(overrides: list[str]) -> None:
+    """Compose and validate the job, then print its config as it will run (raises ConfigError when invalid)."""
+    from agentgen.config import job_config_yaml
+
+    check_group_choices(overrides)
+    cfg = compose_job(overrides)
+    validate(cfg)
+    print(job_config_yaml(cfg), end="")
+
+
 def preflight(argv: list[str]) -> bool | DictConfig:
     """Validate every job of the command line; raise ConfigError on the first bad one. A single run returns
     its composed config (launch.py reads where it runs), a sweep or an information flag True."""

@@ -20,7 +20,7 @@ from agentgen import attempts, console, dist, reaper, secrets
 from agentgen import summary as summary_io
 from agentgen.cluster import preemption
 from agentgen.cluster.preemption import JobInterrupted, exit_on_sigterm
-from agentgen.config import validate
+from agentgen.config import resolve_env_configs, validate
 from agentgen.lock import JobLock, OutputDirBusy
 from agentgen.phases.evaluate import evaluate
 from agentgen.phases.profile import run_profile
@@ -34,6 +34,7 @@ from agentgen.trainer.health import Diverged, HealthMonitor
 from agentgen.workspace import Workspace, output_dir, seed_everything, variant
 
 log = logging.getLogger("agentgen")
+JOB_CONFIG = "config.yaml"  # in the output dir: the job config as it runs (agentgen.config.envs)
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -79,6 +80,9 @@ def _run(cfg: DictConfig, out: Path) -> dict[str, Any]:
         console.print_end(out, prior, cfg.logger.name, skipped=True)
         return prior
     validate(cfg)
+    cfg = resolve_env_configs(cfg)  # the env-config step, once: what the job reads from here on
+    if dist.is_rank0():  # the config as it runs, env configs merged: what `launch.py ... --cfg job` printed
+        (out / JOB_CONFIG).write_text(OmegaConf.to_yaml(cfg, resolve=True))
     seed_everything(int(cfg.seed) + 7919 * dist.rank())  # ranks sample different rollouts
     if cfg.task == "profile":  # writes profile.json (not a training summary)
         return run_profile(cfg, out)

@@ -19,6 +19,10 @@ from typing import Any
 from agentgen.secrets import redact
 
 FILENAME = "summary.json"
+# The study's factors, once: what a job's ``variant`` records (agentgen.workspace.variant) and the report groups
+# and compares by (agentgen.report), with the train env they apply to (the runs table's columns, tracking).
+VARIANT_KEYS = ("augment", "sft", "think", "algo", "model", "start", "seed")
+FACTORS = ("env", *VARIANT_KEYS)
 
 
 def write(out_dir: str | Path, summary: dict[str, Any]) -> Path:

@@ -23,12 +23,13 @@ from typing import Any
 
 from agentgen.cluster.sweep import grid_axes
 from agentgen.secrets import masked_argv, redact
+from agentgen.summary import FACTORS
 
 log = logging.getLogger(__name__)
 STEP_METRIC = "trainer/global_step"
 # The modeling choices that sit at the top of a run's config, so the runs table can group and filter by
 # them: what the report compares (its variant keys) plus the train env(s), difficulty and stages.
-CHOICE_KEYS = ("env", "augment", "sft", "think", "algo", "model", "start", "seed", "difficulty", "stages")
+CHOICE_KEYS = (*FACTORS, "difficulty", "stages")
 # Overrides that say where or how a job runs, never what it computes: left out of run names.
 NOT_A_CHOICE = ("hydra", "cluster", "logger", "resume", "debug", "starts_dir", "model.path", "rollout.num_workers")
 

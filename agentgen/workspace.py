@@ -21,14 +21,16 @@ from omegaconf import DictConfig, OmegaConf
 
 from agentgen import console, dist
 from agentgen.agent.prompt import PromptBuilder
-from agentgen.augment import env_factory
-from agentgen.config import env_config
+from agentgen.augment import env_factory, parse_settings
+from agentgen.config import built_env_config, env_config
 from agentgen.envs.pool import EnvPool
 from agentgen.models.loader import load_policy
+from agentgen.options import rollout_options
 from agentgen.rollout import make_generator
 from agentgen.rollout.hf import HFGenerator
 from agentgen.rollout.policy import ModelPolicy
 from agentgen.rollout.runner import Episode, EpisodeRunner, EpisodeSpec
+from agentgen.summary import VARIANT_KEYS
 from agentgen.trainer import checkpoint as ckpt
 from agentgen.trainer.engine import generation_context, make_engine, model_loading, resume_model_path
 
@@ -51,9 +53,10 @@ def seed_everything(seed: int) -> None:
 
 def variant(cfg: DictConfig) -> dict[str, Any]:
     """The modeling choices of this job: what the report groups and compares by."""
-    return {"augment": cfg.augment.get("name", "none"), "sft": cfg.sft.name, "think": bool(cfg.think),
-            "algo": cfg.algo.name, "model": cfg.model.name, "start": cfg.get("start_name") or
-            ("base" if not cfg.init_from else Path(str(cfg.init_from)).name), "seed": int(cfg.seed)}
+    values = {"augment": cfg.augment.get("name", "none"), "sft": cfg.sft.name, "think": bool(cfg.think),
+              "algo": cfg.algo.name, "model": cfg.model.name, "start": cfg.get("start_name") or
+              ("base" if not cfg.init_from else Path(str(cfg.init_from)).name), "seed": int(cfg.seed)}
+    return {key: values[key] for key in VARIANT_KEYS}  # the factors' one list (agentgen.summary)
 
 
 def stage_plan(cfg: DictConfig) -> list[tuple[list[str], int]]:
@@ -73,11 +76,12 @@ def init_checkpoint(cfg: DictConfig) -> str | None:
 class Workspace:
     def __init__(self, cfg: DictConfig, out_dir: Path):
         self.cfg = cfg
+        self.augment = parse_settings(cfg.augment, default_seed=int(cfg.seed))  # the job's one parse
         self.out = out_dir
         self.stage_plan = stage_plan(cfg)
         self.train_envs = list(dict.fromkeys(e for envs, _ in self.stage_plan for e in envs))
         self.current_envs = self.stage_plan[0][0]
-        self.prompts = PromptBuilder.from_config(cfg)
+        self.prompts = PromptBuilder.from_config(cfg.agent, cfg.think)
         self.pools: dict[tuple[str, str], EnvPool] = {}
         self.env_cfgs: dict[tuple[str, str], DictConfig] = {}
         self.tracker = None
@@ -120,7 +124,8 @@ class Workspace:
     def env_cfg(self, name: str, split: str) -> DictConfig:
         key = (name, split)
         if key not in self.env_cfgs:
-            self.env_cfgs[key] = env_config(self.cfg, name, for_eval=split == "test")
+            self.env_cfgs[key] = built_env_config(self.cfg.env_configs, name, split) or \
+                env_config(self.cfg, name, for_eval=split == "test")  # a pair the step did not foresee
         return self.env_cfgs[key]
 
     def pool(self, name: str, split: str, slots: int) -> EnvPool:
@@ -131,9 +136,9 @@ class Workspace:
             return self.pools[key]
         if key in self.pools:
             self.pools.pop(key).close()
-        target, kwargs = env_factory(name, ec, self.cfg.augment, split, self.cfg.seed)
-        self.pools[key] = EnvPool(target, kwargs, split=split, num_slots=want,
-                                  num_workers=self.cfg.rollout.num_workers, step_timeout=self.cfg.rollout.step_timeout)
+        opts = rollout_options(self.cfg.rollout).pool()
+        self.pools[key] = EnvPool(env_factory(name, ec, self.augment, split), None, split=split, num_slots=want,
+                                  num_workers=opts.num_workers, step_timeout=opts.step_timeout)
         return self.pools[key]
 
     def runner(self, name: str, split: str, slots: int, max_turns: int | None = None, temperature: float = 1.0,

@@ -52,7 +52,7 @@ def bench_overhead(env_name: str, level: str, steps: int) -> None:
 
     aug = parse_settings(yaml.safe_load((CONF_DIR / "augment" / f"{level}.yaml").read_text()), 0)
     kwargs = {"max_steps": 15} if env_name != "sciworld" else {"max_steps": 50, "gold_path": False}
-    env = AugmentedEnv("train", inner=env_name, inner_kwargs=kwargs, augment=aug.as_dict())
+    env = AugmentedEnv("train", inner=env_name, inner_kwargs=kwargs, augment=aug)
     spent = [0.0, 0]
     augment = env._augment
 

@@ -123,7 +123,7 @@ def test_gigpo_config_checks():
 
 # ------------------------------------------------------------------------------------ anchor states
 def test_sokoban_state_key_ignores_augmentation_and_invalid_moves_keep_it():
-    aug = parse_settings({"name": "test", "eps": 80}, default_seed=0).as_dict()
+    aug = parse_settings({"name": "test", "eps": 80}, default_seed=0)
     plain = make("sokoban", "train", max_steps=15)
     wrapped = AugmentedEnv("train", inner="sokoban", inner_kwargs={"max_steps": 15}, augment=aug)
     (o1, i1), (o2, i2) = plain.reset(3), wrapped.reset(3)

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from agentgen.augment import WRAPPER_TARGET, env_factory, parse_settings
+from agentgen.augment import AugmentSettings, env_factory, parse_settings
 from agentgen.augment.seeding import episode_augmented
 from agentgen.augment.wrapper import AugmentedEnv
 from agentgen.config import CONF_DIR, ConfigError
@@ -30,8 +30,8 @@ from agentgen.envs.distractors import insert_at_gaps, sentence_gaps, words
 PRESETS = sorted(p.stem for p in (CONF_DIR / "augment").glob("*.yaml"))
 
 
-def settings(eps, **kw) -> dict:
-    return parse_settings({"name": "test", "eps": eps, **kw}, default_seed=0).as_dict()
+def settings(eps, **kw) -> AugmentSettings:
+    return parse_settings({"name": "test", "eps": eps, **kw}, default_seed=0)
 
 
 def env_cfg(name: str, **params):
@@ -149,29 +149,38 @@ def test_hydra_overrides_select_and_replace_eps():
 # ============================================================================ env_factory
 def test_env_factory_follows_apply_to_and_eps():
     cfg = env_cfg("sokoban")
-    none = env_factory("sokoban", cfg, OmegaConf.create({"name": "none"}), "train", 0)
-    assert none == (
-        "sokoban",
-        {
-            "max_steps": 15,
-            "reward": {"success": 10.0, "failure": 0.0, "invalid": -0.1},
-            **OmegaConf.to_container(cfg.params),
-        },
-    )
+    none = env_factory("sokoban", cfg, parse_settings(OmegaConf.create({"name": "none"}), 0), "train")
+    assert none.env_class is make("sokoban", "train").__class__ and none.name == "sokoban"
+    assert none.kwargs == {
+        "max_steps": 15,
+        "reward": {"success": 10.0, "failure": 0.0, "invalid": -0.1},
+        **OmegaConf.to_container(cfg.params),
+    }
     for apply_to, wrapped in (("train", {"train"}), ("eval", {"test"}), ("both", {"train", "test"})):
-        aug = {"name": "high", "eps": {"sokoban": 80}, "apply_to": apply_to}
+        aug = parse_settings({"name": "high", "eps": {"sokoban": 80}, "apply_to": apply_to}, default_seed=7)
         for split in ("train", "test"):
-            target, kwargs = env_factory("sokoban", cfg, aug, split, 7)
-            assert (target == WRAPPER_TARGET) == (split in wrapped), (apply_to, split)
-            if target == WRAPPER_TARGET:
-                assert kwargs["inner"] == "sokoban" and kwargs["inner_kwargs"] == none[1]
-                assert kwargs["augment"]["seed"] == 7  # the job seed unless augment.seed is set
+            factory = env_factory("sokoban", cfg, aug, split)
+            assert (factory.env_class is AugmentedEnv) == (split in wrapped), (apply_to, split)
+            if factory.env_class is AugmentedEnv:
+                assert factory.kwargs["inner"] == none and factory.base == none
+                assert factory.kwargs["augment"] is aug and aug.seed == 7  # the job seed unless augment.seed is set
     # an env the setting does not cover stays plain (v1/v2 leave SciWorld alone); force ignores apply_to
-    assert (
-        env_factory("sokoban", cfg, {"name": "v1", "eps": {"sciworld": None, "sokoban": 0}}, "train", 0)[0]
-        == "sokoban"
-    )
-    assert env_factory("sokoban", cfg, {"name": "x", "eps": 80}, "test", 0, force=True)[0] == WRAPPER_TARGET
+    v1 = parse_settings({"name": "v1", "eps": {"sciworld": None, "sokoban": 0}}, 0)
+    assert env_factory("sokoban", cfg, v1, "train") == none
+    forced = env_factory("sokoban", cfg, parse_settings({"name": "x", "eps": 80}, 0), "test", force=True)
+    assert forced.env_class is AugmentedEnv
+
+
+def test_the_factory_pickles_and_builds_the_same_env_in_a_worker():
+    """The pool's worker processes get the factory itself: classes by reference, settings as the job parsed them."""
+    import pickle
+
+    factory = env_factory("sokoban", env_cfg("sokoban"), settings({"sokoban": 80}), "train")
+    copy = pickle.loads(pickle.dumps(factory))
+    assert copy == factory and copy.kwargs["augment"] == factory.kwargs["augment"]
+    assert copy("train").reset(3) == factory("train").reset(3)
+    with pytest.raises(TypeError, match="AugmentSettings"):
+        AugmentedEnv("train", inner="sokoban", augment=settings(80).as_dict())
 
 
 def test_prob_picks_a_fixed_fraction_of_episodes_deterministically():
@@ -355,11 +364,11 @@ def test_prob_half_leaves_unpicked_episodes_untouched():
 def test_wrapper_runs_in_env_pool_workers():
     from agentgen.envs.pool import EnvPool
 
-    target, kwargs = env_factory(
-        "sokoban", env_cfg("sokoban"), {"name": "high", "eps": {"sokoban": 80}}, "train", 0
+    factory = env_factory(
+        "sokoban", env_cfg("sokoban"), parse_settings({"name": "high", "eps": {"sokoban": 80}}, 0), "train"
     )
     plain = make("sokoban", "train", max_steps=15)
-    with EnvPool(target, kwargs, split="train", num_slots=2, num_workers=1) as pool:
+    with EnvPool(factory, None, split="train", num_slots=2, num_workers=1) as pool:
         resets = pool.reset({0: 4, 1: 5})
         cells = pool.call([0, 1], "unreachable_cells")  # inner attributes reach through the wrapper
         experts = pool.expert_actions([0, 1])

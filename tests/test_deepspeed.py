@@ -37,7 +37,7 @@ COMMON = ["algo=grpo", "algo.kl_coef=0.05", "algo.ppo_epochs=2", "trainer.mini_b
 STRATEGIES = {
     "single": [],
     "zero2": ["trainer=deepspeed_zero2"],
-    "zero3": ["trainer=deepspeed_zero3", "+trainer.params.stage3_param_persistence_threshold=0"],
+    "zero3": ["trainer=deepspeed_zero3", "trainer.params.stage3_param_persistence_threshold=0"],
 }
 
 

@@ -48,7 +48,7 @@ def test_hf_generation_past_the_timeout_aborts_its_episodes_and_the_runner_carri
     cfg = compose_job(["debug=smoke", "rollout.generation_timeout=0.05"])
     model, tok, _ = load_policy(cfg.model)
     gen = make_generator(cfg.rollout, model, tok)
-    prompts = PromptBuilder.from_config(cfg)
+    prompts = PromptBuilder.from_config(cfg.agent, cfg.think)
     policy = ModelPolicy(gen, tok, prompts, 4096, 2000, temperature=1.0)  # 2000 tokens: far past 0.05 s
     seeds = [3, 4, 5, 6, 7]
     with EnvPool("sokoban", env_kwargs(cfg.env.sokoban), split="train", num_slots=2, num_workers=0) as pool:

@@ -8,10 +8,12 @@ import json
 import pytest
 
 from agentgen.agent.prompt import FORMAT_THINK, PromptBuilder
-from agentgen.augment import WRAPPER_TARGET, parse_settings
+from agentgen.augment import parse_settings
+from agentgen.augment.wrapper import AugmentedEnv
 from agentgen.config import ConfigError, profile_config
 from agentgen.envs.distractor_words import SOKOBAN_OBJECTS, SOKOBAN_PLACES, with_article
-from agentgen.envs.pool import EnvPool
+from agentgen.envs.factory import EnvFactory
+from agentgen.envs.pool import EnvPool, as_factory
 from agentgen.envs.sokoban import SokobanEnv, parse_grid, solve
 from agentgen.phases.profile import EPISODES_FILE, PROFILE_FILE, play_scripted, summarize
 from agentgen.profile import compose_config, main, run_profile
@@ -48,10 +50,10 @@ PROMPTS = PromptBuilder(think=True, history_k=2)
 
 def profile_hand(policy, seeds, tmax, max_steps=15, augment=None):
     kwargs = {"max_steps": max_steps}
-    target = HAND
+    factory = as_factory(HAND, kwargs)
     if augment:
-        target, kwargs = WRAPPER_TARGET, {"inner": HAND, "inner_kwargs": kwargs, "augment": augment}
-    with EnvPool(target, kwargs, split="train", num_slots=2, num_workers=0) as pool:
+        factory = EnvFactory(HAND, AugmentedEnv, {"inner": factory, "augment": augment})
+    with EnvPool(factory, None, split="train", num_slots=2, num_workers=0) as pool:
         trajs = play_scripted(pool, policy, seeds, tmax, PROMPTS)
     return trajs, summarize(trajs, tmax)
 
@@ -103,7 +105,7 @@ def test_tmax_and_the_env_step_limit_both_end_trajectories_as_failures():
 
 
 def test_augmentation_raises_richness_and_nothing_else_on_hand_rooms():
-    aug = parse_settings({"name": "t", "eps": {"sokoban": 10}}, default_seed=0).as_dict()  # 1 line per state
+    aug = parse_settings({"name": "t", "eps": {"sokoban": 10}}, default_seed=0)  # 1 line per state
     _, plain = profile_hand("expert", [0, 1, 2, 3], tmax=5)
     trajs, row = profile_hand("expert", [0, 1, 2, 3], tmax=5, augment=aug)
     for key in ("avg_steps", "success_rate", "optimal_len", "states", "avg_success_steps"):

@@ -69,11 +69,12 @@ def test_tiny_tokenizer_keeps_grid_cells_apart(tiny_tokenizer):
 
 
 def test_prompt_style_is_validated_and_chosen_by_the_preset():
-    assert PromptBuilder.from_config(compose_job(["model=tiny"])).compact
-    assert not PromptBuilder.from_config(compose_job(["model=smollm2_135m"])).compact
-    bad = OmegaConf.create({"think": True, "agent": {"history_k": 1, "system_prompt": None, "prompt": "short"}})
+    tiny, small = compose_job(["model=tiny"]), compose_job(["model=smollm2_135m"])
+    assert PromptBuilder.from_config(tiny.agent, tiny.think).compact
+    assert not PromptBuilder.from_config(small.agent, small.think).compact
+    bad = OmegaConf.create({"history_k": 1, "system_prompt": None, "prompt": "short"})
     with pytest.raises(ValueError, match="agent.prompt='short' is invalid; valid: full, compact"):
-        PromptBuilder.from_config(bad)
+        PromptBuilder.from_config(bad, True)
 
 
 def test_short_instruction_is_one_line_per_rendering():

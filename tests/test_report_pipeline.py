@@ -21,7 +21,7 @@ import pytest
 from agentgen.report import build_report, load_directory, write_report
 from agentgen.report.aggregate import Settings
 from agentgen.report.schema import RunSummary, SummaryError
-from agentgen.report.tables import Cell
+from agentgen.report.tables import Cell, matrix_table
 
 DATA = Path(__file__).parent / "data" / "report"
 ROOT = Path(__file__).parent.parent
@@ -62,7 +62,7 @@ def test_paper_sweep_gives_back_table2(paper_report):
     assert [agg.choice_label(c) for c in agg.choices] == ["start=v1", "start=v2"]
     for choice in agg.choices:
         start = dict(choice)["start"]
-        table = agg.matrix_table(choice)
+        table = matrix_table(agg, choice)
         envs = ["alfworld", "webshop", "sokoban", "sciworld"]
         assert table.columns[1:5] == ["ALFWorld", "WebShop", "Sokoban", "SciWorld"]
         base = _cells(table, "start checkpoint (step 0)")

@@ -37,13 +37,13 @@ class PromptBuilder:
         self.memory = make_memory(self.memory_name, self.history_k)
 
     @classmethod
-    def from_config(cls, cfg: Any) -> PromptBuilder:
-        """The job's prompt builder: ``think`` and the ``agent`` group (history_k, system_prompt, prompt)."""
-        agent = cfg.agent
+    def from_config(cls, agent: Any, think: bool) -> PromptBuilder:
+        """The job's prompt builder from its own settings: the ``agent`` group (history_k, system_prompt, prompt,
+        memory) and ``think``, not the whole job config."""
         style = str(agent.get("prompt", "full"))
         if style not in PROMPT_STYLES:
             raise ValueError(f"agent.prompt={style!r} is invalid; valid: {', '.join(PROMPT_STYLES)}")
-        return cls(think=bool(cfg.think), history_k=int(agent.history_k), system_prompt=agent.system_prompt,
+        return cls(think=bool(think), history_k=int(agent.history_k), system_prompt=agent.system_prompt,
                    compact=style == "compact", memory_name=str(agent.get("memory", "last_k")))
 
     def user_message(self, instruction: str, task: str, history: list[tuple[str, str]], observation: str,

@@ -1,9 +1,10 @@
 """State-information augmentation (papers.md A, section 6): goal-irrelevant distractors added to the
 observations the agent sees, while transitions, rewards and admissible actions stay the real env's.
 
-- ``env_factory`` tells the env pool what to build for an env config, an ``augment=`` config and a split:
-  the plain env, or ``AugmentedEnv`` around it;
-- ``settings``: the ``augment`` config group, checked (eps per env, prob, apply_to, seed, ...);
+- ``settings``: the ``augment`` config group, parsed and checked once per job (eps per env, prob, apply_to,
+  seed, ...) into ``AugmentSettings``, which travel as they are (frozen, picklable);
+- ``env_factory`` gives the env pool what to build for an env config, those settings and a split: an
+  ``EnvFactory`` of the plain env, or of ``AugmentedEnv`` around it;
 - ``wrapper.AugmentedEnv``: the wrapper, around the augmenter the env's plugin names (its
   ``agentgen/envs/<env>/augment.py``, an ``agentgen.envs.distractors.Augmenter``).
 """
@@ -15,8 +16,8 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from agentgen.augment.settings import AugmentSettings, parse_settings, validate_augment
-
-WRAPPER_TARGET = "agentgen.augment.wrapper:AugmentedEnv"
+from agentgen.envs import env_class
+from agentgen.envs.factory import EnvFactory
 
 
 def env_kwargs(env_cfg) -> dict[str, Any]:
@@ -34,25 +35,23 @@ def env_kwargs(env_cfg) -> dict[str, Any]:
     return {"max_steps": int(env_cfg.max_steps), "reward": dict(reward), **params}
 
 
-def env_factory(
-    name: str, env_cfg, augment_cfg, split: str, seed: int, *, force: bool = False
-) -> tuple[str, dict[str, Any]]:
-    """(env target, kwargs) for the pool: the plain env when augmentation is off for this env or split,
-    else the augmenting wrapper. ``split`` is the job's: "train" (RL, SFT data) or "test" (evaluation),
-    matched against ``augment.apply_to``; ``force`` ignores apply_to (profiling an augmented env).
-    ``seed`` (the job's) seeds the distractors unless ``augment.seed`` is set."""
-    settings = parse_settings(augment_cfg, default_seed=seed)
+def env_factory(name: str, env_cfg, settings: AugmentSettings, split: str, *, force: bool = False) -> EnvFactory:
+    """What the pool builds for env ``name``: the plain env when augmentation is off for this env or split, else
+    the augmenting wrapper around it. ``settings`` are the job's, parsed once (``parse_settings``, with the job's
+    seed as the distractors' default); ``split`` is the job's: "train" (RL, SFT data) or "test" (evaluation),
+    matched against ``augment.apply_to``; ``force`` ignores apply_to (profiling an augmented env)."""
+    from agentgen.augment.wrapper import AugmentedEnv  # here: the config checks import this package, not numpy
+
     target = str(env_cfg.get("name", name)) if hasattr(env_cfg, "get") else name
-    kwargs = env_kwargs(env_cfg)
+    plain = EnvFactory(target, env_class(target), env_kwargs(env_cfg))
     if not settings.enabled or settings.eps_for(target) is None:
-        return target, kwargs
+        return plain
     if not force and not settings.applies_to_split(split):
-        return target, kwargs
-    return WRAPPER_TARGET, {"inner": target, "inner_kwargs": kwargs, "augment": settings.as_dict()}
+        return plain
+    return EnvFactory(target, AugmentedEnv, {"inner": plain, "augment": settings})
 
 
 __all__ = [
-    "WRAPPER_TARGET",
     "AugmentSettings",
     "env_factory",
     "env_kwargs",

@@ -3,9 +3,9 @@
 It holds the real environment (``inner``) and forwards everything to it: transitions, rewards,
 success, admissible actions, the expert and the step limit are the inner env's own. Only the
 observation strings returned by ``reset`` and ``step`` change (papers.md A section 6: s' =
-Augment(s, delta, eps); "only the agent's input changes"). The env pool builds it from the target
-``agentgen.augment.wrapper:AugmentedEnv`` with ``inner``, ``inner_kwargs`` and ``augment`` (a settings
-dict), see ``agentgen.augment.env_factory``.
+Augment(s, delta, eps); "only the agent's input changes"). The env pool builds it through the
+``EnvFactory`` that ``agentgen.augment.env_factory`` makes: ``inner`` (the plain env's factory) and ``augment``
+(the job's ``AugmentSettings``, parsed once).
 
 Per episode: whether the trajectory is augmented is drawn once from (augment seed, split, env seed)
 with probability ``prob``; distractors are drawn from (augment seed, split, env seed, step), or step 0
@@ -14,24 +14,22 @@ throughout with ``resample: episode``. ``info["augmented"]`` says which it was.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from agentgen.augment.seeding import DISTRACTOR_STREAM, episode_augmented, stream
 from agentgen.augment.settings import AugmentSettings
 from agentgen.envs import TextEnv, env_class, env_names, registry
 from agentgen.envs.distractors import Augmenter, Injection
+from agentgen.envs.factory import EnvFactory
 
-TARGET = "agentgen.augment.wrapper:AugmentedEnv"
 
-
-def _inner_class(inner: str) -> type[TextEnv]:
-    if ":" in inner:
-        module, _, cls = inner.partition(":")
-        return getattr(importlib.import_module(module), cls)
+def _inner_factory(inner: EnvFactory | str, inner_kwargs: dict | None) -> EnvFactory:
+    """The inner env's factory; a registry name with ``inner_kwargs`` (tests, scripts) makes one."""
+    if isinstance(inner, EnvFactory):
+        return inner
     if inner not in env_names():
         raise ValueError(f"AugmentedEnv: unknown inner environment {inner!r}; valid: {', '.join(env_names())}")
-    return env_class(inner)
+    return EnvFactory(inner, env_class(inner), dict(inner_kwargs or {}))
 
 
 class AugmentedEnv(TextEnv):
@@ -42,19 +40,20 @@ class AugmentedEnv(TextEnv):
     def __init__(
         self,
         split: str = "train",
-        inner: str = "",
+        inner: EnvFactory | str = "",
         inner_kwargs: dict | None = None,
-        augment: dict | AugmentSettings | None = None,
+        augment: AugmentSettings | None = None,
     ):
         if not inner:
             raise ValueError(f"AugmentedEnv needs inner=<environment name>; valid: {', '.join(env_names())}")
-        env = _inner_class(inner)(split=split, **dict(inner_kwargs or {}))
+        if augment is not None and not isinstance(augment, AugmentSettings):
+            raise TypeError(f"AugmentedEnv: augment must be AugmentSettings (agentgen.augment.parse_settings), "
+                            f"not {type(augment).__name__}")
+        env = _inner_factory(inner, inner_kwargs)(split)
         super().__init__(split=split, max_steps=env.max_steps, reward=env.reward_spec)
         self.inner = env
         self.name = env.name
-        self.settings = (
-            augment if isinstance(augment, AugmentSettings) else AugmentSettings(**dict(augment or {}))
-        )
+        self.settings = augment or AugmentSettings()
         eps = self.settings.eps_for(env.name)
         self.augmenter: Augmenter | None = (
             augmenter_for(env.name, eps, self.settings.webshop_alpha)

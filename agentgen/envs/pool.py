@@ -19,7 +19,9 @@ Each worker is a session (process group) leader, so the group holds its children
 restarts and the worker's own watchdog (which fires when the owning process disappears) kill the
 whole group. ``close()`` is idempotent, runs at interpreter exit and from ``with EnvPool(...)``.
 
-``env_name`` is a registry name (``agentgen.envs.registry``) or an importable ``"module:Class"``.
+What a slot holds comes from an ``EnvFactory`` (agentgen/envs/factory.py) the caller builds: the job's are the
+plain env or the augmenting wrapper around it. For tests and scripts ``env`` may also be a registry name
+(``agentgen.envs.registry``) or an importable ``"module:Class"`` with ``env_kwargs``: a factory is made of it.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ from multiprocessing.connection import wait as mp_wait
 from typing import Any
 
 from agentgen.envs import SPLITS, TextEnv, env_class, env_names
+from agentgen.envs.factory import EnvFactory
+from agentgen.options import PoolOptions
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +60,16 @@ _LOST = "lost"  # payload: reason; the worker died or timed out and was restarte
 
 class EnvPoolError(RuntimeError):
     """An env method raised in a worker (bad configuration, a bug); carries the remote traceback."""
+
+
+def as_factory(env: EnvFactory | str, env_kwargs: dict | None = None) -> EnvFactory:
+    """``env`` as a factory: a factory as it is (``env_kwargs`` must be None), a name or "module:Class" with
+    ``env_kwargs``."""
+    if isinstance(env, EnvFactory):
+        if env_kwargs:
+            raise ValueError("EnvPool: an EnvFactory carries its own keywords; pass env_kwargs=None")
+        return env
+    return EnvFactory(env, resolve_env_class(env), _plain(dict(env_kwargs or {})))
 
 
 def resolve_env_class(env_name: str) -> type[TextEnv]:
@@ -96,14 +110,14 @@ def _plain(obj: Any) -> Any:
 class _SlotEnvs:
     """The envs of one worker (or of the in-process pool), created lazily per slot."""
 
-    def __init__(self, env_name: str, env_kwargs: dict, split: str):
-        self.env_name, self.env_kwargs, self.split = env_name, env_kwargs, split
+    def __init__(self, factory: EnvFactory, split: str):
+        self.factory, self.split = factory, split
         self.envs: dict[int, TextEnv] = {}
 
     def get(self, slot: int) -> TextEnv:
         env = self.envs.get(slot)
         if env is None:
-            env = resolve_env_class(self.env_name)(split=self.split, **self.env_kwargs)
+            env = self.factory(self.split)
             self.envs[slot] = env
         return env
 
@@ -158,7 +172,7 @@ def _watch_owner(owner_pid: int, parent_pid: int) -> None:
 
 
 def _worker_main(
-    conn, env_name: str, env_kwargs: dict, split: str, sys_path: list[str], owner_pid: int
+    conn, factory: EnvFactory, split: str, sys_path: list[str], owner_pid: int
 ) -> None:
     try:
         os.setsid()  # own process group: killing it takes the env's child processes too
@@ -167,7 +181,7 @@ def _worker_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the owner handles Ctrl-C and closes us
     sys.path[:0] = [p for p in sys_path if p not in sys.path]
     threading.Thread(target=_watch_owner, args=(owner_pid, os.getppid()), daemon=True).start()
-    envs = _SlotEnvs(env_name, env_kwargs, split)
+    envs = _SlotEnvs(factory, split)
     try:
         while True:
             try:
@@ -216,7 +230,7 @@ class EnvPool:
 
     def __init__(
         self,
-        env_name: str,
+        env: EnvFactory | str,
         env_kwargs: dict | None,
         split: str,
         num_slots: int,
@@ -228,20 +242,15 @@ class EnvPool:
             raise ValueError(f"EnvPool: split must be one of {SPLITS}, got {split!r}")
         if int(num_slots) < 1:
             raise ValueError(f"EnvPool: num_slots must be >= 1, got {num_slots!r}")
-        if num_workers is not None and int(num_workers) < 0:
-            raise ValueError(
-                f"EnvPool: num_workers must be >= 0 (0 = in-process) or None, got {num_workers!r}"
-            )
-        if not step_timeout or step_timeout <= 0:
-            raise ValueError(f"EnvPool: step_timeout must be > 0 seconds, got {step_timeout!r}")
+        # the pool's rules are PoolOptions' (rollout.num_workers, rollout.step_timeout), which preflight ran too
+        PoolOptions(num_workers=0 if num_workers is None else num_workers, step_timeout=step_timeout).check()
         if start_method not in mp.get_all_start_methods():
             raise ValueError(
                 f"EnvPool: start_method {start_method!r} unavailable here; "
                 f"valid: {', '.join(mp.get_all_start_methods())}"
             )
-        self.env_name = env_name
-        self.env_class = resolve_env_class(env_name)  # fail early on a bad name
-        self.env_kwargs = _plain(dict(env_kwargs or {}))
+        self.factory = as_factory(env, env_kwargs)  # fails early on a bad name
+        self.env_name = self.factory.name
         self.split = split
         self.num_slots = int(num_slots)
         workers = (os.cpu_count() or 1) if num_workers is None else int(num_workers)
@@ -257,7 +266,7 @@ class EnvPool:
         self._closed = False
         self._req = 0
         if self.num_workers == 0:
-            self._local = _SlotEnvs(env_name, self.env_kwargs, split)
+            self._local = _SlotEnvs(self.factory, split)
             self._workers: list[_Worker] = []
             self._slot_worker: list[int] = []
         else:
@@ -429,7 +438,7 @@ class EnvPool:
         parent_conn, child_conn = self._ctx.Pipe()
         process = self._ctx.Process(
             target=_worker_main,
-            args=(child_conn, self.env_name, self.env_kwargs, self.split, list(sys.path), os.getpid()),
+            args=(child_conn, self.factory, self.split, list(sys.path), os.getpid()),
             name=f"envpool-{self.env_name}-{worker.index}",
         )
         process.start()

@@ -42,10 +42,11 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from agentgen.agent.prompt import PromptBuilder
-from agentgen.augment import WRAPPER_TARGET, env_factory, parse_settings
+from agentgen.augment import env_factory, parse_settings
 from agentgen.config import env_config, profile_config
-from agentgen.envs.pool import EnvPool, resolve_env_class
+from agentgen.envs.pool import EnvPool
 from agentgen.models.loader import load_policy
+from agentgen.options import rollout_options
 from agentgen.rollout import make_generator
 from agentgen.rollout.policy import ExpertPolicy, ModelPolicy, RandomPolicy
 from agentgen.rollout.runner import Episode, EpisodeRunner, EpisodeSpec
@@ -78,7 +79,7 @@ def _optimal_len(info: dict[str, Any]) -> int | None:
 
 
 def _has_method(pool, name: str) -> bool:
-    cls = resolve_env_class(pool.env_kwargs["inner"]) if pool.env_name == WRAPPER_TARGET else pool.env_class
+    cls = pool.factory.base.env_class  # the env's own class, under the augmenting wrapper if any
     return callable(getattr(cls, name, None))
 
 
@@ -140,7 +141,8 @@ def play_model(
     """Play ``seeds`` with a model through the rollout runner (the same prompts as training)."""
     model, tokenizer, _ = load_policy(cfg.model, path=_model_path(cfg, policy))
     model.eval()
-    actor = ModelPolicy(make_generator(cfg.rollout, model, tokenizer), tokenizer, PromptBuilder.from_config(cfg),
+    prompts = PromptBuilder.from_config(cfg.agent, cfg.think)
+    actor = ModelPolicy(make_generator(cfg.rollout, model, tokenizer), tokenizer, prompts,
                         env_cfg.max_prompt_tokens, env_cfg.max_response_tokens, temperature)
     return _play(_OptimalLengthPool(pool), actor, seeds, tmax, desc=f"profile {env_cfg.name}")
 
@@ -206,9 +208,10 @@ def run_profile(cfg, out_dir: str | Path) -> dict[str, dict[str, Any]]:
         return json.loads(path.read_text())
     pc = profile_config(cfg)
     (out / EPISODES_FILE).unlink(missing_ok=True)  # a rerun after a failure starts the episode log afresh
-    aug = parse_settings(cfg.get("augment"), default_seed=int(cfg.seed))
+    aug = parse_settings(cfg.get("augment"), default_seed=int(cfg.seed))  # the job's one parse
+    pool_opts = rollout_options(cfg.rollout).pool()
     seeds = list(range(pc.seed_start, pc.seed_start + pc.episodes))
-    prompts = PromptBuilder.from_config(cfg)
+    prompts = PromptBuilder.from_config(cfg.agent, cfg.think)
     tracker = Tracker(
         cfg.logger,
         out,
@@ -222,16 +225,10 @@ def run_profile(cfg, out_dir: str | Path) -> dict[str, dict[str, Any]]:
             # as a job builds it: difficulty, the model's env_params and answer cap, debug caps
             env_cfg = env_config(cfg, name)
             t0 = time.time()
-            target, kwargs = env_factory(name, env_cfg, cfg.augment, pc.split, int(cfg.seed), force=True)
+            factory = env_factory(name, env_cfg, aug, pc.split, force=True)
             slots = max(1, min(pc.episodes, int(env_cfg.get("max_instances", 64))))
-            with EnvPool(
-                target,
-                kwargs,
-                split=pc.split,
-                num_slots=slots,
-                num_workers=cfg.rollout.num_workers,
-                step_timeout=cfg.rollout.step_timeout,
-            ) as pool:
+            with EnvPool(factory, None, split=pc.split, num_slots=slots, num_workers=pool_opts.num_workers,
+                         step_timeout=pool_opts.step_timeout) as pool:
                 if pc.policy in ("expert", "random"):
                     trajs = play_scripted(pool, pc.policy, seeds, pc.tmax, prompts, rng_seed=int(cfg.seed))
                 else:

@@ -28,13 +28,10 @@ from agentgen.report.schema import (
     ProfileEntry,
     RunSummary,
     env_sort_key,
-    env_title,
     norm_value,
     profile_entries,
     train_kind,
-    train_label_title,
 )
-from agentgen.report.tables import Cell, Table, slug
 
 # Factors whose variants are compared with a baseline row, and the baseline value of each.
 DEFAULT_BASELINES = {"augment": "none", "think": "true", "sft": "none"}
@@ -370,40 +367,14 @@ class SweepAggregate:
                 ))
         return rows
 
-    # ---------------------------------------------------------------- tables
-    def matrix_table(self, choice: Choice) -> Table:
-        unit = self.settings.unit
-        cols = ["training env"] + [env_title(e) for e in self.eval_envs] + [f"OOD mean{unit and ' ' + unit}", "seeds"]
-        rows = []
-        cells = self.cells_of(choice)
-        start = self._pooled_start(cells)
-        if start:
-            rows.append(["start checkpoint (step 0)"] + [start.get(e) for e in self.eval_envs] + [None, ""])
-        for cell in cells:
-            row = [train_label_title(cell.train_label)]
-            for env in self.eval_envs:
-                stat = cell.final.get(env)
-                row.append(Cell(stat, tag="ID" if cell.is_id(env) else None, css=None if cell.is_id(env) else "ood"))
-            row.append(self._ood_mean(cell))
-            row.append(", ".join(cell.seeds))
-            rows.append(row)
-        return Table(
-            key=slug("success_" + self.choice_label(choice)),
-            title=f"{self._metric_title()} ({self.choice_label(choice)})",
-            columns=cols, rows=rows,
-            note=(f"Mean over the last {self.settings.last_k} checkpoints, then over seeds (± sample std). "
-                  "ID = the training env(s); other cells are out-of-domain."),
-            meta={"choice": choice},
-        )
-
-    def _pooled_start(self, cells: Iterable[CellResult]) -> dict[str, Stat]:
+    def pooled_start(self, cells: Iterable[CellResult]) -> dict[str, Stat]:
         pooled: dict[str, list[float]] = defaultdict(list)
         for cell in cells:
             for env, by_seed in cell.start_per_seed.items():
                 pooled[env] += by_seed.values()
         return {e: mean_std(v) for e, v in pooled.items()}
 
-    def _ood_mean(self, cell: CellResult) -> Stat | None:
+    def ood_mean(self, cell: CellResult) -> Stat | None:
         envs = [e for e in self.eval_envs if not cell.is_id(e) and e in cell.per_seed]
         if not envs:
             return None
@@ -414,208 +385,16 @@ class SweepAggregate:
                 vals.append(sum(xs) / len(xs))
         return mean_std(vals)
 
-    def change_table(self, choice: Choice) -> Table | None:
-        """Final minus step-0 evaluation, per seed: what training on one env cost or gave the others."""
-        rows = []
-        for cell in self.cells_of(choice):
-            row = [train_label_title(cell.train_label)]
-            any_value = False
-            for env in self.eval_envs:
-                diffs = [cell.per_seed[env][s] - cell.start_per_seed[env][s]
-                         for s in cell.seeds
-                         if s in cell.per_seed.get(env, {}) and s in cell.start_per_seed.get(env, {})]
-                stat = mean_std(diffs)
-                any_value |= stat is not None
-                row.append(Cell(stat, tag="ID" if cell.is_id(env) else None, fmt="{:+.1f}"))
-            if any_value:
-                rows.append(row)
-        if not rows:
-            return None
-        return Table(
-            key=slug("change_from_start_" + self.choice_label(choice)),
-            title=f"Change from the start checkpoint, points ({self.choice_label(choice)})",
-            columns=["training env"] + [env_title(e) for e in self.eval_envs], rows=rows,
-            note="Last-K mean minus the step-0 evaluation of the same run, then mean ± std over seeds. "
-                 "Negative OOD cells are the generalization tax.",
-        )
 
-    def delta_table(self) -> Table | None:
-        rows = self.delta_rows()
-        if not rows:
-            return None
-        out = []
-        for r in rows:
-            out.append([
-                train_label_title(r.train_label),
-                r.factor,
-                self.choice_label(r.choice),
-                self.choice_label(r.baseline),
-                ", ".join(env_title(e) for e in r.ood_envs),
-                r.base_sum, r.variant_sum,
-                Cell(r.delta, fmt="{:+.1f}%", css=_sign_css(r.delta)),
-                Cell(r.delta_per_seed, fmt="{:+.1f}%"),
-                Cell(r.delta_relative_sum, fmt="{:+.1f}%"),
-                Cell(r.id_change, fmt="{:+.1f}"),
-            ])
-        return Table(
-            key="delta_ood",
-            title="Delta-OOD of each variant against its baseline row",
-            columns=["training env", "factor", "variant", "baseline", "OOD envs", "baseline OOD sum",
-                     "variant OOD sum", "ΔOOD", "ΔOOD per seed", "Σ per-env relative Δ", "ΔID (points)"],
-            rows=out,
-            note=("ΔOOD = Σ_e [succ(variant, e) − succ(baseline, e)] / Σ_e succ(baseline, e) × 100 over the OOD "
-                  "envs both rows were evaluated on (the study's formula, on the seed means). 'ΔOOD per seed' applies "
-                  "it to each seed both rows share. 'Σ per-env relative Δ' sums (v−b)/b per env: not the stated "
-                  "formula, but the reading the study's Table 7 figures below −100% imply."),
-        )
 
-    def ranking_summary_table(self) -> Table | None:
-        if not self.rankings:
-            return None
-        combined = self.combined_rankings()
-        envs = sorted({t for r in self.rankings.values() for t in r.scores}, key=env_sort_key)
-        cols = ["training env"] + [self.choice_label(c) for c in self.rankings] + [label for label, _ in combined]
-        rows = []
-        for env in envs:
-            row = [env_title(env)] + [r.scores.get(env) for r in self.rankings.values()]
-            row += [scores.get(env) for _, scores in combined]
-            rows.append(row)
-        return Table(
-            key="ood_rank_score",
-            title="OOD ranking score (lower is better)",
-            columns=cols, rows=rows, digits=0,
-            note=(f"For each OOD eval env, the single-env training runs are ranked by success there (dense ranks; "
-                  f"gaps under {self.settings.tie_points:g} points tie); a training env's score sums its ranks. "
-                  f"Combined columns add the scores of choices differing only in '{self.settings.combine_over}', "
-                  "and are '-' for an env missing from any of them (as in the study's Table 1)."),
-        )
 
-    def ranking_detail_table(self, choice: Choice) -> Table | None:
-        ranking = self.rankings.get(choice)
-        if ranking is None:
-            return None
-        envs = sorted(ranking.ranks, key=env_sort_key)
-        rows = []
-        for t in sorted(ranking.scores, key=env_sort_key):
-            rows.append([env_title(t)] + [ranking.ranks[e].get(t) for e in envs] + [ranking.scores[t]])
-        return Table(
-            key=slug("ood_ranks_" + self.choice_label(choice)),
-            title=f"OOD ranks per eval env ({self.choice_label(choice)})",
-            columns=["training env"] + [f"rank on {env_title(e)}" for e in envs] + ["score"],
-            rows=rows, digits=0,
-        )
 
-    def sequential_table(self) -> Table | None:
-        rows = self.sequential_rows()
-        if not rows:
-            return None
-        out = [[
-            train_label_title(r.sequence), self.choice_label(r.choice), r.stage, env_title(r.env),
-            r.start, r.before, r.after_own, r.final,
-            Cell(r.forgetting, fmt="{:+.1f}"), Cell(r.transfer, fmt="{:+.1f}"), r.joint_final,
-        ] for r in rows]
-        return Table(
-            key="sequential",
-            title="Sequential training: forgetting and transfer",
-            columns=["sequence", "choice", "stage", "env", "at start", "before own stage", "after own stage",
-                     "final", "forgetting (points)", "transfer (points)", "joint training final"],
-            rows=out,
-            note=("Forgetting = after its own stage − final (positive: later stages made the agent forget). "
-                  "Transfer = just before its own stage − at start (what earlier stages gave for free). "
-                  "'Joint training final' is the mixture run on the same envs (last-K mean), if the sweep has one."),
-        )
 
-    def profile_table(self) -> Table | None:
-        if not self.profiles:
-            return None
-        pooled: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-        for p in self.profiles:
-            for k, v in p.metrics.items():
-                pooled[(p.env, p.augment)][k].append(v * (100.0 if k == "success_rate" else 1.0))
-        rank_cols = [(self.choice_label(c), r.scores) for c, r in self.rankings.items()]
-        rank_cols += self.combined_rankings()
-        rows = []
-        for (env, aug) in sorted(pooled, key=lambda k: (env_sort_key(k[0]), k[1] != "none", k[1])):
-            m = pooled[(env, aug)]
-            row = [env_title(env), aug]
-            row += [Cell(mean_std(m.get("avg_chars", [])), fmt="{:.0f}")]
-            row += [mean_std(m.get(k, [])) for k in ("avg_steps", "success_rate", "optimal_len")]
-            row += [scores.get(env) if aug == "none" else None for _, scores in rank_cols]
-            rows.append(row)
-        return Table(
-            key="env_profile",
-            title="Environment profile",
-            columns=["env", "augment", "state richness (avg chars)", "planning complexity (avg steps)",
-                     "goal reachability %", "optimal length"] + [f"OOD rank ({label})" for label, _ in rank_cols],
-            rows=rows,
-            note=("Section 5 metrics: characters per state and trajectory length (a failure counts as the step "
-                  "limit) over sampled trajectories; goal reachability is their success rate."),
-        )
 
-    def runs_table(self) -> Table:
-        rows = []
-        for choice in self.choices:
-            for cell in self.cells_of(choice):
-                steps = sorted({int(r.train.get("steps") or 0) for r in cell.runs})
-                wall = [r.wall_seconds for r in cell.runs if r.wall_seconds is not None]
-                rows.append([
-                    train_label_title(cell.train_label), self.choice_label(choice), cell.kind,
-                    len(cell.runs), ", ".join(cell.seeds), ", ".join(map(str, steps)),
-                    max(len(r.checkpoints()) for r in cell.runs),
-                    (sum(wall) / len(wall) / 60.0) if wall else None,
-                ])
-        return Table(
-            key="runs", title="Completed runs",
-            columns=["training env", "choice", "kind", "runs", "seeds", "train steps", "checkpoints",
-                     "wall minutes (mean)"],
-            rows=rows,
-        )
 
-    def failed_table(self) -> Table | None:
-        if not self.failed:
-            return None
-        rows = [[r.source, train_label_title(r.train_env), ", ".join(f"{k}={norm_value(v)}" for k, v in
-                 sorted(r.variant.items())), r.error or "(no message)"] for r in self.failed]
-        return Table(key="failed_runs", title="Failed runs (left out of every figure)",
-                     columns=["summary", "training env", "variant", "error"], rows=rows)
 
-    def long_table(self) -> Table:
-        """One row per (choice, training env, eval env): the sweep's results in one pivotable table."""
-        rows = []
-        for choice in self.choices:
-            d = dict(choice)
-            for cell in self.cells_of(choice):
-                for env in self.eval_envs:
-                    stat = cell.final.get(env)
-                    start = cell.start.get(env)
-                    rows.append(
-                        [self.choice_label(choice)] + [d.get(k, "") for k in self.variant_keys] + [
-                            cell.train_label, cell.kind, env, "ID" if cell.is_id(env) else "OOD",
-                            stat.mean if stat else None, stat.std if stat else None, stat.n if stat else 0,
-                            " ".join(f"{cell.per_seed[env][s]:.4f}" for s in cell.seeds
-                                     if s in cell.per_seed.get(env, {})),
-                            start.mean if start else None,
-                        ])
-        return Table(
-            key="results_long", title="All results (long format)",
-            columns=["choice"] + self.variant_keys + [
-                "train_env", "kind", "eval_env", "role", f"{self.settings.metric}_mean",
-                f"{self.settings.metric}_std", "n_seeds", "per_seed", "start_mean"],
-            rows=rows, digits=2,
-        )
 
-    def _metric_title(self) -> str:
-        m = self.settings.metric
-        name = "Success rate %" if m == "success_rate" else m
-        return f"{name}, pass@1" if m == "success_rate" else name
 
 
 def _profile_of(run: RunSummary) -> list[ProfileEntry]:
     return profile_entries(run.profile or {}, run.source, augment=run.variant.get("augment"))
-
-
-def _sign_css(value: float | None) -> str | None:
-    if value is None:
-        return None
-    return "pos" if value > 0 else "neg" if value < 0 else None
-

@@ -6,10 +6,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from agentgen.report import tables
 from agentgen.report.aggregate import Settings, SweepAggregate
 from agentgen.report.plots import Figure, delta_bars, learning_curves, success_heatmap
 from agentgen.report.schema import ProfileEntry, RunSummary
-from agentgen.report.tables import Table
+from agentgen.report.table_format import Table
 
 
 @dataclass
@@ -73,32 +74,32 @@ def build_report(
     matrices = Section("success", "Success matrices",
                        "Train on the row's env, evaluate on every env's test split; one matrix per modeling choice.")
     for choice in agg.choices:
-        matrices.items.append(agg.matrix_table(choice))
+        matrices.items.append(tables.matrix_table(agg, choice))
         if plots and (fig := success_heatmap(agg, choice)) is not None:
             matrices.items.append(fig)
-        if (change := agg.change_table(choice)) is not None:
+        if (change := tables.change_table(agg, choice)) is not None:
             matrices.items.append(change)
     sections.append(matrices)
 
     delta = Section("delta_ood", "Delta-OOD: augmentation, thinking and SFT variants",
                     "Each variant row against the baseline row that differs from it only in that factor "
                     f"(baselines: {', '.join(f'{k}={v}' for k, v in s.baselines.items())}).")
-    if (t := agg.delta_table()) is not None:
+    if (t := tables.delta_table(agg)) is not None:
         delta.items.append(t)
         if plots and (fig := delta_bars(agg)) is not None:
             delta.items.append(fig)
     sections.append(delta)
 
     ranking = Section("ranking", "OOD ranking", "Which training env transfers best (lower score is better).")
-    if (t := agg.ranking_summary_table()) is not None:
+    if (t := tables.ranking_summary_table(agg)) is not None:
         ranking.items.append(t)
-        ranking.items += [d for c in agg.rankings if (d := agg.ranking_detail_table(c)) is not None]
+        ranking.items += [d for c in agg.rankings if (d := tables.ranking_detail_table(agg, c)) is not None]
     sections.append(ranking)
 
-    if (t := agg.sequential_table()) is not None:
+    if (t := tables.sequential_table(agg)) is not None:
         sections.append(Section("sequential", "Sequential training",
                                 "Stage after stage on different envs: what later stages cost earlier ones.", [t]))
-    if (t := agg.profile_table()) is not None:
+    if (t := tables.profile_table(agg)) is not None:
         sections.append(Section("profile", "Environment profile",
                                 "The environment properties the study relates to OOD transfer.", [t]))
     if plots:
@@ -107,8 +108,8 @@ def build_report(
         if curves.items:
             sections.append(curves)
 
-    runs_section = Section("runs", "Runs", "Every summary the report read.", [agg.runs_table()])
-    if (t := agg.failed_table()) is not None:
+    runs_section = Section("runs", "Runs", "Every summary the report read.", [tables.runs_table(agg)])
+    if (t := tables.failed_table(agg)) is not None:
         runs_section.items.append(t)
     sections.append(runs_section)
     sections = [sec for sec in sections if sec.items]
@@ -124,4 +125,4 @@ def build_report(
         ("eval envs", ", ".join(agg.eval_envs) or "-"),
     ]
     return Report(title=title or f"agentgen report: {source}", source=source, aggregate=agg,
-                  overview=overview, sections=sections, data_tables=[agg.long_table()])
+                  overview=overview, sections=sections, data_tables=[tables.long_table(agg)])

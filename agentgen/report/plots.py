@@ -16,7 +16,7 @@ from matplotlib.patches import Rectangle
 
 from agentgen.report.aggregate import SweepAggregate
 from agentgen.report.schema import Choice, env_title, train_label_title
-from agentgen.report.tables import slug
+from agentgen.report.table_format import slug
 
 DPI = 110
 

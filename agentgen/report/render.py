@@ -10,7 +10,7 @@ from pathlib import Path
 
 from agentgen.report.document import Report
 from agentgen.report.plots import Figure
-from agentgen.report.tables import Table, to_csv, to_html, to_markdown
+from agentgen.report.table_format import Table, to_csv, to_html, to_markdown
 
 CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;color:#222;

@@ -27,11 +27,11 @@ from agentgen.report.schema import (
     load_profile,
     load_summary,
 )
+from agentgen.summary import VARIANT_KEYS
 
 SUMMARY_FILE, PROFILE_FILE = "summary.json", "profile.json"
 STEP_KEY = "trainer/global_step"
 EVAL_PREFIX = "eval/"
-VARIANT_KEYS = ("augment", "sft", "think", "algo", "model", "start", "seed")
 WANDB_SOURCE_PREFIX = "wandb:"
 
 

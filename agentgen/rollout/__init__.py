@@ -1,15 +1,17 @@
 """Rollouts: generation engines (hf, vllm) and the episode runner that plays them against environments."""
 
+from agentgen.options import hf_options
+
 
 def make_generator(rollout_cfg, model, tokenizer):
     """The generation engine for ``rollout=`` (hf: the policy itself; vllm: a vLLM engine kept in sync)."""
     if rollout_cfg.name == "hf":
         from agentgen.rollout.hf import HFGenerator
 
-        params = rollout_cfg.get("params") or {}
+        params = hf_options(rollout_cfg.get("params"))
         return HFGenerator(model, tokenizer, batch_size=rollout_cfg.generation_batch_size,
                            generation_timeout=rollout_cfg.get("generation_timeout"),
-                           decode=params.get("decode", "loop"), share_prefix=bool(params.get("share_prefix", True)))
+                           decode=params.decode, share_prefix=params.share_prefix)
     if rollout_cfg.name == "vllm":
         from agentgen.rollout.vllm import VLLMGenerator
 

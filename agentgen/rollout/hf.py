@@ -48,8 +48,8 @@ import time
 import torch
 from transformers import DynamicCache, GenerationConfig, LogitsProcessor, LogitsProcessorList
 
-from agentgen.config import HF_DECODERS, SEEDS_NEED_LOOP
 from agentgen.errors import ConfigError
+from agentgen.options import SEEDS_NEED_LOOP, HFOptions
 
 
 class HFGenerator:
@@ -57,8 +57,7 @@ class HFGenerator:
 
     def __init__(self, model, tokenizer, batch_size: int = 64, stop_strings: tuple[str, ...] = ("</action>",),
                  generation_timeout: float | None = None, decode: str = "loop", share_prefix: bool = True):
-        if decode not in HF_DECODERS:
-            raise ValueError(f"rollout.params.decode={decode!r} is invalid; valid: {', '.join(HF_DECODERS)}")
+        HFOptions(decode=decode, share_prefix=share_prefix).check()
         if decode == "loop":
             check_loop_cache(model)
         self.model = model

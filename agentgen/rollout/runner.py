@@ -90,152 +90,15 @@ class EpisodeRunner:
 
     def run(self, specs: list[EpisodeSpec], desc: str | None = None,
             on_episode: Callable[[Episode], None] | None = None) -> list[Episode]:
-        pending = deque(enumerate(specs))
-        free = list(range(self.pool.num_slots))[::-1]
-        active: dict[int, tuple[int, AgentState]] = {}
-        results: list[Episode | None] = [None] * len(specs)
         # a transient bar when ``desc`` names one (rollouts and evaluations have their phase's bars instead)
         bar = progress(len(specs), desc or "episodes", unit="episode", leave=False, show=None if desc else False)
-
-        def finish(slot: int) -> None:
-            i, st = active.pop(slot)
-            results[i] = st.episode
-            free.append(slot)
-            bar.update(1)
-            if on_episode:
-                on_episode(st.episode)
-
-        def take_pending() -> dict[int, tuple[int, EpisodeSpec]]:
-            """The next pending episodes, each given a free slot (neither free nor active until started)."""
-            starting: dict[int, tuple[int, EpisodeSpec]] = {}
-            while free and pending:
-                starting[free.pop()] = pending.popleft()
-            return starting
-
-        def reset_slots(starting: dict[int, tuple[int, EpisodeSpec]]) -> tuple[dict, dict]:
-            """(first observations, instructions) of the episodes ``starting``: the pool's work of a start."""
-            if not starting:
-                return {}, {}
-            resets = self.pool.reset({slot: spec.seed for slot, (_, spec) in starting.items()})
-            return resets, self.pool.call(list(starting), "instruction")
-
-        def activate(starting: dict[int, tuple[int, EpisodeSpec]], resets: dict, instructions: dict) -> None:
-            """Make the reset episodes active (and restore continuation prefixes, which needs the pool idle)."""
-            for slot, (obs, info) in resets.items():
-                i, spec = starting[slot]
-                ep = Episode(spec=spec, task=info.get("task", ""), augmented=bool(info.get("augmented", False)))
-                active[slot] = (i, AgentState(slot, ep, instructions[slot] or "", obs,
-                                              info.get("admissible_actions"), state_key=info.get("state_key")))
-            prefixes = {slot: spec.meta["prefix"] for slot, (_, spec) in starting.items() if spec.meta.get("prefix")}
-            for slot in self._replay(prefixes, {slot: active[slot][1] for slot in prefixes}):
-                finish(slot)  # the replay could not restore the state: aborted, the slot is free again
-
-        def start_now(starting: dict[int, tuple[int, EpisodeSpec]]) -> None:
-            """Reset and activate ``starting`` here and now, the wait counted as env time (the pool must be idle)."""
-            t0 = time.perf_counter()
-            resets, instructions = reset_slots(starting)
-            self.seconds["env"] += time.perf_counter() - t0
-            activate(starting, resets, instructions)
-
-        def start_pending() -> None:
-            """Start the next pending episodes in the free slots, here and now (the pool must be idle)."""
-            start_now(take_pending())
-
-        def decide(slots: list[int]) -> dict[int, Decision]:
-            """The policy's decisions for these slots; the episodes it gives up on end here."""
-            t0 = time.perf_counter()
-            decisions = dict(zip(slots, self.policy.act([active[s][1] for s in slots])))
-            self.seconds["policy"] += time.perf_counter() - t0
-            for slot in [s for s in slots if decisions[s] is None]:
-                finish(slot)  # the policy has nothing to do here: the episode ends, failed
-            abandoned = [s for s in slots if decisions[s] is not None and decisions[s].aborted]
-            if abandoned:
-                log.warning("%d episode(s) aborted: %s", len(abandoned), decisions[abandoned[0]].aborted)
-            for slot in abandoned:  # its generation was abandoned: aborted, the slot takes the next pending episode
-                ep = active[slot][1].episode  # says nothing about the policy: the trainer drops it, as a hung env's
-                ep.aborted = True
-                ep.final_info = {"aborted": True, "abort_reason": decisions[slot].aborted, "generation_aborted": True}
-                finish(slot)
-            return {slot: d for slot, d in decisions.items() if d is not None and not d.aborted}
-
-        def apply(acting: dict[int, Decision], steps: dict[int, tuple]) -> None:
-            """Record each stepped turn and end the episodes that are done."""
-            for slot, d in acting.items():
-                st = active[slot][1]
-                obs, reward, done, info = steps[slot]
-                st.episode.turns.append(Turn(d.prompt_ids, d.response_ids, d.response, d.action, float(reward),
-                                             st.observation, d.format_ok, bool(info.get("invalid_action", False)),
-                                             st.state_key, d.capped, d.user, d.logprobs))
-                st.history.append((st.observation, d.action if d.action is not None else d.response.strip()[:200]))
-                st.observation, st.admissible, st.state_key = obs, info.get("admissible_actions"), info.get("state_key")
-                ep = st.episode
-                if not done and ep.prefix_steps + len(ep.turns) >= self.max_turns:
-                    done, ep.truncated = True, True
-                if done:
-                    ep.success = bool(info.get("success", False))
-                    ep.aborted = bool(info.get("aborted", False))
-                    ep.truncated = ep.truncated or bool(info.get("truncated", False))
-                    ep.final_info = {k: v for k, v in info.items() if k not in ("admissible_actions", "state_key")}
-                    finish(slot)
-
-        def timed_step(actions: dict[int, str]) -> tuple[dict[int, tuple], float]:
-            t0 = time.perf_counter()
-            return self.pool.step(actions), time.perf_counter() - t0
-
-        def background(actions: dict[int, str], starting: dict) -> tuple[dict, dict, dict, float]:
-            """One request's worth of pool work behind the policy's act: new episodes' resets, then a step."""
-            t0 = time.perf_counter()
-            resets, instructions = reset_slots(starting)
-            steps = self.pool.step(actions) if actions else {}
-            return steps, resets, instructions, time.perf_counter() - t0
-
-        if self.waves == 1:  # act, step, repeat; new episodes start between steps
-            while pending or active:
-                start_pending()
-                acting = decide(list(active)) if active else {}
-                if acting:
-                    steps, took = timed_step({s: d.action for s, d in acting.items()})
-                    self.seconds["env"] += took
-                    apply(acting, steps)
-            bar.close()
-            return [r for r in results if r is not None]
-
-        # Two waves: wave w acts while a background request steps wave 1-w and resets the slots freed since the
-        # last request (their episodes join once it is collected, so a new episode misses one turn of its wave's
-        # acting); then the request is collected and the next one goes out with wave w's actions. The pool serves
-        # one request at a time. New episodes start in the foreground when nothing is in flight, and when the
-        # wave acting next would otherwise have no episode to act on (a hidden reset would leave it idle).
-        inflight: tuple[dict[int, Decision], dict, Future] | None = None
-        wave = 0
-        with ThreadPoolExecutor(1, thread_name_prefix="env-step") as executor:
-            while pending or active or inflight:
-                if inflight is None:
-                    start_pending()
-                busy = inflight[0] if inflight else {}
-                mine = [s for s in active if s % self.waves == wave and s not in busy]
-                acting = decide(mine) if mine else {}
-                if inflight is not None:
-                    t0 = time.perf_counter()
-                    steps, resets, instructions, took = inflight[2].result()
-                    waited = time.perf_counter() - t0
-                    self.seconds["env"] += waited
-                    self.seconds["env_hidden"] += max(0.0, took - waited)
-                    apply(inflight[0], steps)
-                    activate(inflight[1], resets, instructions)
-                    inflight = None
-                starting = take_pending() if acting else {}
-                after = (wave + 1) % self.waves
-                if starting and not any(s % self.waves == after for s in active):
-                    # the wave acting next would have nothing but these new episodes: start them here and now, so
-                    # it acts on them while this request steps (as without reset overlap)
-                    start_now(starting)
-                    starting = {}
-                if acting:
-                    inflight = (acting, starting, executor.submit(
-                        background, {s: d.action for s, d in acting.items()}, starting))
-                wave = (wave + 1) % self.waves
+        slots = _SlotLoop(self, specs, bar, on_episode)
+        if self.waves == 1:
+            slots.one_wave()
+        else:
+            slots.two_waves()
         bar.close()
-        return [r for r in results if r is not None]
+        return [r for r in slots.results if r is not None]
 
     def _replay(self, prefixes: dict[int, list[Turn]], states: dict[int, AgentState]) -> list[int]:
         """Step each slot through its prefix's actions (one batched pool step per depth) and rebuild the
@@ -284,3 +147,155 @@ class EpisodeRunner:
                     del live[slot]
             depth += 1
         return failed
+
+
+class _SlotLoop:
+    """One ``EpisodeRunner.run``: the pool's slots and the episodes in them (pending, free, active, finished),
+    the steps every loop shares as methods, and the two loops, ``one_wave`` and ``two_waves``."""
+
+    def __init__(self, runner: EpisodeRunner, specs: list[EpisodeSpec], bar,
+                 on_episode: Callable[[Episode], None] | None):
+        self.runner, self.pool, self.bar, self.on_episode = runner, runner.pool, bar, on_episode
+        self.seconds = runner.seconds
+        self.pending = deque(enumerate(specs))
+        self.free = list(range(self.pool.num_slots))[::-1]
+        self.active: dict[int, tuple[int, AgentState]] = {}
+        self.results: list[Episode | None] = [None] * len(specs)
+
+    # ---------------------------------------------------------------- the steps both loops take
+    def finish(self, slot: int) -> None:
+        i, st = self.active.pop(slot)
+        self.results[i] = st.episode
+        self.free.append(slot)
+        self.bar.update(1)
+        if self.on_episode:
+            self.on_episode(st.episode)
+
+    def take_pending(self) -> dict[int, tuple[int, EpisodeSpec]]:
+        """The next pending episodes, each given a free slot (neither free nor active until started)."""
+        starting: dict[int, tuple[int, EpisodeSpec]] = {}
+        while self.free and self.pending:
+            starting[self.free.pop()] = self.pending.popleft()
+        return starting
+
+    def reset_slots(self, starting: dict[int, tuple[int, EpisodeSpec]]) -> tuple[dict, dict]:
+        """(first observations, instructions) of the episodes ``starting``: the pool's work of a start."""
+        if not starting:
+            return {}, {}
+        resets = self.pool.reset({slot: spec.seed for slot, (_, spec) in starting.items()})
+        return resets, self.pool.call(list(starting), "instruction")
+
+    def activate(self, starting: dict[int, tuple[int, EpisodeSpec]], resets: dict, instructions: dict) -> None:
+        """Make the reset episodes active (and restore continuation prefixes, which needs the pool idle)."""
+        for slot, (obs, info) in resets.items():
+            i, spec = starting[slot]
+            ep = Episode(spec=spec, task=info.get("task", ""), augmented=bool(info.get("augmented", False)))
+            self.active[slot] = (i, AgentState(slot, ep, instructions[slot] or "", obs,
+                                               info.get("admissible_actions"), state_key=info.get("state_key")))
+        prefixes = {slot: spec.meta["prefix"] for slot, (_, spec) in starting.items() if spec.meta.get("prefix")}
+        for slot in self.runner._replay(prefixes, {slot: self.active[slot][1] for slot in prefixes}):
+            self.finish(slot)  # the replay could not restore the state: aborted, the slot is free again
+
+    def start_now(self, starting: dict[int, tuple[int, EpisodeSpec]]) -> None:
+        """Reset and activate ``starting`` here and now, the wait counted as env time (the pool must be idle)."""
+        t0 = time.perf_counter()
+        resets, instructions = self.reset_slots(starting)
+        self.seconds["env"] += time.perf_counter() - t0
+        self.activate(starting, resets, instructions)
+
+    def start_pending(self) -> None:
+        """Start the next pending episodes in the free slots, here and now (the pool must be idle)."""
+        self.start_now(self.take_pending())
+
+    def decide(self, slots: list[int]) -> dict[int, Decision]:
+        """The policy's decisions for these slots; the episodes it gives up on end here."""
+        t0 = time.perf_counter()
+        decisions = dict(zip(slots, self.runner.policy.act([self.active[s][1] for s in slots])))
+        self.seconds["policy"] += time.perf_counter() - t0
+        for slot in [s for s in slots if decisions[s] is None]:
+            self.finish(slot)  # the policy has nothing to do here: the episode ends, failed
+        abandoned = [s for s in slots if decisions[s] is not None and decisions[s].aborted]
+        if abandoned:
+            log.warning("%d episode(s) aborted: %s", len(abandoned), decisions[abandoned[0]].aborted)
+        for slot in abandoned:  # its generation was abandoned: aborted, the slot takes the next pending episode
+            ep = self.active[slot][1].episode  # says nothing about the policy: the trainer drops it, as a hung env's
+            ep.aborted = True
+            ep.final_info = {"aborted": True, "abort_reason": decisions[slot].aborted, "generation_aborted": True}
+            self.finish(slot)
+        return {slot: d for slot, d in decisions.items() if d is not None and not d.aborted}
+
+    def apply(self, acting: dict[int, Decision], steps: dict[int, tuple]) -> None:
+        """Record each stepped turn and end the episodes that are done."""
+        for slot, d in acting.items():
+            st = self.active[slot][1]
+            obs, reward, done, info = steps[slot]
+            st.episode.turns.append(Turn(d.prompt_ids, d.response_ids, d.response, d.action, float(reward),
+                                         st.observation, d.format_ok, bool(info.get("invalid_action", False)),
+                                         st.state_key, d.capped, d.user, d.logprobs))
+            st.history.append((st.observation, d.action if d.action is not None else d.response.strip()[:200]))
+            st.observation, st.admissible, st.state_key = obs, info.get("admissible_actions"), info.get("state_key")
+            ep = st.episode
+            if not done and ep.prefix_steps + len(ep.turns) >= self.runner.max_turns:
+                done, ep.truncated = True, True
+            if done:
+                ep.success = bool(info.get("success", False))
+                ep.aborted = bool(info.get("aborted", False))
+                ep.truncated = ep.truncated or bool(info.get("truncated", False))
+                ep.final_info = {k: v for k, v in info.items() if k not in ("admissible_actions", "state_key")}
+                self.finish(slot)
+
+    def background(self, actions: dict[int, str], starting: dict) -> tuple[dict, dict, dict, float]:
+        """One request's worth of pool work behind the policy's act: new episodes' resets, then a step."""
+        t0 = time.perf_counter()
+        resets, instructions = self.reset_slots(starting)
+        steps = self.pool.step(actions) if actions else {}
+        return steps, resets, instructions, time.perf_counter() - t0
+
+    # ---------------------------------------------------------------- the loops
+    def one_wave(self) -> None:
+        """Act, step, repeat; new episodes start between steps."""
+        while self.pending or self.active:
+            self.start_pending()
+            acting = self.decide(list(self.active)) if self.active else {}
+            if acting:
+                t0 = time.perf_counter()
+                steps = self.pool.step({s: d.action for s, d in acting.items()})
+                self.seconds["env"] += time.perf_counter() - t0
+                self.apply(acting, steps)
+
+    def two_waves(self) -> None:
+        """Wave w acts while a background request steps wave 1-w and resets the slots freed since the last
+        request (their episodes join once it is collected, so a new episode misses one turn of its wave's
+        acting); then the request is collected and the next one goes out with wave w's actions. The pool serves
+        one request at a time. New episodes start in the foreground when nothing is in flight, and when the wave
+        acting next would otherwise have no episode to act on (a hidden reset would leave it idle)."""
+        waves = self.runner.waves
+        inflight: tuple[dict[int, Decision], dict, Future] | None = None
+        wave = 0
+        with ThreadPoolExecutor(1, thread_name_prefix="env-step") as executor:
+            while self.pending or self.active or inflight:
+                if inflight is None:
+                    self.start_pending()
+                busy = inflight[0] if inflight else {}
+                mine = [s for s in self.active if s % waves == wave and s not in busy]
+                acting = self.decide(mine) if mine else {}
+                if inflight is not None:
+                    t0 = time.perf_counter()
+                    steps, resets, instructions, took = inflight[2].result()
+                    waited = time.perf_counter() - t0
+                    self.seconds["env"] += waited
+                    self.seconds["env_hidden"] += max(0.0, took - waited)
+                    self.apply(inflight[0], steps)
+                    self.activate(inflight[1], resets, instructions)
+                    inflight = None
+                starting = self.take_pending() if acting else {}
+                after = (wave + 1) % waves
+                if starting and not any(s % waves == after for s in self.active):
+                    # the wave acting next would have nothing but these new episodes: start them here and now, so
+                    # it acts on them while this request steps (as without reset overlap)
+                    self.start_now(starting)
+                    starting = {}
+                if acting:
+                    inflight = (acting, starting, executor.submit(
+                        self.background, {s: d.action for s, d in acting.items()}, starting))
+                wave = (wave + 1) % waves

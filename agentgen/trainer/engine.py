@@ -17,8 +17,9 @@ rank its share and pads short ranks with zero-weight passes. ``backward`` expect
 weighted for a *sum over all ranks' micro-batches* (the single-process token-mean weighting) and undoes
 DeepSpeed's averaging over ranks, so the update equals the single-process one.
 
-A DeepSpeed JSON is generated from the config (``deepspeed_config``); ``trainer.params.ds_config``
-overrides any key of it; nothing is kept by hand.
+By responsibility: the options and their rules are agentgen/options (``EngineOptions``), the DeepSpeed JSON
+agentgen/trainer/deepspeed_json.py, the LoRA adapter agentgen/trainer/lora.py; this module holds the engines,
+the weight export they share with the rollout engine, and the factory.
 """
 
 from __future__ import annotations
@@ -30,204 +31,32 @@ import json
 import logging
 import math
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 
 from agentgen import dist
-from agentgen.errors import ConfigError
+from agentgen.options import STRATEGIES, EngineOptions, LoraOptions, engine_options
 from agentgen.trainer.batch import chunks
+from agentgen.trainer.deepspeed_json import (  # noqa: F401 - importable from the engine module too
+    MODEL_DTYPE_PRECISION,
+    deepspeed_config,
+    reference_deepspeed_config,
+    resolve_precision,
+)
+from agentgen.trainer.lora import apply_lora, is_peft
 from agentgen.trainer.optim import make_optimizer, make_scheduler
 
 log = logging.getLogger(__name__)
 
-STRATEGIES = ("single", "deepspeed")
-ZERO_STAGES = (0, 1, 2, 3)
-OFFLOAD_DEVICES = ("none", "cpu", "nvme")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-LORA_SYNC = ("merged", "adapter")
-MODEL_DTYPE_PRECISION = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
 ADAPTER_DIR = "lora_adapter"  # peft adapter inside a checkpoint (resume and vLLM LoRA sync)
 STATE_FILE = "engine.json"  # what wrote a checkpoint: strategy, world size, LoRA base
 
 
 # --------------------------------------------------------------------------- options
-@dataclass
-class LoraOptions:
-    rank: int = 0  # 0: LoRA off (full fine-tuning)
-    alpha: float = 32.0
-    dropout: float = 0.0
-    target_modules: Any = "all-linear"  # peft's keyword: "all-linear" or a list of module names
-    sync: str = "merged"  # rollout engine gets merged weights, or the adapter itself (vLLM LoRA)
-    init_seed: int = 0  # the adapter's initialisation: the same on every rank and in every run
-
-    @property
-    def enabled(self) -> bool:
-        return self.rank > 0
-
-
-@dataclass
-class EngineOptions:
-    """``trainer.params``: the engine's own settings (DeepSpeed keys only with strategy=deepspeed)."""
-
-    zero_stage: int = 3
-    offload_optimizer: str = "none"  # none | cpu | nvme: optimizer states (and fp32 master) off the GPU
-    offload_param: str = "none"  # none | cpu | nvme: ZeRO-3 parameters off the GPU
-    nvme_path: str | None = None
-    precision: str = "auto"  # auto (from model.dtype) | fp32 | bf16 | fp16
-    overlap_comm: bool | None = None  # None: on for ZeRO-2/3 on GPUs
-    reduce_bucket_size: int = 200_000_000
-    stage3_prefetch_bucket_size: int = 50_000_000
-    stage3_param_persistence_threshold: int = 100_000
-    weight_sync_bucket_mb: int = 512  # weights per push into the rollout engine
-    ds_config: dict = field(default_factory=dict)  # raw DeepSpeed keys merged over the generated JSON
-    lora: LoraOptions = field(default_factory=LoraOptions)
-
-
-DEEPSPEED_ONLY = ("zero_stage", "offload_optimizer", "offload_param", "nvme_path", "overlap_comm",
-                  "reduce_bucket_size", "stage3_prefetch_bucket_size", "stage3_param_persistence_threshold",
-                  "ds_config")
-
-
-def parse_options(strategy: str, params: Mapping[str, Any] | None) -> EngineOptions:
-    """Validate ``trainer.params`` for ``strategy``; raise ConfigError naming the bad key/value."""
-    if strategy not in STRATEGIES:
-        raise ConfigError(f"trainer.strategy={strategy!r} is invalid; valid: {', '.join(STRATEGIES)}.")
-    raw = dict(_plain(params or {}))
-    valid = [f.name for f in fields(EngineOptions)]
-    for key in raw:
-        if key not in valid:
-            raise ConfigError(f"trainer.params.{key} is not an engine setting; valid: {', '.join(valid)}.")
-        if strategy == "single" and key in DEEPSPEED_ONLY:
-            raise ConfigError(f"trainer.params.{key} only applies to trainer.strategy=deepspeed (this run has "
-                              f"trainer.strategy=single); choose trainer=deepspeed_zero<0-3> or drop the key.")
-    lora_raw = dict(raw.pop("lora", None) or {})
-    lora_valid = [f.name for f in fields(LoraOptions)]
-    for key in lora_raw:
-        if key not in lora_valid:
-            raise ConfigError(f"trainer.params.lora.{key} is not a LoRA setting; valid: {', '.join(lora_valid)}.")
-    opts = EngineOptions(**raw, lora=LoraOptions(**lora_raw))
-    _choice(opts.zero_stage, ZERO_STAGES, "trainer.params.zero_stage")
-    _choice(opts.offload_optimizer, OFFLOAD_DEVICES, "trainer.params.offload_optimizer")
-    _choice(opts.offload_param, OFFLOAD_DEVICES, "trainer.params.offload_param")
-    _choice(opts.precision, PRECISIONS, "trainer.params.precision")
-    _choice(opts.lora.sync, LORA_SYNC, "trainer.params.lora.sync")
-    if opts.offload_param != "none" and opts.zero_stage != 3:
-        raise ConfigError(f"trainer.params.offload_param={opts.offload_param} needs ZeRO stage 3 (zero_stage="
-                          f"{opts.zero_stage}); use trainer=deepspeed_zero3 or offload_param=none.")
-    if opts.offload_optimizer != "none" and opts.zero_stage == 0:
-        raise ConfigError(f"trainer.params.offload_optimizer={opts.offload_optimizer} needs ZeRO stage 1-3 "
-                          f"(zero_stage=0); valid with offload: 1, 2, 3.")
-    if "nvme" in (opts.offload_optimizer, opts.offload_param) and not opts.nvme_path:
-        raise ConfigError("NVMe offload needs trainer.params.nvme_path (a fast local disk directory).")
-    if opts.lora.rank < 0:
-        raise ConfigError(f"trainer.params.lora.rank={opts.lora.rank} is invalid: it must be >= 0 (0: no LoRA).")
-    if opts.weight_sync_bucket_mb <= 0:
-        raise ConfigError(f"trainer.params.weight_sync_bucket_mb={opts.weight_sync_bucket_mb} must be positive.")
-    return opts
-
-
-def _choice(value: Any, valid: Sequence[Any], key: str) -> None:
-    if value not in valid:
-        raise ConfigError(f"{key}={value!r} is invalid; valid: {', '.join(map(str, valid))}.")
-
-
-def _plain(node: Any) -> Any:
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-
-        if isinstance(node, (DictConfig, ListConfig)):
-            return OmegaConf.to_container(node, resolve=True)
-    except ImportError:  # pragma: no cover
-        pass
-    return node
-
-
-def resolve_precision(opts: EngineOptions, model_dtype: str) -> str:
-    return MODEL_DTYPE_PRECISION[model_dtype] if opts.precision == "auto" else opts.precision
-
-
-def deepspeed_config(opts: EngineOptions, *, lr: float, weight_decay: float, grad_clip: float, micro_batch: int,
-                     world_size: int, precision: str, on_gpu: bool) -> dict[str, Any]:
-    """The DeepSpeed JSON for these settings.
-
-    Gradient accumulation is caller-owned (``managed_gradient_accumulation: false``): an RL mini-batch
-    has as many micro-batches as its states need, and every ``step()`` is the boundary. AdamW matches the
-    single-process optimiser (betas 0.9/0.999, eps 1e-8); torch's implementation on CPU, DeepSpeed's
-    fused one on GPUs, its CPU Adam when the optimizer is offloaded."""
-    stage = opts.zero_stage
-    overlap = opts.overlap_comm if opts.overlap_comm is not None else (on_gpu and stage >= 2)
-    zero: dict[str, Any] = {"stage": stage, "overlap_comm": bool(overlap and stage >= 2),
-                            "contiguous_gradients": stage >= 2, "reduce_bucket_size": int(opts.reduce_bucket_size)}
-    if stage in (1, 2):
-        zero["allgather_bucket_size"] = int(opts.reduce_bucket_size)
-    if stage == 3:
-        zero.update(stage3_prefetch_bucket_size=int(opts.stage3_prefetch_bucket_size),
-                    stage3_param_persistence_threshold=int(opts.stage3_param_persistence_threshold),
-                    stage3_gather_16bit_weights_on_model_save=True)
-    for key, device in (("offload_optimizer", opts.offload_optimizer), ("offload_param", opts.offload_param)):
-        if device != "none":
-            zero[key] = {"device": device, "pin_memory": on_gpu}
-            if device == "nvme":
-                zero[key]["nvme_path"] = opts.nvme_path
-    config: dict[str, Any] = {
-        "train_micro_batch_size_per_gpu": int(micro_batch),
-        "gradient_accumulation_steps": 1,
-        "train_batch_size": int(micro_batch) * int(world_size),
-        "managed_gradient_accumulation": False,
-        "gradient_clipping": float(grad_clip),
-        "zero_optimization": zero,
-        "optimizer": {"type": "AdamW", "params": {
-            "lr": float(lr), "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": float(weight_decay),
-            "torch_adam": not on_gpu and opts.offload_optimizer == "none"}},
-        "bf16": {"enabled": precision == "bf16"},
-        "fp16": {"enabled": precision == "fp16", "loss_scale": 0, "initial_scale_power": 16},
-        "zero_allow_untested_optimizer": True,
-        "steps_per_print": 10**12,
-        "wall_clock_breakdown": False,
-    }
-    return _deep_merge(config, opts.ds_config)
-
-
-def reference_deepspeed_config(train_config: Mapping[str, Any]) -> dict[str, Any]:
-    """A frozen model's DeepSpeed JSON (reference policy under ZeRO-3): same sharding and precision, no
-    optimizer; parameters offloaded when the policy's are."""
-    zero = {k: v for k, v in train_config["zero_optimization"].items() if k != "offload_optimizer"}
-    return {"train_micro_batch_size_per_gpu": train_config["train_micro_batch_size_per_gpu"],
-            "train_batch_size": train_config["train_batch_size"], "gradient_accumulation_steps": 1,
-            "zero_optimization": zero, "bf16": dict(train_config["bf16"]), "fp16": dict(train_config["fp16"]),
-            "steps_per_print": 10**12, "wall_clock_breakdown": False}
-
-
-def _deep_merge(base: dict, over: Mapping) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in (over or {}).items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), dict) else copy.deepcopy(v)
-    return out
-
-
-# --------------------------------------------------------------------------- LoRA
-def apply_lora(model, lora: LoraOptions):
-    """Wrap ``model`` with a peft LoRA adapter named "default"; only the adapter trains."""
-    from peft import LoraConfig, get_peft_model
-
-    config = LoraConfig(r=int(lora.rank), lora_alpha=float(lora.alpha), lora_dropout=float(lora.dropout),
-                        target_modules=_plain(lora.target_modules), bias="none", task_type="CAUSAL_LM")
-    if getattr(model, "is_gradient_checkpointing", False):
-        model.enable_input_require_grads()  # checkpointed blocks need an input that requires grad
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(lora.init_seed))
-        return get_peft_model(model, config)
-
-
-def is_peft(module) -> bool:
-    try:
-        from peft import PeftModel
-    except ImportError:  # pragma: no cover
-        return False
-    return isinstance(module, PeftModel)
+parse_options = engine_options  # trainer.params for a strategy: agentgen/options/train_engine.py holds the rules
 
 
 @dataclass
