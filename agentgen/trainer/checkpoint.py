@@ -113,8 +113,11 @@ def _report_part(tmp: Path, outcome: str) -> None:
     """Tell rank 0 how this rank's part of the save went ("ok" or "failed: why"), through the (shared)
     checkpoint directory rather than a collective: after a failure mid-save the ranks' collectives no longer
     pair up (a failed rank's next collective can complete the barrier the others wait in)."""
-    if dist.world_size() > 1:
-        (tmp / PART.format(dist.rank())).write_text(redact(outcome))
+    if dist.world_size() > 1:  # written whole, then renamed: rank 0 never reads a report half-written (empty)
+        part = tmp / PART.format(dist.rank())
+        staged = part.with_name(part.name + ".tmp")
+        staged.write_text(redact(outcome))
+        os.replace(staged, part)
 
 
 def _check_parts(tmp: Path) -> None:
