@@ -82,7 +82,7 @@ def _run(cfg: DictConfig, out: Path) -> dict[str, Any]:
     validate(cfg)
     cfg = resolve_env_configs(cfg)  # the env-config step, once: what the job reads from here on
     if dist.is_rank0():  # the config as it runs, env configs merged: what `launch.py ... --cfg job` printed
-        (out / JOB_CONFIG).write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        (out / JOB_CONFIG).write_text(secrets.redact(OmegaConf.to_yaml(cfg, resolve=True)))  # resolved: masked
     seed_everything(int(cfg.seed) + 7919 * dist.rank())  # ranks sample different rollouts
     if cfg.task == "profile":  # writes profile.json (not a training summary)
         return run_profile(cfg, out)
