@@ -313,6 +313,29 @@ def test_epochs_and_mini_batches_set_the_optimizer_steps_and_use_behaviour_logpr
     assert m["train/ratio_max"] > 1.0 + 1e-4  # later mini-batches see the updated policy against the old one
 
 
+def test_warmup_steps_ramp_rls_learning_rate_over_its_first_optimiser_updates():
+    """trainer.warmup_steps reached no engine before (RL's lr was constant whatever it said): now the engine
+    phases/rl.py builds rises linearly over that many optimiser updates, then stays at trainer.lr."""
+    from agentgen.phases.rl import rl_schedule
+    from agentgen.trainer.engine import make_engine
+
+    assert rl_schedule(OmegaConf.create({"warmup_steps": 0})) is None
+    rollout = SeededEpisodes()
+    cfg = make_cfg("grpo", group_size=2)
+    cfg.trainer.mini_batch_states = 3
+    cfg.trainer.warmup_steps = 40
+    policy = tiny_policy()
+    engine = make_engine(cfg, policy, schedule=rl_schedule(cfg.trainer))
+    trainer = RLTrainer(policy, None, TOKENIZER, cfg, rollout, engine=engine)
+    updates, lrs = 0, []
+    for step in range(3):
+        m = trainer.step(step)
+        updates += -(-int(m["rollout/samples"]) // 3)
+        lrs.append(m["train/lr"])
+        assert m["train/lr"] == pytest.approx(1e-3 * min(updates, 40) / 40)
+    assert lrs[0] < lrs[1] < lrs[2] <= 1e-3
+
+
 def test_seq_mean_aggregation_weights_micro_batches_by_sequences():
     from agentgen.trainer.batch import Sample
 

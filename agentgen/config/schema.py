@@ -120,7 +120,8 @@ class TrainerConfig:
     lr: float = 1e-6
     weight_decay: float = 0.0
     grad_clip: float = 1.0
-    warmup_steps: int = 0
+    warmup_steps: int = 0  # RL's learning rate rises linearly over its first N optimiser updates (each RL step
+    # makes ceil(turns / mini_batch_states) x ppo_epochs of them), then stays at lr; 0: constant from the start
     save_every: int = 15  # checkpoint interval in RL steps (papers.md A)
     keep_checkpoints: int = 2  # complete checkpoints kept (a corrupt newest one falls back to the one before)
     max_turns_schedule: Optional[Dict[str, Any]] = None  # ScalingInter-RL: {rounds: [..], phase: N}

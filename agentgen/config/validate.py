@@ -169,6 +169,7 @@ def _validate_machine_values(cfg: DictConfig) -> None:
           "agent.history_k turns, the study's), full (every turn, trimmed to the prompt's token budget).")
     _positive(cfg.trainer.grad_clip, "trainer.grad_clip")
     _positive(cfg.trainer.keep_checkpoints, "trainer.keep_checkpoints")
+    _positive(cfg.trainer.warmup_steps, "trainer.warmup_steps", allow_zero=True)
     _positive(cfg.trainer.check_sampler_every, "trainer.check_sampler_every", allow_zero=True)
     _positive(cfg.trainer.check_sampler_samples, "trainer.check_sampler_samples")
     _need(cfg.trainer.behaviour_logprobs in ("auto", "score"), f"trainer.behaviour_logprobs="

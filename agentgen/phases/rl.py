@@ -43,7 +43,7 @@ def rl_stage(ws: Workspace, start_step: int, end_step: int, resume_from: Path | 
         else:
             ref = copy.deepcopy(ws.model)  # the policy this stage starts from
         ref.eval().requires_grad_(False)
-    engine = ws.new_engine()
+    engine = ws.new_engine(schedule=rl_schedule(cfg.trainer))
     stats: dict[str, float] = {}  # the step's rollout figures the trainer does not make: where its time went,
     # tokens, generations abandoned at rollout.generation_timeout, a mixture's per env
 
@@ -188,6 +188,13 @@ def stage_start_checkpoint(ws: Workspace, step: int) -> str | None:
         if (path / "state.json").exists():
             return str(path)
     return init_checkpoint(ws.cfg)
+
+
+def rl_schedule(trainer) -> tuple[str, int, int] | None:
+    """The RL engine's learning-rate schedule: a linear warm-up over ``trainer.warmup_steps`` optimiser updates,
+    then constant (None: constant from the first update)."""
+    warmup = int(trainer.get("warmup_steps", 0) or 0)
+    return ("constant", warmup, warmup) if warmup > 0 else None
 
 
 def step_turn_limit(cfg, step: int, ec) -> int:
