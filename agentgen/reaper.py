@@ -15,8 +15,9 @@ period, and removes the registered paths. It runs in a session of its own, so th
 signal to the job's process group does not end it before the job's processes.
 
 Second line of defence, for a watchdog killed along with the job (a kill of the whole session, a node
-reboot of /dev/shm aside): the ``/dev/shm`` folders a job stages weights in carry their owner's pid and
-start time in their name, and every job's start removes those whose owner is gone (``sweep_stale``).
+reboot of /dev/shm aside): the folders a job makes for others to fill (staged weights in ``/dev/shm``,
+LoRA adapters, vLLM's ZeroMQ sockets in the temp dir) carry their owner's pid and start time in their name,
+and every job's start removes those whose owner is gone (``sweep_stale``).
 """
 
 from __future__ import annotations
@@ -35,10 +36,12 @@ from pathlib import Path
 import psutil
 
 SHM = Path("/dev/shm")
-WEIGHTS_PREFIX = "agentgen-weights-"
+WEIGHTS_PREFIX = "agentgen-weights-"  # staged weights for the rollout engine (/dev/shm)
+LORA_PREFIX = "agentgen-lora-"  # adapters handed to vLLM (temp dir)
+RPC_PREFIX = "agentgen-rpc-"  # vLLM's ZeroMQ ipc sockets (temp dir): it never removes them, even on a clean exit
 GRACE_S = 5.0  # SIGTERM -> SIGKILL: vLLM's EngineCore shutdown (workers, shared memory) takes about a second
-# agentgen-weights-<owner pid>-<owner start time, 1/100 s>-<random>
-_OWNED = re.compile(rf"^{re.escape(WEIGHTS_PREFIX)}(\d+)-(\d+)-")
+# <prefix><owner pid>-<owner start time, 1/100 s>-<random>
+_OWNED = re.compile("^(?:" + "|".join(map(re.escape, (WEIGHTS_PREFIX, LORA_PREFIX, RPC_PREFIX))) + r")(\d+)-(\d+)-")
 
 
 def _start_time(pid: int) -> int | None:
@@ -90,19 +93,31 @@ def reaper() -> Reaper:
     return _reaper
 
 
-def weights_dir() -> Path:
-    """A new folder to stage weights in: in /dev/shm when the machine has it (memory speed), named after this
-    process so that a later job can tell when it is stale; the watchdog removes it if the job dies."""
+def owned_dir(prefix: str, root: Path | None = None) -> Path:
+    """A new folder under ``root`` (the temp dir by default) named after this process, so that a later job can
+    tell when it is stale (``sweep_stale``); the watchdog removes it if the job dies."""
     me = os.getpid()
-    shm = SHM if SHM.is_dir() and os.access(SHM, os.W_OK) else None
-    path = Path(tempfile.mkdtemp(prefix=f"{WEIGHTS_PREFIX}{me}-{_start_time(me)}-", dir=shm))
+    path = Path(tempfile.mkdtemp(prefix=f"{prefix}{me}-{_start_time(me)}-", dir=root))
     reaper().watch_path(path)
     return path
 
 
-def sweep_stale(root: Path = SHM) -> list[Path]:
-    """Remove the weight folders under ``root`` whose owner process is gone (a job killed with its watchdog);
-    returns them. Folders of live processes, of other users, and not named by ``weights_dir`` are left."""
+def weights_dir() -> Path:
+    """A new folder to stage weights in: in /dev/shm when the machine has it (memory speed)."""
+    return owned_dir(WEIGHTS_PREFIX, SHM if SHM.is_dir() and os.access(SHM, os.W_OK) else None)
+
+
+def sweep_stale(*roots: Path) -> list[Path]:
+    """Remove the folders ``owned_dir`` made under ``roots`` (default: /dev/shm and the temp dir) whose owner
+    process is gone (a job killed with its watchdog); returns them. Folders of live processes, of other users,
+    and not named by ``owned_dir`` are left."""
+    removed: list[Path] = []
+    for root in roots or (SHM, Path(tempfile.gettempdir())):
+        removed += _sweep_stale(root)
+    return removed
+
+
+def _sweep_stale(root: Path) -> list[Path]:
     removed = []
     try:
         entries = list(root.iterdir())

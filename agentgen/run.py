@@ -72,8 +72,8 @@ def _run(cfg: DictConfig, out: Path) -> dict[str, Any]:
     if dist.is_rank0():  # credentials out of the job's log and Hydra's copy of the command line (agentgen.secrets)
         secrets.install_log_filter()
         secrets.redact_files(sorted((out / ".hydra").glob("*.yaml")))
-    for stale in reaper.sweep_stale():  # every rank: each node has its own /dev/shm
-        log.warning("removed %s: weights staged by a job that died with its watchdog", stale)
+    for stale in reaper.sweep_stale():  # every rank: each node has its own /dev/shm and temp dir
+        log.warning("removed %s: left by a job that died with its watchdog", stale)
     prior = summary_io.read(out)
     if prior and prior.get("status") == "completed" and cfg.resume == "skip_completed":
         log.info("%s already completed; skipping (resume=skip_completed)", out)

@@ -4,9 +4,11 @@ skipped test fails and lists them, unless the test carries ``@pytest.mark.allow_
 
 from __future__ import annotations
 
+import getpass
 import importlib.util
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -161,3 +163,22 @@ def pytest_configure(config) -> None:
 
 
 pytest_plugins = ["slurm_cluster"]
+
+
+def job_tmpdir() -> Path:
+    """A temp dir of the job's own (its TMPDIR), short enough for vLLM's socket paths under it."""
+    return Path(tempfile.mkdtemp(prefix="ag-", dir="/tmp"))
+
+
+def tmpdir_env(tmpdir: Path) -> dict[str, str]:
+    """A job's environment entries for its own temp dir; torch's compile cache stays the shared one (under a
+    fresh temp dir vLLM's engine would compile its kernels again, a minute on 2 cores)."""
+    cache = os.environ.get("TORCHINDUCTOR_CACHE_DIR") or os.path.join(tempfile.gettempdir(),
+                                                                     f"torchinductor_{getpass.getuser()}")
+    return {"TMPDIR": str(tmpdir), "TORCHINDUCTOR_CACHE_DIR": cache}
+
+
+def job_leftovers(tmpdir: Path) -> list[str]:
+    """What a job left in its temp dir that is agentgen's or vLLM's: owned folders, sockets (vLLM's ZeroMQ
+    ipc endpoints, 7 a job in the temp dir before agentgen gave them a folder of the job's)."""
+    return sorted(p.name for p in tmpdir.iterdir() if p.name.startswith("agentgen-") or p.is_socket())

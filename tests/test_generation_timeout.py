@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import require, run_worker
+from conftest import job_leftovers, job_tmpdir, require, run_worker, tmpdir_env
 
 from agentgen.agent.prompt import PromptBuilder
 from agentgen.augment import env_kwargs
@@ -185,7 +186,8 @@ def test_sigterm_to_a_vllm_job_leaves_no_engine_process_behind(tmp_path):
     require("vllm")
     import psutil
 
-    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    tmpdir = job_tmpdir()
+    env = {**os.environ, "OMP_NUM_THREADS": "2", **tmpdir_env(tmpdir)}
     log = (tmp_path / "job.log").open("w")
     proc = subprocess.Popen([sys.executable, str(ROOT / "launch.py"), *VLLM, "sft=none",
                              # far more steps than fit before the signal: a fast machine once finished the
@@ -220,6 +222,10 @@ def test_sigterm_to_a_vllm_job_leaves_no_engine_process_behind(tmp_path):
     assert code == 128 + signal.SIGTERM, (tmp_path / "job.log").read_text()[-3000:]  # it unwound, then exited
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["status"] == "failed" and "stopped by SIGTERM" in summary["error"]
+    # vLLM's ZeroMQ sockets (7 an engine, never removed by vLLM) went with the job's folder for them
+    left = job_leftovers(tmpdir)
+    shutil.rmtree(tmpdir, ignore_errors=True)
+    assert not left, f"left in the job's temp dir: {left}"
 
 
 def _name(proc) -> str:

@@ -10,12 +10,13 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import psutil
 import pytest
-from conftest import require
+from conftest import job_leftovers, job_tmpdir, require, tmpdir_env
 from test_generation_timeout import VLLM, _name
 
 from agentgen import reaper
@@ -28,11 +29,11 @@ def _shm() -> set[str]:
     return {p.name for p in SHM.iterdir()} if SHM.is_dir() else set()
 
 
-def _start_vllm_job(tmp_path: Path) -> tuple[subprocess.Popen, dict[int, psutil.Process], set[str]]:
+def _start_vllm_job(tmp_path: Path, tmpdir: Path) -> tuple[subprocess.Popen, dict[int, psutil.Process], set[str]]:
     """A vLLM job (far more steps than it gets to run), waited for until it has staged weights in /dev/shm
     and its engine processes are up; returns it, every process of it seen, and the /dev/shm entries it made."""
     before = _shm()
-    env = {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONPATH": str(ROOT), **tmpdir_env(tmpdir)}
     log = (tmp_path / "job.log").open("w")
     proc = subprocess.Popen([sys.executable, str(ROOT / "launch.py"), *VLLM, "sft=none", "trainer.steps=200",
                              f"hydra.run.dir={tmp_path / 'run'}"], stdout=log, stderr=subprocess.STDOUT, env=env,
@@ -83,9 +84,12 @@ def test_sigkilled_vllm_job_leaves_no_process_and_no_shared_memory(tmp_path):
     """Before agentgen.reaper: EngineCore and its worker kept running (a core busy) and /dev/shm kept the
     weight folder and vLLM's two psm_ segments (about 400 MB), until someone killed and removed them."""
     require("vllm")
-    proc, seen, made = _start_vllm_job(tmp_path)
+    tmpdir = job_tmpdir()
+    proc, seen, made = _start_vllm_job(tmp_path, tmpdir)
     try:
         names = _describe(seen.values())
+        assert any(p.is_socket() for p in tmpdir.rglob("*")), sorted(tmpdir.rglob("*"))  # vLLM's, in the job's
+        # folder (agentgen-rpc-<pid>-...)
         assert any("EngineCore" in n for _, n in names) and any("reaper.py" in n for _, n in names), names
         assert any(n.startswith("psm_") for n in made), made
         os.kill(proc.pid, signal.SIGKILL)  # no handler, no finally, no atexit: the OOM killer's way
@@ -94,10 +98,13 @@ def test_sigkilled_vllm_job_leaves_no_process_and_no_shared_memory(tmp_path):
         alive = _alive(alive)
         left = made & _shm()
         print(f"killed launcher {proc.pid}; its processes: {names}; /dev/shm it made: {sorted(made)}; "
-              f"left after 15 s: processes {_describe(alive)}, /dev/shm {sorted(left)}")
+              f"left after 15 s: processes {_describe(alive)}, /dev/shm {sorted(left)}, "
+              f"temp dir {job_leftovers(tmpdir)}")
         assert not alive, f"left running after SIGKILL: {_describe(alive)}"
         assert not left, f"left in /dev/shm after SIGKILL: {sorted(left)}"
+        assert not job_leftovers(tmpdir), f"left in the temp dir after SIGKILL: {job_leftovers(tmpdir)}"
     finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
         for p in _alive([psutil.Process(proc.pid), *seen.values()] if proc.poll() is None else seen.values()):
             p.kill()
 
@@ -106,7 +113,7 @@ def test_sigkilled_vllm_job_leaves_no_process_and_no_shared_memory(tmp_path):
 @pytest.mark.slow
 def test_weights_of_a_job_killed_with_its_watchdog_are_removed_at_the_next_start(tmp_path):
     require("vllm")
-    proc, seen, made = _start_vllm_job(tmp_path)
+    proc, seen, made = _start_vllm_job(tmp_path, Path(tempfile.gettempdir()))
     try:
         staged = sorted(n for n in made if n.startswith(reaper.WEIGHTS_PREFIX))
         watchdog = [p for p in seen.values() if "reaper.py" in " ".join(p.cmdline())]
@@ -152,11 +159,14 @@ def test_sweep_keeps_folders_of_live_owners_and_others(tmp_path):
     live = tmp_path / f"{reaper.WEIGHTS_PREFIX}{me}-{reaper._start_time(me)}-abc"
     reused = tmp_path / f"{reaper.WEIGHTS_PREFIX}{me}-1-abc"  # same pid, another process before it
     gone = tmp_path / f"{reaper.WEIGHTS_PREFIX}{dead.pid}-123-abc"
+    sockets = tmp_path / f"{reaper.RPC_PREFIX}{dead.pid}-123-abc"  # vLLM's sockets, a dead job's
+    adapter = tmp_path / f"{reaper.LORA_PREFIX}{dead.pid}-123-abc"
+    live_sockets = tmp_path / f"{reaper.RPC_PREFIX}{me}-{reaper._start_time(me)}-abc"
     foreign = tmp_path / f"{reaper.WEIGHTS_PREFIX}xyz"
-    for p in (live, reused, gone, foreign):
+    for p in (live, reused, gone, sockets, adapter, live_sockets, foreign):
         p.mkdir()
-    assert sorted(reaper.sweep_stale(tmp_path)) == sorted([reused, gone])
-    assert live.is_dir() and foreign.is_dir()
+    assert sorted(reaper.sweep_stale(tmp_path)) == sorted([reused, gone, sockets, adapter])
+    assert live.is_dir() and live_sockets.is_dir() and foreign.is_dir()
 
 
 def test_sweep_unused_removes_only_files_no_process_holds(tmp_path):

