@@ -43,7 +43,6 @@ def probe(model, tokenizer, states: int = 300, seed0: int = 0, batch: int = 64) 
     from agentgen.agent.parser import parse_response
     from agentgen.agent.prompt import PromptBuilder
     from agentgen.envs import make
-    from agentgen.envs.sokoban.room import apply_move
     from agentgen.rollout.hf import HFGenerator
 
     env = make("sokoban", split="test", max_steps=15, render="grid", instruction="short", thought="steps")
@@ -55,11 +54,7 @@ def probe(model, tokenizer, states: int = 300, seed0: int = 0, batch: int = 64) 
         seed += 1
         done = False
         while not done and len(items) < states:
-            thought, action = env.expert_thought(), env.expert_action()
-            table = env._stepwise()
-            d = table.dist[env.state]
-            optimal = {a for a in ("Up", "Down", "Left", "Right")
-                       if table.dist.get(apply_move(env.room, env.state, a)[0]) == d - 1}
+            thought, action, optimal = env.expert_thought(), env.expert_action(), env.optimal_actions()
             user = prompts.user_message(env.instruction(), info["task"], [], obs, info.get("admissible_actions"))
             ids = tokenizer.apply_chat_template(prompts.messages(user), add_generation_prompt=True, tokenize=True,
                                                 return_dict=False)

@@ -262,6 +262,7 @@ def test_stepwise_expert_is_optimal_and_reads_its_own_thought():
         optimal, moves, done = info["optimal_len"], 0, False
         while not done:
             thought, action = e.expert_thought(), e.expert_action()
+            assert action in e.optimal_actions()  # the optimal moves here, the expert's among them
             me = tuple(map(int, cell.search(thought).groups()))
             if thought.endswith("here."):
                 assert action == thought.split("Push ", 1)[1].split(" ", 1)[0], thought
@@ -270,7 +271,7 @@ def test_stepwise_expert_is_optimal_and_reads_its_own_thought():
                 assert DELTAS[action] == (last[0] - me[0], last[1] - me[1]), thought
             _obs, _r, done, info = e.step(action)
             moves += 1
-        assert info["success"] and moves == optimal
+        assert info["success"] and moves == optimal and e.optimal_actions() is None
 
 
 def test_truncation_at_max_steps():

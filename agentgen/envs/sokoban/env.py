@@ -99,6 +99,8 @@ class SokobanEnv(TextEnv):
             raise ValueError(f"sokoban: unknown thought {thought!r}; valid: {', '.join(THOUGHT_STYLES)}")
         self.thought_style = thought
         self._table: DistanceTable | None = None  # thought=steps: the episode's distance table, built on first use
+        self._expert: tuple[str, str] | None = None  # thought=steps: the expert's (thought, action) at _step_state
+        self._step_state: State | None = None
         self.solver_max_expansions = int(solver_max_expansions)
         self.room: Room | None = None
         self.state: State | None = None
@@ -131,7 +133,7 @@ class SokobanEnv(TextEnv):
             )
             self.room, self.state = self.puzzle.room, self.puzzle.state
         self._plan_state = None
-        self._table = None
+        self._table = self._step_state = None
         info = {"boxes_on_target": self.state.boxes_on_targets(self.room), "raw_reward": 0.0}
         if self.puzzle is not None:
             info["optimal_len"] = self.puzzle.optimal_len
@@ -237,12 +239,27 @@ class SokobanEnv(TextEnv):
             self._table = DistanceTable(self.room, self.state)
         return self._table
 
+    def _expert_step(self, table: DistanceTable) -> tuple[str, str] | None:
+        """The stepwise expert's (thought, action) here, computed once per state: collection asks for both."""
+        if self._step_state != self.state:
+            self._expert, self._step_state = expert_step(table, self.state), self.state
+        return self._expert
+
+    def optimal_actions(self) -> set[str] | None:
+        """thought=steps: every move that keeps the shortest solution here (the expert takes the first in a fixed
+        order); None for other thoughts or when the puzzle is lost."""
+        table = None if self.done else self._stepwise()
+        if table is None or self.state not in table.dist:
+            return None
+        d = table.dist[self.state]
+        return {a for a in ACTIONS if table.dist.get(apply_move(self.room, self.state, a)[0]) == d - 1}
+
     def expert_action(self) -> str | None:
         if self.done:
             return None
         table = self._stepwise()
         if table is not None:
-            step = expert_step(table, self.state)
+            step = self._expert_step(table)
             return step[1] if step else None
         plan = self._current_plan()
         return plan[0] if plan else None
@@ -254,7 +271,7 @@ class SokobanEnv(TextEnv):
         if table is not None:
             if self.state not in table.dist:
                 return "A box is stuck where it can never reach a target; the puzzle is lost."
-            step = expert_step(table, self.state)
+            step = self._expert_step(table)
             return step[0] if step else None
         plan = self._current_plan()
         if plan is None:
