@@ -380,3 +380,48 @@ def test_gigpo_invalid_penalty_option_is_checked():
     assert cfg["invalid_penalty"] == "return"
     with pytest.raises(ValueError, match=r"algo.invalid_penalty='row' is invalid for 'gigpo'.*return, step"):
         validate_algo_config({**cfg, "invalid_penalty": "row"})
+
+
+# ------------------------------------------------------------------ GiGPO: kl_in: reward on the episode and step levels
+KL_ALGO = {"name": "gigpo", "gamma": 0.5, "omega": 1.0, "mode": "mean_norm", "similarity_thresh": 1.0,
+           "kl_in": "reward", "kl_coef": 0.5}
+# e0's first step has a KL of 1 + 1 = 2, which costs 0.5 * 2 = 1; every other step's KL is 0
+KL = [[torch.tensor([1.0, 1.0]), torch.tensor([0.0])], [torch.tensor([0.0]), torch.tensor([0.0])],
+      [torch.tensor([0.0]), torch.tensor([0.0])]]
+
+
+def test_gigpo_kl_in_reward_reaches_both_levels_as_a_step_reward_by_default():
+    # return: the KL penalty is a step reward, as for every algorithm: rewards [[-1, 10], [0, 0], [0, 0]].
+    # Episode: R = [9, 0, 0], mean 3 -> [6, -3, -3]. Steps: G(e0) = [-1 + 0.5 * 10, 10] = [4, 10], the others 0;
+    # a: [4, 0, 0] - 4/3; b: [10 (e0), 0 (e2)] - 5; c (e1's second step) alone: 0.
+    out = step_advantages(KL_ALGO, REWARDS, GROUPS, kl=KL, state_keys=KEYS)
+    close(sum(out.advantages, []), [6 + 8 / 3, 11, -3 - 4 / 3, -3, -3 - 4 / 3, -8])
+    same = step_advantages({**KL_ALGO, "kl_reward": "return"}, REWARDS, GROUPS, kl=KL, state_keys=KEYS)
+    close(sum(same.advantages, []), sum(out.advantages, []))
+
+
+def test_gigpo_kl_in_reward_on_the_episode_rows_only_as_verl_agent():
+    # row (verl-agent: apply_kl_penalty subtracts beta * KL from the row's token_level_rewards, which only the
+    # episode level sums; the step returns come from the env rewards). Episode level: task returns [10, 0, 0],
+    # mean 10/3; e0's rows score [10 - 1, 10] -> [17/3, 20/3], the others -10/3. Step level, KL-free:
+    # G(e0) = [5, 10]; a: [5, 0, 0] - 5/3; b: [10, 0] - 5; c: 0.
+    out = step_advantages({**KL_ALGO, "kl_reward": "row"}, REWARDS, GROUPS, kl=KL, state_keys=KEYS)
+    close(sum(out.advantages, []), [9, 35 / 3, -5, -10 / 3, -5, -25 / 3])
+    # with verl-agent's row statistics: rows [9, 10, 0, 0, 0, 0], mean 19/6
+    rows = step_advantages({**KL_ALGO, "kl_reward": "row", "episode_stats": "step"}, REWARDS, GROUPS, kl=KL,
+                           state_keys=KEYS)
+    close(sum(rows.advantages, []), [35 / 6 + 10 / 3, 41 / 6 + 5, -19 / 6 - 5 / 3, -19 / 6, -19 / 6 - 5 / 3,
+                                     -19 / 6 - 5])
+    # both per-step charges together (verl-agent's order: the penalty, then the KL, on the same row)
+    both = step_advantages({**KL_ALGO, "kl_reward": "row", "invalid_penalty": "step"}, REWARDS, GROUPS, kl=KL,
+                           state_keys=KEYS, penalties=[[0.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
+    close(sum(both.advantages, []), sum(out.advantages, []))
+
+
+def test_gigpo_kl_reward_option_is_checked():
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.to_container(load_algo_file("gigpo"))
+    assert cfg["kl_reward"] == "return"
+    with pytest.raises(ValueError, match=r"algo.kl_reward='episode' is invalid for 'gigpo'.*return, row"):
+        validate_algo_config({**cfg, "kl_reward": "episode"})

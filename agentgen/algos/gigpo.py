@@ -32,7 +32,12 @@ Defaults follow the paper; where verl-agent's code makes another modelling choic
   (``step``, verl-agent's ``apply_invalid_action_penalty``: R_e and G are the task rewards', and the invalid step's
   row gets the penalty on both levels: its episode-level score R_e + p and its step return G(e, k) + p).
   With ``step`` the episode level scores each step row apart; with ``episode_stats: episode`` the group's mean
-  and std are still those of its episodes' (task) returns, each row normalised by them.
+  and std are still those of its episodes' (task) returns, each row normalised by them;
+- ``kl_reward`` (with ``kl_in: reward``): a step's KL penalty beta * KL(step) is a step reward like any other
+  (``return``, as every agentgen algorithm reads ``kl_in: reward``: R_e sums it and G(e, k) discounts the KL of
+  step k and every later step), or it reaches the episode level only, each step row's score carrying its own
+  step's KL (``row``, verl-agent: ``apply_kl_penalty`` changes ``token_level_rewards``, which only
+  ``episode_norm_reward`` reads; ``step_norm_reward`` reads step returns computed from the env rewards before).
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ NORM_MODES = ("mean_std_norm", "mean_norm")
 EPISODE_STATS = ("episode", "step")  # the episode level's statistics: over episodes (paper) | step rows (verl-agent)
 SINGLETONS = ("zero", "raw")  # a group of one: advantage 0 | its raw return (verl-agent's mean 0, std 1)
 INVALID_PENALTY = ("return", "step")  # the penalty discounted into the returns (paper) | on its own step (verl-agent)
+KL_REWARD = ("return", "row")  # kl_in: reward on both levels as a step reward | on the episode rows only (verl-agent)
 EPS = 1e-6
 
 
@@ -66,6 +72,8 @@ class GiGPOConfig(GroupConfig):
     similarity_autojunk: bool = field(default=False, metadata=OPTIONAL)  # difflib's autojunk (verl-agent: true)
     invalid_penalty: str = field(default="return", metadata=OPTIONAL)  # return: a step reward, discounted (paper)
     # | step: charged to the invalid step's own row on both levels (verl-agent's apply_invalid_action_penalty)
+    kl_reward: str = field(default="return", metadata=OPTIONAL)  # kl_in: reward: the KL penalty a step reward on
+    # both levels | row: each step row's episode-level score only, the step returns KL-free (verl-agent)
 
 
 def discounted_returns(rewards: Sequence[Sequence[float]], gamma: float) -> list[list[float]]:
@@ -78,6 +86,22 @@ def discounted_returns(rewards: Sequence[Sequence[float]], gamma: float) -> list
             row[k] = g
         out.append(row)
     return out
+
+
+Ragged = list[list[float]]
+
+
+def split_kl(rewards: Ragged, rows: Ragged | None, step_kl: Sequence[Sequence[float]] | None,
+             kl_reward: str) -> tuple[Ragged, Ragged | None]:
+    """(the rewards the returns are built from, the episode-level terms of each row): with ``row`` each step's KL
+    penalty (``StepBatch.step_kl``, already in the rewards) moves out of the returns onto its own row."""
+    if kl_reward not in KL_REWARD:
+        raise ValueError(f"gigpo kl_reward={kl_reward!r} is invalid; valid: {', '.join(KL_REWARD)}")
+    if kl_reward == "return" or step_kl is None:
+        return rewards, rows
+    rows = rows or [[0.0] * len(ep) for ep in rewards]
+    return ([[r + c for r, c in zip(er, ec)] for er, ec in zip(rewards, step_kl)],
+            [[t - c for t, c in zip(et, ec)] for et, ec in zip(rows, step_kl)])
 
 
 def step_groups(state_keys: Sequence[Sequence[Hashable]], group_ids: Sequence[int],
@@ -245,6 +269,9 @@ class GiGPO(Algorithm):
         if cfg.invalid_penalty not in INVALID_PENALTY:
             raise bad("invalid_penalty", ", ".join(INVALID_PENALTY) + " (the invalid-action penalty a step reward, "
                       "discounted into the returns, as the paper, or charged to its own step only, as verl-agent)")
+        if cfg.kl_reward not in KL_REWARD:
+            raise bad("kl_reward", ", ".join(KL_REWARD) + " (with kl_in: reward, the KL penalty a step reward on both "
+                      "levels, or on each step row's episode-level score only, as verl-agent)")
 
     def step_advantages(self, algo: Mapping[str, Any], batch: StepBatch) -> StepAdvantages:
         if batch.state_keys is None:
@@ -252,10 +279,11 @@ class GiGPO(Algorithm):
         sid = step_groups(batch.state_keys, batch.group_ids, float(algo["similarity_thresh"]),
                           bool(algo.get("similarity_autojunk", False)))
         rewards, own = split_penalties(batch.rewards, batch.penalties, str(algo.get("invalid_penalty", "return")))
+        rewards, rows = split_kl(rewards, own, batch.step_kl, str(algo.get("kl_reward", "return")))
         adv = advantages_over_step_groups(rewards, batch.group_ids, sid, gamma=float(algo["gamma"]),
                                           omega=float(algo["omega"]), mode=str(algo["mode"]),
                                           episode_stats=str(algo.get("episode_stats", "episode")),
-                                          singletons=str(algo.get("singletons", "zero")), row_terms=own,
+                                          singletons=str(algo.get("singletons", "zero")), row_terms=rows,
                                           step_terms=own)
         sizes = step_group_sizes(sid)
         steps = sum(sizes)

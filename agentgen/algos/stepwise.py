@@ -60,11 +60,13 @@ def step_advantages(
             f"algo {algorithm.name!r} has kl_in: reward and kl_coef {kl_coef}: pass the per-token kl of each step")
     per_token = algorithm.advantage_level == "sequence" and algo.get("credit", "turn") == "token"
     rewards = [[float(r) for r in ep] for ep in step_rewards]
+    step_kl = None
     if kl_coef and not per_token:
-        rewards = [[r - kl_coef * float(t.sum()) for r, t in zip(ep, ep_kl)] for ep, ep_kl in zip(rewards, kl)]
+        step_kl = [[kl_coef * float(t.sum()) for t in ep_kl] for ep_kl in kl]
+        rewards = [[r - c for r, c in zip(ep, ep_kl)] for ep, ep_kl in zip(rewards, step_kl)]
     batch = StepBatch(rewards, list(group_ids), values=values, token_kl=kl if per_token and kl_coef else None,
                       kl_coef=kl_coef if per_token else 0.0, response_lengths=response_lengths,
-                      state_keys=state_keys, penalties=penalties)
+                      state_keys=state_keys, penalties=penalties, step_kl=step_kl)
     out = algorithm.step_advantages(algo, batch)
     if weight == "episode":
         return StepAdvantages(episode_balanced(out.advantages), out.returns, out.metrics)
