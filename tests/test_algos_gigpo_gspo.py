@@ -425,3 +425,6 @@ def test_gigpo_kl_reward_option_is_checked():
     assert cfg["kl_reward"] == "return"
     with pytest.raises(ValueError, match=r"algo.kl_reward='episode' is invalid for 'gigpo'.*return, row"):
         validate_algo_config({**cfg, "kl_reward": "episode"})
+    with pytest.raises(ValueError, match=r"algo.kl_reward='row' is invalid.*kl_in='loss'.*algo.kl_in=reward"):
+        validate_algo_config({**cfg, "kl_reward": "row"})
+    validate_algo_config({**cfg, "kl_reward": "row", "kl_in": "reward"})

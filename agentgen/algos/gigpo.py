@@ -272,6 +272,9 @@ class GiGPO(Algorithm):
         if cfg.kl_reward not in KL_REWARD:
             raise bad("kl_reward", ", ".join(KL_REWARD) + " (with kl_in: reward, the KL penalty a step reward on both "
                       "levels, or on each step row's episode-level score only, as verl-agent)")
+        if cfg.kl_reward == "row" and cfg.kl_in != "reward":
+            raise bad("kl_reward", f"return here: row places a KL penalty in the reward, and kl_in={cfg.kl_in!r} puts "
+                      "it in the loss (set algo.kl_in=reward for verl-agent's placement)")
 
     def step_advantages(self, algo: Mapping[str, Any], batch: StepBatch) -> StepAdvantages:
         if batch.state_keys is None:
