@@ -57,6 +57,15 @@ EPISODE_STATS = ("episode", "step")  # the episode level's statistics: over epis
 SINGLETONS = ("zero", "raw")  # a group of one: advantage 0 | its raw return (verl-agent's mean 0, std 1)
 INVALID_PENALTY = ("return", "step")  # the penalty discounted into the returns (paper) | on its own step (verl-agent)
 KL_REWARD = ("return", "row")  # kl_in: reward on both levels as a step reward | on the episode rows only (verl-agent)
+CHOICES = {  # agentgen's default first, verl-agent's choice second, and what they mean (for the errors)
+    "episode_stats": (EPISODE_STATS, "the episode level's mean and std over the group's episodes, as the paper, or "
+                      "over its step rows, as verl-agent"),
+    "singletons": (SINGLETONS, "a group of one: advantage 0, or its raw return as verl-agent"),
+    "invalid_penalty": (INVALID_PENALTY, "the invalid-action penalty a step reward, discounted into the returns, as "
+                        "the paper, or charged to its own step only, as verl-agent"),
+    "kl_reward": (KL_REWARD, "with kl_in: reward, the KL penalty a step reward on both levels, or on each step row's "
+                  "episode-level score only, as verl-agent"),
+}
 EPS = 1e-6
 
 
@@ -260,18 +269,9 @@ class GiGPO(Algorithm):
             raise bad("similarity_thresh", "a number in (0, 1] (1: identical states only)")
         if cfg.omega < 0:
             raise bad("omega", "a number >= 0 (the step advantage's weight)")
-        if cfg.episode_stats not in EPISODE_STATS:
-            raise bad("episode_stats", ", ".join(EPISODE_STATS) + " (the episode level's mean and std over the "
-                      "group's episodes, as the paper, or over its step rows, as verl-agent)")
-        if cfg.singletons not in SINGLETONS:
-            raise bad("singletons", ", ".join(SINGLETONS) + " (a group of one: advantage 0, or its raw return as "
-                      "verl-agent)")
-        if cfg.invalid_penalty not in INVALID_PENALTY:
-            raise bad("invalid_penalty", ", ".join(INVALID_PENALTY) + " (the invalid-action penalty a step reward, "
-                      "discounted into the returns, as the paper, or charged to its own step only, as verl-agent)")
-        if cfg.kl_reward not in KL_REWARD:
-            raise bad("kl_reward", ", ".join(KL_REWARD) + " (with kl_in: reward, the KL penalty a step reward on both "
-                      "levels, or on each step row's episode-level score only, as verl-agent)")
+        for key, (valid, meaning) in CHOICES.items():
+            if getattr(cfg, key) not in valid:
+                raise bad(key, f"{', '.join(valid)} ({meaning})")
         if cfg.kl_reward == "row" and cfg.kl_in != "reward":
             raise bad("kl_reward", f"return here: row places a KL penalty in the reward, and kl_in={cfg.kl_in!r} puts "
                       "it in the loss (set algo.kl_in=reward for verl-agent's placement)")
