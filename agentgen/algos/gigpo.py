@@ -67,6 +67,7 @@ CHOICES = {  # agentgen's default first, verl-agent's choice second, and what th
                   "episode-level score only, as verl-agent"),
 }
 EPS = 1e-6
+Ragged = list[list[float]]  # per episode, per step
 
 
 @dataclass
@@ -95,9 +96,6 @@ def discounted_returns(rewards: Sequence[Sequence[float]], gamma: float) -> list
             row[k] = g
         out.append(row)
     return out
-
-
-Ragged = list[list[float]]
 
 
 def split_kl(rewards: Ragged, rows: Ragged | None, step_kl: Sequence[Sequence[float]] | None,
