@@ -23,6 +23,7 @@ class Turn:
     capped: bool = False  # the answer was cut at the token cap (trainer.health watches the share)
     user: str = ""  # the user message of the turn's prompt (before any token truncation)
     sampler_logprobs: list[float] | None = None  # the rollout engine's log-prob of each response token
+    penalty: float = 0.0  # the invalid-action penalty included in ``reward`` (the env's info["invalid_penalty"])
 
 
 @dataclass

@@ -290,3 +290,141 @@ def test_gigpo_options_are_checked_and_reach_the_trainer():
     algo = {**cfg, "gamma": 1.0, "episode_stats": "step", "kl_coef": 0.0}
     out = step_advantages(algo, ONE_AND_THREE, [0, 0], state_keys=DISTINCT)
     close(sum(out.advantages, []), [1.5, -0.5, -0.5, -0.5])
+
+
+# ------------------------------------------------------- GiGPO: the invalid-action penalty, discounted or that step's
+# One group, gamma 0.5, mean_norm, omega 1. e0: a valid move (0), an invalid one (penalty -1), the win (+4); e1:
+# three valid moves and a failure (0, 0, 0). Step k of both episodes acted in the same state ("a", "b", "c").
+PEN_REWARDS = [[0.0, -1.0, 4.0], [0.0, 0.0, 0.0]]  # the env's reward: the penalty included
+PEN = [[0.0, -1.0, 0.0], [0.0, 0.0, 0.0]]  # the part of it that is the invalid-action penalty
+PEN_KEYS = [["a", "b", "c"], ["a", "b", "c"]]
+
+
+def test_gigpo_invalid_penalty_discounted_in_the_return_by_default():
+    # return (the paper: the penalty is a step reward like any other). Episode: R = [3, 0] -> [+1.5, -1.5].
+    # Steps: G(e0) = [0 + 0.5 * 1, -1 + 0.5 * 4, 4] = [0.5, 1, 4], G(e1) = 0 -> a: +-0.25, b: +-0.5, c: +-2.
+    adv = gigpo_advantages(PEN_REWARDS, [0, 0], PEN_KEYS, gamma=0.5, mode="mean_norm")
+    close(adv[0], [1.75, 2.0, 3.5])
+    close(adv[1], [-1.75, -2.0, -3.5])
+    same = gigpo_advantages(PEN_REWARDS, [0, 0], PEN_KEYS, gamma=0.5, mode="mean_norm", penalties=PEN,
+                            invalid_penalty="return")
+    close(sum(same, []), sum(adv, []))
+
+
+def test_gigpo_invalid_penalty_on_its_own_step_only_as_verl_agent():
+    # step (verl-agent's apply_invalid_action_penalty): the returns are the task rewards' ([0, 0, 4] and 0), and the
+    # penalty is added to the invalid step's own row on both levels, never discounted into earlier steps.
+    # Episode level, statistics over episodes: task returns [4, 0], mean 2; e0's rows score [4, 4 - 1, 4]
+    # -> [2, 1, 2]; e1's rows 0 -> [-2, -2, -2].
+    # Step level: task G(e0) = [1, 2, 4], the penalty on step 1 only -> [1, 1, 4]; G(e1) = 0
+    # -> a: +-0.5, b: +-0.5, c: +-2.
+    adv = gigpo_advantages(PEN_REWARDS, [0, 0], PEN_KEYS, gamma=0.5, mode="mean_norm", penalties=PEN,
+                           invalid_penalty="step")
+    close(adv[0], [2.5, 1.5, 4.0])
+    close(adv[1], [-2.5, -2.5, -4.0])
+    # with verl-agent's row statistics too: rows [4, 3, 4, 0, 0, 0], mean 11/6 -> e0 [13/6, 7/6, 13/6], e1 -11/6
+    rows = gigpo_advantages(PEN_REWARDS, [0, 0], PEN_KEYS, gamma=0.5, mode="mean_norm", penalties=PEN,
+                            invalid_penalty="step", episode_stats="step")
+    close(rows[0], [13 / 6 + 0.5, 7 / 6 + 0.5, 13 / 6 + 2])
+    close(rows[1], [-11 / 6 - 0.5, -11 / 6 - 0.5, -11 / 6 - 2])
+    # mean_std_norm, statistics over episodes: task returns [4, 0] have mean 2 and std 2 * sqrt(2); e0's invalid
+    # row scores 3 -> (3 - 2) / (2 * sqrt(2)); its step group b compares 1 with 0 -> +-1 / sqrt(2)
+    std = gigpo_advantages(PEN_REWARDS, [0, 0], PEN_KEYS, gamma=0.5, penalties=PEN, invalid_penalty="step")
+    assert std[0][1] == pytest.approx(1 / (2 * math.sqrt(2)) + 1 / math.sqrt(2), abs=1e-5)
+
+
+@pytest.fixture
+def pool_sokoban():
+    from agentgen.augment import env_kwargs
+    from agentgen.envs.pool import EnvPool
+    from agentgen.preflight import compose_job
+
+    cfg = compose_job(["debug=smoke"])
+    with EnvPool("sokoban", env_kwargs(cfg.env.sokoban), split="train", num_slots=2, num_workers=0) as p:
+        yield p
+
+
+def test_gigpo_invalid_penalty_reaches_it_from_the_env_and_other_algorithms_keep_their_numbers(pool_sokoban):
+    # the env reports the penalty apart from the task reward; the runner records it on the turn
+    from agentgen.agent.prompt import PromptBuilder
+    from agentgen.rollout.policy import ExpertPolicy
+    from agentgen.rollout.runner import Decision, EpisodeRunner, EpisodeSpec
+
+    class Fumbling(ExpertPolicy):  # every other turn an action Sokoban refuses
+        def act(self, states):
+            return [Decision("jump", "jump", user="") if len(st.episode.turns) % 2 == 0 else d
+                    for st, d in zip(states, super().act(states))]
+
+    eps = EpisodeRunner(pool_sokoban, Fumbling(pool_sokoban, PromptBuilder(think=False)), 6).run(
+        [EpisodeSpec("sokoban", s) for s in (3, 4)])
+    turns = [t for e in eps for t in e.turns]
+    assert any(t.invalid for t in turns) and any(not t.invalid for t in turns)
+    for t in turns:  # the reward still holds the penalty (every other algorithm reads it as before)
+        assert t.penalty == (-0.1 if t.invalid else 0.0)
+        if t.invalid:
+            assert t.reward == pytest.approx(-0.1)
+    # the trainer's path: step_advantages hands the penalties to GiGPO; GRPO's numbers do not move
+    algo = {"name": "gigpo", "gamma": 0.5, "omega": 1.0, "mode": "mean_norm", "similarity_thresh": 1.0,
+            "kl_coef": 0.0, "invalid_penalty": "step"}
+    out = step_advantages(algo, PEN_REWARDS, [0, 0], state_keys=PEN_KEYS, penalties=PEN)
+    close(sum(out.advantages, []), [2.5, 1.5, 4.0, -2.5, -2.5, -4.0])
+    grpo = {"name": "grpo", "kl_coef": 0.0, "norm_adv_by_std": False}
+    with_pen = step_advantages(grpo, PEN_REWARDS, [0, 0], penalties=PEN)
+    close(sum(with_pen.advantages, []), [1.5] * 3 + [-1.5] * 3)  # returns 3 and 0, the penalty in them
+
+
+def test_gigpo_invalid_penalty_option_is_checked():
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.to_container(load_algo_file("gigpo"))
+    assert cfg["invalid_penalty"] == "return"
+    with pytest.raises(ValueError, match=r"algo.invalid_penalty='row' is invalid for 'gigpo'.*return, step"):
+        validate_algo_config({**cfg, "invalid_penalty": "row"})
+
+
+# ------------------------------------------------------------------ GiGPO: kl_in: reward on the episode and step levels
+KL_ALGO = {"name": "gigpo", "gamma": 0.5, "omega": 1.0, "mode": "mean_norm", "similarity_thresh": 1.0,
+           "kl_in": "reward", "kl_coef": 0.5}
+# e0's first step has a KL of 1 + 1 = 2, which costs 0.5 * 2 = 1; every other step's KL is 0
+KL = [[torch.tensor([1.0, 1.0]), torch.tensor([0.0])], [torch.tensor([0.0]), torch.tensor([0.0])],
+      [torch.tensor([0.0]), torch.tensor([0.0])]]
+
+
+def test_gigpo_kl_in_reward_reaches_both_levels_as_a_step_reward_by_default():
+    # return: the KL penalty is a step reward, as for every algorithm: rewards [[-1, 10], [0, 0], [0, 0]].
+    # Episode: R = [9, 0, 0], mean 3 -> [6, -3, -3]. Steps: G(e0) = [-1 + 0.5 * 10, 10] = [4, 10], the others 0;
+    # a: [4, 0, 0] - 4/3; b: [10 (e0), 0 (e2)] - 5; c (e1's second step) alone: 0.
+    out = step_advantages(KL_ALGO, REWARDS, GROUPS, kl=KL, state_keys=KEYS)
+    close(sum(out.advantages, []), [6 + 8 / 3, 11, -3 - 4 / 3, -3, -3 - 4 / 3, -8])
+    same = step_advantages({**KL_ALGO, "kl_reward": "return"}, REWARDS, GROUPS, kl=KL, state_keys=KEYS)
+    close(sum(same.advantages, []), sum(out.advantages, []))
+
+
+def test_gigpo_kl_in_reward_on_the_episode_rows_only_as_verl_agent():
+    # row (verl-agent: apply_kl_penalty subtracts beta * KL from the row's token_level_rewards, which only the
+    # episode level sums; the step returns come from the env rewards). Episode level: task returns [10, 0, 0],
+    # mean 10/3; e0's rows score [10 - 1, 10] -> [17/3, 20/3], the others -10/3. Step level, KL-free:
+    # G(e0) = [5, 10]; a: [5, 0, 0] - 5/3; b: [10, 0] - 5; c: 0.
+    out = step_advantages({**KL_ALGO, "kl_reward": "row"}, REWARDS, GROUPS, kl=KL, state_keys=KEYS)
+    close(sum(out.advantages, []), [9, 35 / 3, -5, -10 / 3, -5, -25 / 3])
+    # with verl-agent's row statistics: rows [9, 10, 0, 0, 0, 0], mean 19/6
+    rows = step_advantages({**KL_ALGO, "kl_reward": "row", "episode_stats": "step"}, REWARDS, GROUPS, kl=KL,
+                           state_keys=KEYS)
+    close(sum(rows.advantages, []), [35 / 6 + 10 / 3, 41 / 6 + 5, -19 / 6 - 5 / 3, -19 / 6, -19 / 6 - 5 / 3,
+                                     -19 / 6 - 5])
+    # both per-step charges together (verl-agent's order: the penalty, then the KL, on the same row)
+    both = step_advantages({**KL_ALGO, "kl_reward": "row", "invalid_penalty": "step"}, REWARDS, GROUPS, kl=KL,
+                           state_keys=KEYS, penalties=[[0.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
+    close(sum(both.advantages, []), sum(out.advantages, []))
+
+
+def test_gigpo_kl_reward_option_is_checked():
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.to_container(load_algo_file("gigpo"))
+    assert cfg["kl_reward"] == "return"
+    with pytest.raises(ValueError, match=r"algo.kl_reward='episode' is invalid for 'gigpo'.*return, row"):
+        validate_algo_config({**cfg, "kl_reward": "episode"})
+    with pytest.raises(ValueError, match=r"algo.kl_reward='row' is invalid.*kl_in='loss'.*algo.kl_in=reward"):
+        validate_algo_config({**cfg, "kl_reward": "row"})
+    validate_algo_config({**cfg, "kl_reward": "row", "kl_in": "reward"})

@@ -279,6 +279,41 @@ def test_grpo_kl_in_reward_subtracts_the_episode_kl_from_its_return(monkeypatch)
     assert_same_rows(token_advantages_seen(spy), expected, atol=1e-3)
 
 
+class Penalised(SeededEpisodes):
+    """SeededEpisodes whose turns say, as the envs do, which part of their reward is the invalid-action penalty
+    (their -0.1), and whose k-th steps share an anchor state."""
+
+    def episodes_of(self, call: int) -> list[Episode]:
+        episodes = super().episodes_of(call)
+        for e in episodes:
+            for t in e.turns:
+                t.penalty, t.state_key = (t.reward if t.invalid else 0.0), t.observation
+        return episodes
+
+
+def test_gigpo_invalid_penalty_on_its_own_step_reaches_the_policy_loss(monkeypatch):
+    """The trainer hands every turn's penalty to GiGPO: with invalid_penalty=step the advantages are those of the
+    penalties charged to their own steps, which differ from the default's (penalties discounted)."""
+    from agentgen.algos.gigpo import gigpo_advantages
+
+    seen = {}
+    for mode in ("return", "step"):
+        rollout = Penalised(wins={(0, 0), (1, 1)})
+        trainer = make_trainer("gigpo", rollout, group_size=3, kl_coef=0.0, invalid_penalty=mode)
+        spy = Spy(algo_base.policy_loss)
+        monkeypatch.setattr(algo_base, "policy_loss", spy)
+        trainer.step(0)
+        episodes = rollout.episodes_of(0)
+        assert any(t.penalty for e in episodes for t in e.turns)  # some steps were invalid
+        adv = gigpo_advantages([[t.reward for t in e.turns] for e in episodes], [e.spec.group for e in episodes],
+                               [[t.state_key for t in e.turns] for e in episodes], gamma=0.95,
+                               penalties=[[t.penalty for t in e.turns] for e in episodes], invalid_penalty=mode)
+        expected = [[a] * len(t.response_ids) for e, row in zip(episodes, adv) for t, a in zip(e.turns, row)]
+        seen[mode] = token_advantages_seen(spy)
+        assert_same_rows(seen[mode], expected, atol=1e-5)
+    assert sorted(map(tuple, seen["return"])) != sorted(map(tuple, seen["step"]))
+
+
 def test_kl_in_loss_and_entropy_bonus_enter_the_loss():
     trainer = make_trainer("grpo", ref="other", group_size=2, kl_coef=0.5, entropy_coef=0.01)
     m = trainer.step(0)

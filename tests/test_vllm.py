@@ -46,6 +46,45 @@ def train_towards(engine, tokenizer, prompts: list[list[int]], text: str, steps:
         engine.step()
 
 
+def nonfinite_logits(result: dict, model, gen, hf, runner, prompts: list[list[int]]) -> None:
+    """Diverged weights (NaN in the final norm: every logit NaN) pushed into the engine as a real update would be:
+    what vLLM does on its own, then agentgen's answer to it, beside rollout=hf's on the same weights."""
+    import logging
+
+    import torch
+
+    from agentgen.rollout.runner import EpisodeSpec
+
+    with torch.no_grad():
+        model.model.norm.weight.fill_(float("nan"))
+    gen.sync_weights()
+    raw = gen.llm.generate([{"prompt_token_ids": p} for p in prompts],  # vLLM as it is: no error, no sanitising
+                           gen.vllm.SamplingParams(temperature=1.0, max_tokens=4, logprobs=0), use_tqdm=False)
+    result["nan_raw"] = [[list(o.outputs[0].token_ids), [str(s[t].logprob) for s, t in
+                                                          zip(o.outputs[0].logprobs, o.outputs[0].token_ids)]]
+                         for o in raw]
+    for name, engine in (("vllm", gen), ("hf", hf)):
+        before = (getattr(engine, "num_nonfinite", 0), getattr(engine, "num_aborted", 0))
+        for temperature in (1.0, 0.0):  # sampled and greedy
+            ids, lps = engine.generate_with_logprobs(prompts, 8, temperature)
+            result[f"nan_{name}_{temperature:g}"] = [ids, lps]
+        result[f"nan_{name}_counted"] = [getattr(engine, "num_nonfinite", 0) - before[0],
+                                         getattr(engine, "num_aborted", 0) - before[1]]
+        result[f"nan_{name}_reason"] = engine.last_abort_reason
+    seen: list[str] = []
+    catch = logging.Handler(logging.WARNING)
+    catch.emit = lambda record: seen.append(record.getMessage())
+    logging.getLogger("agentgen").addHandler(catch)
+    try:
+        before = runner.policy.num_aborted_generations
+        episodes = runner.run([EpisodeSpec("sokoban", seed=s) for s in (0, 1)])
+    finally:
+        logging.getLogger("agentgen").removeHandler(catch)
+    result["nan_episodes"] = [[e.aborted, e.steps, e.final_info.get("abort_reason")] for e in episodes]
+    result["nan_policy_aborted"] = runner.policy.num_aborted_generations - before
+    result["nan_logged"] = seen
+
+
 def run_checks(out_dir: Path) -> dict:
     from agentgen.models.loader import load_policy
     from agentgen.preflight import compose_job
@@ -129,6 +168,9 @@ def run_checks(out_dir: Path) -> dict:
         gen.sync_weights()
         result["v3"], _ = greedy()
         result["merged_served"] = gen._lora_request is None
+        lap("merged")
+        nonfinite_logits(result, model, gen, hf, runner, prompts)
+        lap("nonfinite")
         result["sync_seconds"] = gen.sync_seconds
         result["target_ids"] = tok.encode(TARGET, add_special_tokens=False)
         result["lora_ids"] = tok.encode("<action>Left</action>", add_special_tokens=False)
@@ -160,7 +202,26 @@ def test_vllm_rollout_then_weight_update_reaches_the_engine(tmp_path):
     # the updates taught their target responses (so the outputs compared are not degenerate)
     assert any(h[:len(r["target_ids"])] == r["target_ids"] for h in r["h1"]), r["seconds"]
     assert any(h[:len(r["lora_ids"])] == r["lora_ids"] for h in r["h2"])
+    check_nonfinite(r)
     assert all(s < 30 for s in r["sync_seconds"])
+
+
+def check_nonfinite(r: dict) -> None:
+    """NaN logits under rollout=vllm: vLLM itself samples on (a token id, a NaN log-prob); agentgen aborts the
+    answer, counts it and says why exactly as rollout=hf does on the same weights (sampled and greedy)."""
+    from agentgen.rollout.hf import NONFINITE_REASON
+
+    assert all(len(ids) == 4 and all(lp == "nan" for lp in lps) for ids, lps in r["nan_raw"]), r["nan_raw"]
+    for name in ("vllm", "hf"):
+        for temperature in ("1", "0"):
+            ids, lps = r[f"nan_{name}_{temperature}"]
+            assert ids == [None, None] and lps == [None, None], (name, temperature, ids, lps)
+        assert r[f"nan_{name}_counted"] == [4, 4], (name, r[f"nan_{name}_counted"])
+        assert r[f"nan_{name}_reason"] == NONFINITE_REASON
+    assert [e[:2] for e in r["nan_episodes"]] == [[True, 0], [True, 0]]  # each episode aborts at its first turn
+    assert all(e[2] == NONFINITE_REASON for e in r["nan_episodes"])
+    assert r["nan_policy_aborted"] == 2
+    assert any("aborted" in m and "not finite" in m for m in r["nan_logged"]), r["nan_logged"]
 
 
 if __name__ == "__main__" and "--worker" in sys.argv:

@@ -82,7 +82,11 @@ class StepBatch:
     - ``values[e][k]``: the critic's values (PPO): a float for turn credit, a [n_k] tensor for token credit;
     - ``token_kl[e][k]``: [n_k] per-token KL of step k's response (``kl_in: reward`` with token credit);
     - ``response_lengths[e][k]``: response tokens of step k (token credit);
-    - ``state_keys[e][k]``: the env's canonical key of the state step k acted in (GiGPO's anchor states).
+    - ``state_keys[e][k]``: the env's canonical key of the state step k acted in (GiGPO's anchor states);
+    - ``penalties[e][k]``: the invalid-action penalty included in ``rewards[e][k]`` (0 for a valid action), for
+      an algorithm that applies it apart (GiGPO's ``invalid_penalty: step``); the others read ``rewards`` only;
+    - ``step_kl[e][k]``: ``kl_coef`` * step k's summed KL, already subtracted from ``rewards[e][k]`` (``kl_in:
+      reward`` with turn credit; GiGPO's ``kl_reward: row`` applies it apart).
     """
 
     rewards: list[list[float]]
@@ -92,6 +96,8 @@ class StepBatch:
     kl_coef: float = 0.0
     response_lengths: Sequence[Sequence[int]] | None = None
     state_keys: Sequence[Sequence[Any]] | None = None
+    penalties: Sequence[Sequence[float]] | None = None
+    step_kl: Sequence[Sequence[float]] | None = None
 
     def episode_returns(self) -> Tensor:
         """R_e = the sum of episode e's (KL-adjusted) step rewards, float64."""

@@ -29,6 +29,7 @@ def step_advantages(
     kl: Sequence[Sequence[Tensor]] | None = None,
     response_lengths: Sequence[Sequence[int]] | None = None,
     state_keys: Sequence[Sequence[Any]] | None = None,
+    penalties: Sequence[Sequence[float]] | None = None,
 ) -> StepAdvantages:
     """Per-step advantages for ``algo`` (an ``algo`` config as a mapping).
 
@@ -38,7 +39,9 @@ def step_advantages(
       response-aligned token values for token credit;
     - ``kl[e][k]``: [n_k] per-token KL of step k's response (only read when ``kl_in: reward``);
     - ``response_lengths[e][k]``: number of response tokens of step k (token credit);
-    - ``state_keys[e][k]``: the anchor state step k acted in (GiGPO).
+    - ``state_keys[e][k]``: the anchor state step k acted in (GiGPO);
+    - ``penalties[e][k]``: the invalid-action penalty included in ``step_rewards[e][k]`` (GiGPO's
+      ``invalid_penalty``; every other algorithm reads the rewards as they are).
 
     ``step_weight: episode`` then scales the advantages (not the critic's returns) of episode e by
     mean_T / T_e (T = steps), see ``episode_balanced``.
@@ -57,11 +60,13 @@ def step_advantages(
             f"algo {algorithm.name!r} has kl_in: reward and kl_coef {kl_coef}: pass the per-token kl of each step")
     per_token = algorithm.advantage_level == "sequence" and algo.get("credit", "turn") == "token"
     rewards = [[float(r) for r in ep] for ep in step_rewards]
+    step_kl = None
     if kl_coef and not per_token:
-        rewards = [[r - kl_coef * float(t.sum()) for r, t in zip(ep, ep_kl)] for ep, ep_kl in zip(rewards, kl)]
+        step_kl = [[kl_coef * float(t.sum()) for t in ep_kl] for ep_kl in kl]
+        rewards = [[r - c for r, c in zip(ep, ep_kl)] for ep, ep_kl in zip(rewards, step_kl)]
     batch = StepBatch(rewards, list(group_ids), values=values, token_kl=kl if per_token and kl_coef else None,
                       kl_coef=kl_coef if per_token else 0.0, response_lengths=response_lengths,
-                      state_keys=state_keys)
+                      state_keys=state_keys, penalties=penalties, step_kl=step_kl)
     out = algorithm.step_advantages(algo, batch)
     if weight == "episode":
         return StepAdvantages(episode_balanced(out.advantages), out.returns, out.metrics)

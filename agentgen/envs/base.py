@@ -7,6 +7,8 @@ success, 0 on failure, -0.1 per invalid action, with the values taken from confi
 `info` always carries:
 - ``success`` (bool): the task is solved (sticky once reached);
 - ``invalid_action`` (bool): the last action could not be executed (state unchanged, penalty paid);
+- ``invalid_penalty`` (float, from ``step``): the part of this step's reward that is the invalid-action penalty
+  (0 for a valid action), so an algorithm can apply it apart from the task reward (GiGPO's ``invalid_penalty``);
 - ``admissible_actions`` (list[str] | None): the valid actions now, or None where there are too many;
 - ``task`` (str): the goal in words (for the prompt);
 - ``state_key`` (hashable): the env's canonical key of the state now (``state_key()``): equal keys mean the
@@ -90,6 +92,7 @@ class TextEnv(ABC):
             reward += self.reward_spec.failure
         self.done = done
         info["truncated"] = truncated and not failed
+        info["invalid_penalty"] = float(self.reward_spec.invalid) if invalid else 0.0
         return obs, reward, done, self._complete_info(info, invalid=invalid)
 
     def expert_action(self) -> str | None:

@@ -40,7 +40,7 @@ class ModelPolicy:
         self.num_prompt_truncations = 0
         self.generate_seconds = 0.0  # in the rollout engine (the rest of act is prompts and parsing)
         self.prompt_tokens = self.generated_tokens = 0
-        self.num_aborted_generations = 0  # answers abandoned at rollout.generation_timeout (their episodes abort)
+        self.num_aborted_generations = 0  # answers abandoned (time limit, non-finite logits): their episodes abort
 
     def encode_prompt(self, st: AgentState) -> tuple[list[int], str]:
         """(token ids, the user message with the memory's full history): the chat-templated prompt, dropping

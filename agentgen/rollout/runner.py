@@ -231,7 +231,8 @@ class _SlotLoop:
             obs, reward, done, info = steps[slot]
             st.episode.turns.append(Turn(d.prompt_ids, d.response_ids, d.response, d.action, float(reward),
                                          st.observation, d.format_ok, bool(info.get("invalid_action", False)),
-                                         st.state_key, d.capped, d.user, d.logprobs))
+                                         st.state_key, d.capped, d.user, d.logprobs,
+                                         float(info.get("invalid_penalty", 0.0))))
             st.history.append((st.observation, d.action if d.action is not None else d.response.strip()[:200]))
             st.observation, st.admissible, st.state_key = obs, info.get("admissible_actions"), info.get("state_key")
             ep = st.episode

