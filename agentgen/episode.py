@@ -23,6 +23,9 @@ class Turn:
     capped: bool = False  # the answer was cut at the token cap (trainer.health watches the share)
     user: str = ""  # the user message of the turn's prompt (before any token truncation)
     sampler_logprobs: list[float] | None = None  # the rollout engine's log-prob of each response token
+    # the weights that generated it: the number of updates they had seen (RL step k's rollouts of a synchronous
+    # run: k); trainer.max_staleness bounds step - weight_version (agentgen.rollout.ahead)
+    weight_version: int | None = None
 
 
 @dataclass
