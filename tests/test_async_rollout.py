@@ -253,7 +253,7 @@ def test_a_job_ahead_of_the_update_keeps_the_bound_and_logs_each_sides_idle_time
 @pytest.mark.slow
 def test_sigterm_stops_both_sides_and_the_rerun_trains_on_no_turn_from_before_its_checkpoint(tmp_path):
     out = tmp_path / "run"
-    cmd = command(out, "trainer.steps=6", "trainer.save_every=2", "eval.every=0", "trainer.prompts_per_step=4",
+    cmd = command(out, "trainer.steps=4", "trainer.save_every=2", "eval.every=0", "trainer.prompts_per_step=4",
                   "algo.group_size=4", *ASYNC)
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=job_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True)
@@ -269,13 +269,13 @@ def test_sigterm_stops_both_sides_and_the_rerun_trains_on_no_turn_from_before_it
     assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]  # a hung one would show in the log below
     log = (out / "launch.log").read_text()
     assert "did not stop" not in log and "producer failed" not in log
-    assert max(step_rows(out)) < 6
+    assert max(step_rows(out)) < 4
     resumed = int(latest.read_text().split("_")[1])  # the checkpoint the rerun starts from
 
     r = subprocess.run(cmd, cwd=tmp_path, env=job_env(), capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     rows = step_rows(out)
-    assert sorted(rows) == [1, 2, 3, 4, 5, 6]
+    assert sorted(rows) == [1, 2, 3, 4]
     # its first step trains on a batch of the checkpoint's weights, whatever was in flight when it stopped
     assert rows[resumed + 1]["async/weight_version_min"] == resumed
     assert rows[resumed + 1]["async/staleness_max"] == 0

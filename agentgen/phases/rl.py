@@ -90,6 +90,7 @@ def _steps(ws: Workspace, trainer: RLTrainer, stats: dict[str, float], ahead: Ro
             metrics = {**trainer.step(step), **stats}
             push_weights(ws, trainer, ahead, step + 1)
         seconds = time.time() - t_step
+        metrics["time/step_s"] = seconds  # the step's wall time: rollouts (or waiting for them), update, push
         done = step + 1
         sick = ws.health.observe(done, metrics)
         metrics["train/nonfinite_skipped_total"] = ws.health.nonfinite_total
