@@ -172,8 +172,7 @@ def test_rollouts_ahead_of_the_update_drive_the_engine_and_sigterm_leaves_nothin
     weights; no batch is staler than the bound. Then a second job stopped by SIGTERM mid-run leaves no engine
     process (nor a producer holding the exit) behind."""
     require("vllm")
-    import psutil
-    from test_generation_timeout import _name
+    from test_generation_timeout import _name, sigterm_when
 
     env = {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONPATH": str(ROOT)}
     base = [sys.executable, str(ROOT / "launch.py"), *OVERRIDES[:8], "sft=none", "algo.tis_cap=2.0",
@@ -191,27 +190,13 @@ def test_rollouts_ahead_of_the_update_drive_the_engine_and_sigterm_leaves_nothin
     log = (tmp_path / "job.log").open("w")
     proc = subprocess.Popen([*base, "trainer.steps=200", "eval.every=0", f"hydra.run.dir={tmp_path / 'run2'}"],
                             stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
-    job, seen = psutil.Process(proc.pid), {}
-    try:
-        metrics = tmp_path / "run2" / "metrics.jsonl"
-        deadline = time.monotonic() + 900
-        while time.monotonic() < deadline and proc.poll() is None and not (metrics.exists() and metrics.read_text()):
-            for child in job.children(recursive=True):
-                seen.setdefault(child.pid, child)
-            time.sleep(0.5)
-        assert metrics.exists(), (tmp_path / "job.log").read_text()[-3000:]  # mid-run: both sides busy
-        for child in job.children(recursive=True):
-            seen.setdefault(child.pid, child)
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(timeout=180)
+    metrics = tmp_path / "run2" / "metrics.jsonl"
+    try:  # mid-run (a step done): both sides busy
+        reached, code, alive = sigterm_when(proc, lambda seen: metrics.exists() and bool(metrics.read_text()),
+                                            timeout=900, wait=180)
     finally:
-        if proc.poll() is None:
-            proc.kill()
         log.close()
-    _, alive = psutil.wait_procs(list(seen.values()), timeout=30)
-    alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-    for p in alive:
-        p.kill()
+    assert reached, (tmp_path / "job.log").read_text()[-3000:]
     assert not alive, f"left running after SIGTERM: {[(p.pid, _name(p)) for p in alive]}"
     assert code == 128 + signal.SIGTERM, (tmp_path / "job.log").read_text()[-3000:]
     assert "did not stop" not in (tmp_path / "run2" / "launch.log").read_text()
