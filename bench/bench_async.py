@@ -82,6 +82,7 @@ def main() -> None:
     # the same loss in both runs: the decoupled objective's cap (its weights are 1 when nothing is stale)
     common = ["algo.tis_cap=2.0", "eval.every=0", "eval.before_training=false", f"trainer.steps={args.steps}",
               "trainer.save_every=0", *(SMOKE if args.smoke else []), *args.overrides]
+    args.out.mkdir(parents=True, exist_ok=True)
     tables = []
     for env in envs:
         where = [f"env={env}", f"eval.envs=[{env}]"]
