@@ -144,6 +144,26 @@ def test_close_stops_a_producer_in_the_middle_of_a_batch():
     assert not ahead.thread.is_alive() and time.monotonic() - t0 < 2
 
 
+@pytest.mark.parametrize("partial", [True, False])
+def test_partial_rollouts_take_new_weights_at_the_next_turn_otherwise_at_the_next_batch(partial):
+    model = torch.nn.Linear(2, 2)
+    staging = Staging(model, 0)
+    applied: list[int] = []
+
+    class Engine:
+        def generate_with_logprobs(self, prompts, *args, **kwargs):
+            return [[1]] * len(prompts), [[0.0]] * len(prompts)
+
+    generator = VersionedGenerator(Engine(), lambda src: applied.append(staging.version), staging,
+                                   threading.Event(), partial)
+    generator.generate_with_logprobs([[1]], 4, 1.0)  # a turn on version 0
+    staging.publish(model, 1)  # a push while the episode plays
+    generator.generate_with_logprobs([[1]], 4, 1.0)  # its next turn
+    assert (generator.weight_version, applied) == ((1, [1]) if partial else (0, []))
+    generator.refresh()  # the next batch's start
+    assert generator.weight_version == 1 and applied == [1]
+
+
 def test_a_failing_producer_fails_the_step_that_waits_for_it():
     staging = Staging(torch.nn.Linear(2, 2), 0)
     generator = VersionedGenerator(object(), lambda src: None, staging, threading.Event(), partial=False)
