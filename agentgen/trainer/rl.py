@@ -25,6 +25,11 @@ the loss; ``reward``: beta * per-token KL subtracted from the rewards before the
 / ``clip_high`` (asymmetric clip-higher) / ``dual_clip``, ``entropy_coef``, ``ppo_epochs``, ``loss_agg``,
 ``norm_adv_by_std``. The per-step advantage maths is the algorithm's module, reached through
 ``agentgen.algos.stepwise.step_advantages``; its loss is ``Algorithm.policy_loss`` (PPO-clip unless it has its own).
+
+Batches generated ahead of the update (``trainer.max_staleness`` >= 1, agentgen.rollout.ahead): every turn must
+carry a weight version no more than that many updates old (``_staleness``; else the step fails), the behaviour
+log-probs the clip is around are always the trainer's own (the proximal policy: a stale turn's sampler log-probs
+are not), and ``algo.tis_cap`` weights each token by pi_proximal / pi_behaviour: AReaL's decoupled objective.
 """
 
 from __future__ import annotations
