@@ -24,6 +24,9 @@ class Turn:
     user: str = ""  # the user message of the turn's prompt (before any token truncation)
     sampler_logprobs: list[float] | None = None  # the rollout engine's log-prob of each response token
     penalty: float = 0.0  # the invalid-action penalty included in ``reward`` (the env's info["invalid_penalty"])
+    # the weights that generated it: the number of updates they had seen (RL step k's rollouts of a synchronous
+    # run: k); trainer.max_staleness bounds step - weight_version (agentgen.rollout.ahead)
+    weight_version: int | None = None
 
 
 @dataclass

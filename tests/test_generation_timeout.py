@@ -184,8 +184,6 @@ def test_hung_vllm_engine_is_killed_and_restarted_and_its_turn_aborted(tmp_path)
 @pytest.mark.slow
 def test_sigterm_to_a_vllm_job_leaves_no_engine_process_behind(tmp_path):
     require("vllm")
-    import psutil
-
     tmpdir = job_tmpdir()
     env = {**os.environ, "OMP_NUM_THREADS": "2", **tmpdir_env(tmpdir)}
     log = (tmp_path / "job.log").open("w")
@@ -194,30 +192,14 @@ def test_sigterm_to_a_vllm_job_leaves_no_engine_process_behind(tmp_path):
                              # smoke run's 2 steps in the 5 s wait and wrote "completed"
                              "trainer.steps=200", f"hydra.run.dir={tmp_path / 'run'}"],
                             stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
-    job = psutil.Process(proc.pid)
-    seen: dict[int, psutil.Process] = {}
     try:
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline and proc.poll() is None:
-            for child in job.children(recursive=True):
-                seen.setdefault(child.pid, child)
-            if any("Worker" in _name(c) for c in seen.values()):
-                break
-            time.sleep(0.5)
-        assert any("EngineCore" in _name(c) for c in seen.values()), (tmp_path / "job.log").read_text()[-3000:]
-        time.sleep(5)  # mid-run: the engine up and loading or generating
-        for child in job.children(recursive=True):
-            seen.setdefault(child.pid, child)
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(timeout=120)
+        # mid-run: the engine up (EngineCore and its worker) and loading or generating
+        reached, code, alive = sigterm_when(proc, lambda seen: all(any(n in _name(c) for c in seen.values())
+                                                                   for n in ("EngineCore", "Worker")), settle=5)
     finally:
-        if proc.poll() is None:
-            proc.kill()
         log.close()
-    _, alive = psutil.wait_procs(list(seen.values()), timeout=30)
-    alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-    for p in alive:  # before this fix: EngineCore and its worker, orphaned, kept a core busy
-        p.kill()
+    assert reached, (tmp_path / "job.log").read_text()[-3000:]
+    # before this fix: EngineCore and its worker, orphaned, kept a core busy
     assert not alive, f"left running after SIGTERM: {[(p.pid, _name(p)) for p in alive]}"
     assert code == 128 + signal.SIGTERM, (tmp_path / "job.log").read_text()[-3000:]  # it unwound, then exited
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
@@ -226,6 +208,39 @@ def test_sigterm_to_a_vllm_job_leaves_no_engine_process_behind(tmp_path):
     left = job_leftovers(tmpdir)
     shutil.rmtree(tmpdir, ignore_errors=True)
     assert not left, f"left in the job's temp dir: {left}"
+
+
+def sigterm_when(proc: subprocess.Popen, ready, timeout: float = 600, settle: float = 0.0,
+                 wait: float = 120) -> tuple[bool, int, list]:
+    """Watch the job ``proc``'s child processes until ``ready(seen)`` (pid -> psutil.Process) or ``timeout``, wait
+    ``settle`` s, then SIGTERM it: (ready was reached, its exit code, its children still running 30 s after it
+    ended; killed, so a failing test leaves none behind)."""
+    import psutil
+
+    job, seen = psutil.Process(proc.pid), {}
+
+    def collect() -> None:
+        for child in job.children(recursive=True):
+            seen.setdefault(child.pid, child)
+
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and proc.poll() is None and not ready(seen):
+            collect()
+            time.sleep(0.5)
+        reached = ready(seen)
+        time.sleep(settle)
+        collect()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=wait)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    _, alive = psutil.wait_procs(list(seen.values()), timeout=30)
+    alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    for p in alive:
+        p.kill()
+    return reached, code, alive
 
 
 def _name(proc) -> str:

@@ -12,6 +12,9 @@ process from a script, and its CPU worker changes process-wide torch settings we
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -222,6 +225,42 @@ def check_nonfinite(r: dict) -> None:
     assert all(e[2] == NONFINITE_REASON for e in r["nan_episodes"])
     assert r["nan_policy_aborted"] == 2
     assert any("aborted" in m and "not finite" in m for m in r["nan_logged"]), r["nan_logged"]
+
+
+def test_rollouts_ahead_of_the_update_drive_the_engine_and_sigterm_leaves_nothing_running(tmp_path):
+    """trainer.max_staleness=1 on vLLM (issue 31): the producer thread generates on the engine and pushes the staged
+    weights at each version boundary while the trainer updates; evaluation pauses it and pushes the current
+    weights; no batch is staler than the bound. Then a second job stopped by SIGTERM mid-run leaves no engine
+    process (nor a producer holding the exit) behind."""
+    require("vllm")
+    from test_generation_timeout import _name, sigterm_when
+
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONPATH": str(ROOT)}
+    base = [sys.executable, str(ROOT / "launch.py"), *OVERRIDES[:8], "sft=none", "algo.tis_cap=2.0",
+            "trainer.max_staleness=1"]
+    out = tmp_path / "run"
+    r = subprocess.run([*base, "trainer.steps=4", "eval.every=2", f"hydra.run.dir={out}"], env=env, cwd=tmp_path,
+                       capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    assert [row["step"] for row in rows] == [1, 2, 3, 4]
+    assert all(0 <= row["async/staleness_max"] <= 1 for row in rows) and rows[0]["async/staleness_max"] == 0
+    assert all(row["rollout/logprob_gap_max"] >= 0 for row in rows)  # vLLM's log-probs were the behaviour's
+    assert json.loads((out / "summary.json").read_text())["status"] == "completed"
+
+    log = (tmp_path / "job.log").open("w")
+    proc = subprocess.Popen([*base, "trainer.steps=200", "eval.every=0", f"hydra.run.dir={tmp_path / 'run2'}"],
+                            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
+    metrics = tmp_path / "run2" / "metrics.jsonl"
+    try:  # mid-run (a step done): both sides busy
+        reached, code, alive = sigterm_when(proc, lambda seen: metrics.exists() and bool(metrics.read_text()),
+                                            timeout=900, wait=180)
+    finally:
+        log.close()
+    assert reached, (tmp_path / "job.log").read_text()[-3000:]
+    assert not alive, f"left running after SIGTERM: {[(p.pid, _name(p)) for p in alive]}"
+    assert code == 128 + signal.SIGTERM, (tmp_path / "job.log").read_text()[-3000:]
+    assert "did not stop" not in (tmp_path / "run2" / "launch.log").read_text()
 
 
 if __name__ == "__main__" and "--worker" in sys.argv:

@@ -133,6 +133,10 @@ class TrainerConfig:
     check_sampler_every: int = 10  # with the sampler's log-probs reused: every N steps score a few samples with the
     # trainer anyway and log the true gap (rollout/sampler_check_gap_*); 0: never
     check_sampler_samples: int = 8  # samples scored by that check
+    max_staleness: int = 0  # 0: synchronous | N >= 1: rollouts of steps k+1..k+N run while step k updates, no batch
+    # trains on turns of weights more than N updates old (agentgen/rollout/ahead.py)
+    partial_rollouts: bool = False  # with max_staleness >= 1: an episode spanning a weight push continues on the new
+    # weights (each turn tagged with its version)
     params: Dict[str, Any] = field(default_factory=dict)
     health: HealthConfig = field(default_factory=HealthConfig)
 

@@ -23,7 +23,7 @@ from agentgen.config.messages import _did_you_mean
 from agentgen.config.schema import TASKS, AgentgenConfig, profile_config
 from agentgen.envs import registry
 from agentgen.errors import ConfigError
-from agentgen.options import SEEDS_NEED_LOOP, check_components, hf_options
+from agentgen.options import SEEDS_NEED_LOOP, async_options, check_components, hf_options
 
 
 def _need(cond: bool, msg: str) -> None:
@@ -132,7 +132,8 @@ def validate(cfg: DictConfig) -> None:
 
     try:
         validate_augment(cfg.augment)
-        validate_algo_config(cfg.algo)
+        spec = validate_algo_config(cfg.algo)
+        _validate_async(cfg, spec)
         if cfg.task == "profile":
             profile_config(cfg)
     except ConfigError:
@@ -140,6 +141,16 @@ def validate(cfg: DictConfig) -> None:
     except ValueError as err:  # the group's own checks speak in one paragraph too
         raise ConfigError(str(err)) from None
     _validate_resources(cfg)
+
+
+def _validate_async(cfg: DictConfig, spec) -> None:
+    """Rollouts ahead of the update (trainer.max_staleness) only with what can train on stale batches."""
+    a = cfg.algo
+    rounds = int(a.get("max_sampling_rounds", 1)) if a.get("filter_groups") else 1
+    lora = ((cfg.trainer.get("params") or {}).get("lora") or {})
+    async_options(cfg.trainer).check_job(str(a.name), spec.uses_tree, spec.needs_critic, rounds, a.get("tis_cap"),
+                                         str(cfg.trainer.get("strategy", "single")),
+                                         lora.get("sync") if int(lora.get("rank", 0) or 0) else None)
 
 
 def _validate_top_level_keys(cfg: DictConfig) -> None:

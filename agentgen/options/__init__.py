@@ -24,6 +24,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from agentgen.errors import ConfigError
 from agentgen.options._rules import need
+from agentgen.options.async_rollout import ON_POLICY_ONLY, AsyncOptions
 from agentgen.options.env_pool import PoolOptions, RolloutOptions
 from agentgen.options.hf_decoder import HF_DECODERS, SEEDS_NEED_LOOP, HFOptions
 from agentgen.options.train_engine import (
@@ -119,6 +120,14 @@ def engine_options(strategy: str, params: Mapping[str, Any] | None) -> EngineOpt
     return opts
 
 
+def async_options(trainer: Mapping[str, Any]) -> AsyncOptions:
+    """Rollouts ahead of the update (``trainer.max_staleness``, ``trainer.partial_rollouts``), checked."""
+    raw = plain(trainer) or {}
+    opts = typed(AsyncOptions, {k: raw[k] for k in ("max_staleness", "partial_rollouts") if k in raw}, "trainer")
+    opts.check()
+    return opts
+
+
 def rollout_params(rollout: Mapping[str, Any]) -> HFOptions | VLLMOptions:
     """The engine options of ``rollout.name``'s engine, checked."""
     name = rollout.get("name")
@@ -135,9 +144,11 @@ def check_components(rollout: Mapping[str, Any], trainer: Mapping[str, Any]) -> 
     rollout_options(rollout)
     rollout_params(rollout)
     engine_options(trainer.get("strategy", "single"), trainer.get("params"))
+    async_options(trainer)
 
 
-__all__ = ["DEEPSPEED_ONLY", "HF_DECODERS", "LORA_SYNC", "OFFLOAD_DEVICES", "PARAMS_SCHEMAS", "PLACEMENTS",
+__all__ = ["ON_POLICY_ONLY", "AsyncOptions", "async_options",
+           "DEEPSPEED_ONLY", "HF_DECODERS", "LORA_SYNC", "OFFLOAD_DEVICES", "PARAMS_SCHEMAS", "PLACEMENTS",
            "PRECISIONS", "SEEDS_NEED_LOOP", "STRATEGIES", "ZERO_STAGES", "EngineOptions", "HFOptions", "LoraOptions",
            "PoolOptions", "RolloutOptions", "SingleEngineOptions", "VLLMOptions", "check_components",
            "engine_options", "hf_options", "need", "plain", "register_schemas", "rollout_options", "rollout_params",

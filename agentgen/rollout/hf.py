@@ -67,6 +67,7 @@ class HFGenerator:
         self.share_prefix = share_prefix  # loop: prefill the prompts' common head once (MIN_SHARED_PREFIX tokens)
         self.generation_timeout = float(generation_timeout) if generation_timeout else None
         self.last_abort_reason: str | None = None
+        self.weight_version = 0  # the RL weight version of ``model`` (Turn.weight_version; set by the RL loop)
         self.num_aborted = 0  # rows abandoned (time limit, non-finite logits), over the generator's life
         self.num_nonfinite = 0  # of which rows whose logits held NaN or +inf
         eos = model.generation_config.eos_token_id

@@ -77,6 +77,8 @@ class ModelPolicy:
             responses = self.generator.generate(prompts, self.max_response_tokens, *self.sampling, **seeded)
             logprobs = [None] * len(responses)
         self.generate_seconds += time.perf_counter() - t0
+        version = getattr(self.generator, "weight_version", None)  # read after the call: a partial rollout's
+        # generator may take newer weights as the call starts (agentgen.rollout.ahead)
         self.prompt_tokens += sum(len(p) for p in prompts)
         self.generated_tokens += sum(len(r) for r in responses if r is not None)
         out = []
@@ -84,12 +86,12 @@ class ModelPolicy:
             if rids is None:  # the engine abandoned this generation (rollout.generation_timeout)
                 self.num_aborted_generations += 1
                 reason = getattr(self.generator, "last_abort_reason", None) or "the generation was abandoned"
-                out.append(Decision("", None, False, user, pids, aborted=reason))
+                out.append(Decision("", None, False, user, pids, aborted=reason, weight_version=version))
                 continue
             text = self.tokenizer.decode(rids, skip_special_tokens=True)
             parsed = parse_response(text, self.prompts.think)
             out.append(Decision(text, parsed.action, parsed.format_ok, user, pids, list(rids),
-                                len(rids) >= self.max_response_tokens, lps))
+                                len(rids) >= self.max_response_tokens, lps, weight_version=version))
         return out
 
 

@@ -59,6 +59,7 @@ class Decision:
     capped: bool = False
     logprobs: list[float] | None = None  # the sampler's log-probability of each response token, when it gives them
     aborted: str | None = None  # why the generation was abandoned (rollout.generation_timeout): the episode aborts
+    weight_version: int | None = None  # the generator's weight version that produced it (Turn.weight_version)
 
 
 class Policy(Protocol):
@@ -232,7 +233,7 @@ class _SlotLoop:
             st.episode.turns.append(Turn(d.prompt_ids, d.response_ids, d.response, d.action, float(reward),
                                          st.observation, d.format_ok, bool(info.get("invalid_action", False)),
                                          st.state_key, d.capped, d.user, d.logprobs,
-                                         float(info.get("invalid_penalty", 0.0))))
+                                         float(info.get("invalid_penalty", 0.0)), d.weight_version))
             st.history.append((st.observation, d.action if d.action is not None else d.response.strip()[:200]))
             st.observation, st.admissible, st.state_key = obs, info.get("admissible_actions"), info.get("state_key")
             ep = st.episode

@@ -204,6 +204,7 @@ class VLLMGenerator:
         self.opts = parse_options(rollout_cfg.get("params"))
         self.engine = None  # the training engine, once attached: gathered/merged weights, LoRA adapters
         self.version = 0
+        self.weight_version = 0  # the RL weight version the engine holds (Turn.weight_version; set by the RL loop)
         self._lora_request = None
         self._lora_dir: Path | None = None
         self._asleep = False
@@ -462,28 +463,31 @@ class VLLMGenerator:
         return [p.pid for p in self._procs if p.is_running()]
 
     # ---------------------------------------------------------------- weights
-    def sync_weights(self) -> None:
-        """Push the policy's current weights (or LoRA adapter) into the engine; all ranks call it."""
+    def sync_weights(self, source=None) -> None:
+        """Push the policy's current weights (or LoRA adapter) into the engine; all ranks call it. ``source``: a
+        plain model to take full weights from instead (the staging copy of rollouts ahead of the update,
+        ``agentgen.rollout.ahead``, pushed while the trainer goes on updating the policy)."""
         t0 = time.time()
         lora = self._lora_options()
-        if lora is not None and lora.sync == "adapter":
+        if source is None and lora is not None and lora.sync == "adapter":
             self._push_adapter()
         else:
-            self._push_full(merge_lora=True)
+            self._push_full(merge_lora=True, source=source)
         self.version += 1
         self.sync_seconds.append(time.time() - t0)
 
-    def _named_buckets(self, merge_lora: bool) -> Iterator[list[tuple[str, torch.Tensor]]]:
-        if self.engine is not None:
+    def _named_buckets(self, merge_lora: bool, source=None) -> Iterator[list[tuple[str, torch.Tensor]]]:
+        if self.engine is not None and source is None:
             yield from self.engine.named_full_params(merge_lora=merge_lora)
             return
 
-        yield from iter_plain_buckets(self.model, self.opts.weight_sync_bucket_mb, merge_lora=merge_lora)
+        yield from iter_plain_buckets(source if source is not None else self.model, self.opts.weight_sync_bucket_mb,
+                                      merge_lora=merge_lora)
 
-    def _push_full(self, merge_lora: bool) -> None:
+    def _push_full(self, merge_lora: bool, source=None) -> None:
         woke = self._wake_weights()
         self.llm.collective_rpc("agentgen_begin_update")
-        for bucket in self._named_buckets(merge_lora):
+        for bucket in self._named_buckets(merge_lora, source):
             if self.in_process:
                 self.llm.collective_rpc("agentgen_load_weights", args=([(n, t.detach()) for n, t in bucket],))
                 continue

@@ -25,6 +25,11 @@ the loss; ``reward``: beta * per-token KL subtracted from the rewards before the
 / ``clip_high`` (asymmetric clip-higher) / ``dual_clip``, ``entropy_coef``, ``ppo_epochs``, ``loss_agg``,
 ``norm_adv_by_std``. The per-step advantage maths is the algorithm's module, reached through
 ``agentgen.algos.stepwise.step_advantages``; its loss is ``Algorithm.policy_loss`` (PPO-clip unless it has its own).
+
+Batches generated ahead of the update (``trainer.max_staleness`` >= 1, agentgen.rollout.ahead): every turn must
+carry a weight version no more than that many updates old (``_staleness``; else the step fails), the behaviour
+log-probs the clip is around are always the trainer's own (the proximal policy: a stale turn's sampler log-probs
+are not), and ``algo.tis_cap`` weights each token by pi_proximal / pi_behaviour: AReaL's decoupled objective.
 """
 
 from __future__ import annotations
@@ -87,6 +92,11 @@ def checked_algo(algo_cfg) -> Algorithm:
         raise ConfigError(str(err)) from None
 
 
+def chain_specs(seeds: list[int], offset: int, group_size: int) -> list[EpisodeSpec]:
+    """``group_size`` chains per instance seed; group ids from ``offset`` (unique across sampling rounds)."""
+    return [EpisodeSpec(env="", seed=s, group=offset + g) for g, s in enumerate(seeds) for _ in range(group_size)]
+
+
 def turn_sample(turn: Turn) -> Sample:
     """A training sample for one generated turn; ``extras["reward"]`` is its environment reward and
     ``extras["sampler"]`` the rollout engine's log-probs of its tokens, when the engine gave them."""
@@ -136,7 +146,13 @@ class RLTrainer:
         self.kl_in = str(self.algo.kl_in)
         self.agg = str(self.algo.loss_agg)
         self.tis_cap = self.algo.get("tis_cap")  # None: no importance correction for the sampler's mismatch
-        self.sampler_exact = _sampler_is_exact(cfg, model)
+        # rollouts ahead of the update (agentgen.rollout.ahead): turns of weights up to this many updates old
+        self.max_staleness = int(cfg.trainer.get("max_staleness", 0) or 0)
+        if self.max_staleness and self.tis_cap is None:
+            raise ConfigError(f"trainer.max_staleness={self.max_staleness} needs algo.tis_cap (the cap on "
+                              "pi_proximal / pi_behaviour of the decoupled objective), e.g. 2.0")
+        # a stale turn's sampler log-probs are the behaviour's, not the proximal policy's: always the trainer's own
+        self.sampler_exact = _sampler_is_exact(cfg, model) and not self.max_staleness
         # every N steps, when the sampler's log-probs stand in for the scoring pass, score a few samples anyway
         self.check_sampler_every = int(cfg.trainer.get("check_sampler_every", 10) or 0)
         self.check_sampler_samples = int(cfg.trainer.get("check_sampler_samples", 8))
@@ -195,9 +211,7 @@ class RLTrainer:
         for r in range(rounds):
             if r:
                 seeds = instance_seeds(step, len(seeds), int(self.cfg.seed), r, rounds)
-            offset = r * len(seeds)  # group ids stay unique across rounds
-            specs = [EpisodeSpec(env="", seed=s, group=offset + g) for g, s in enumerate(seeds)
-                     for _ in range(group_size)]
+            specs = chain_specs(seeds, r * len(seeds), group_size)  # group ids stay unique across rounds
             new = self.rollout_fn(specs, step)
             rolled += new
             # An aborted episode (its env worker hung or died) says nothing about the policy: drop it.
@@ -212,6 +226,8 @@ class RLTrainer:
             if n_signal >= len(seeds):
                 break
         metrics = {"rollout/aborted": float(len(rolled) - len(all_live))}
+        if self.max_staleness:
+            metrics.update(self._staleness(rolled, step))
         if rounds > 1:
             metrics.update({"rollout/sampling_rounds": float(r + 1), "rollout/signal_groups": float(n_signal)})
         if not episodes:
@@ -243,6 +259,28 @@ class RLTrainer:
         metrics.update(_episode_metrics(all_live, train))  # the rollout figures count every played episode
         metrics.update(_advantage_metrics(train))
         return StepData(train, metrics)
+
+    def step_specs(self, step: int) -> list[EpisodeSpec]:
+        """The episodes of step ``step``'s (first) rollout batch: what rollouts ahead of the update generate."""
+        seeds = instance_seeds(step, self.cfg.trainer.prompts_per_step, self.cfg.seed, 0, self._sampling_rounds)
+        return chain_specs(seeds, 0, int(self.algo.group_size))
+
+    def _staleness(self, episodes: list[Episode], step: int) -> dict[str, float]:
+        """``async/staleness_mean`` / ``_max`` (step - the weight version of each turn) and the oldest version;
+        a turn older than ``trainer.max_staleness`` (or untagged) stops the job: it must never be trained on."""
+        versions = [t.weight_version for e in episodes for t in e.turns]
+        if not versions:
+            return {}
+        if any(v is None for v in versions):
+            raise RuntimeError(f"RL step {step}: a turn carries no weight version; with trainer.max_staleness="
+                               f"{self.max_staleness} every turn must say which weights generated it")
+        ages = [step - v for v in versions]
+        if max(ages) > self.max_staleness or min(ages) < 0:
+            raise RuntimeError(f"RL step {step}: a turn of weight version {min(versions)} is {max(ages)} updates old, "
+                               f"past trainer.max_staleness={self.max_staleness} (or from the future: "
+                               f"{max(versions)}); not training on it")
+        return {"async/staleness_mean": sum(ages) / len(ages), "async/staleness_max": float(max(ages)),
+                "async/weight_version_min": float(min(versions))}
 
     def _values_for_advantage(self, per_episode: list[list[Sample]]) -> list[list]:
         """Turn credit: V(state of step k) = the value at the step's first response token; token credit:
