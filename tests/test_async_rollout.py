@@ -235,6 +235,9 @@ def test_stale_turns_are_weighted_by_proximal_over_behaviour_around_the_trainers
 # ------------------------------------------------------------------------------------------ real jobs
 @pytest.mark.slow
 def test_max_staleness_0_reproduces_mains_synchronous_run_exactly(tmp_path):
+    """Issue 31's "0 = today's synchronous loop, exactly". The reference is a recording (tests/data/
+    sync_smoke_reference.json, its "about" gives the command and commit); a change that is meant to change what the
+    smoke job samples or trains (a sampler fix, a new default) must record it again from the synchronous loop."""
     ref = json.loads((ROOT / "tests" / "data" / "sync_smoke_reference.json").read_text())
     out = tmp_path / "run"
     r = subprocess.run(command(out, "trainer.steps=3", "trainer.max_staleness=0"), cwd=tmp_path,
