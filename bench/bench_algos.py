@@ -85,10 +85,13 @@ class Setup:
             [dataclasses.replace(s, env="sokoban") for s in specs])
 
     def trainer(self):
+        from agentgen.options import engine_setup, rl_options
         from agentgen.trainer.rl import RLTrainer
 
-        ref = copy.deepcopy(self.model).eval().requires_grad_(False) if float(self.cfg.algo.kl_coef) > 0 else None
-        return RLTrainer(self.model, ref, self.tokenizer, self.cfg, self.rollout)
+        c = self.cfg
+        ref = copy.deepcopy(self.model).eval().requires_grad_(False) if float(c.algo.kl_coef) > 0 else None
+        opts = rl_options(c.trainer, c.rollout, c.seed, engine_setup(c.trainer, c.model.dtype))
+        return RLTrainer(self.model, ref, self.tokenizer, c.algo, opts, self.rollout)
 
     def evaluate(self, episodes: int) -> float:
         from agentgen.rollout.runner import EpisodeSpec, episode_metrics

@@ -50,7 +50,8 @@ def rl_stage(ws: Workspace, start_step: int, end_step: int, resume_from: Path | 
     def rollout_fn(specs: list[EpisodeSpec], step: int) -> list[Episode]:
         return rollout(ws, specs, step, stats)
 
-    trainer = RLTrainer(ws.model, ref, ws.tokenizer, cfg, rollout_fn, log_fn=ws.tracker.log, engine=engine)
+    trainer = RLTrainer(ws.model, ref, ws.tokenizer, cfg.algo, ws.rl_options, rollout_fn, log_fn=ws.tracker.log,
+                        engine=engine)
     if resume_from is not None and resume_from.name != "sft":
         engine.load(resume_from)  # optimizer (and DeepSpeed's partitioned state, LoRA adapter)
         ckpt.restore_training(resume_from, None)  # random generators

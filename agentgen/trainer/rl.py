@@ -57,6 +57,7 @@ from agentgen.algos.schedule import schedule_from_config
 from agentgen.algos.stepwise import step_advantages
 from agentgen.episode import Episode, EpisodeSpec, Turn
 from agentgen.errors import ConfigError
+from agentgen.options import RLOptions
 from agentgen.trainer.batch import Sample, chunks, collate, response_logits, token_logprobs
 from agentgen.trainer.critic import ValueModel, _right_aligned
 from agentgen.trainer.engine import make_engine
@@ -108,38 +109,40 @@ class StepData:
 class RLTrainer:
     """The algorithms of agentgen.algos.registry over stepwise samples (see the module docstring)."""
 
-    def __init__(self, model, ref_model, tokenizer, cfg, rollout_fn: Callable[[list[EpisodeSpec], int], list[Episode]],
-                 log_fn=None, engine=None):
+    def __init__(self, model, ref_model, tokenizer, algo, opts: RLOptions,
+                 rollout_fn: Callable[[list[EpisodeSpec], int], list[Episode]], log_fn=None, engine=None):
+        """``algo``: the job's ``algo`` section; ``opts``: the trainer's own options (``agentgen.options.rl_options``),
+        built once by the caller. ``engine``: the phase's engine (None: one from ``opts.engine``)."""
         # the training engine (single process or DeepSpeed ZeRO, LoRA optional) owns the optimiser, the
         # split of every batch over the ranks and the reference model's placement
-        self.spec = checked_algo(cfg.algo)
+        self.spec = checked_algo(algo)
         # PPO's critic is built from the full policy before an engine may shard it; its optimiser is its own
-        self.value_model = ValueModel.from_config(model, cfg.algo, cfg.trainer) if self.spec.needs_critic else None
-        self.engine = engine if engine is not None else make_engine(cfg, model)
+        self.value_model = ValueModel.from_config(model, algo, opts) if self.spec.needs_critic else None
+        self.engine = engine if engine is not None else make_engine(opts.engine, model)
         if self.value_model is not None and self.engine.world_size > 1:
-            raise ConfigError(f"algo={cfg.algo.name}'s critic trains in one process only; run it with one rank "
+            raise ConfigError(f"algo={algo.name}'s critic trains in one process only; run it with one rank "
                               f"(this job has {self.engine.world_size}) or choose algo=grpo, rloo or reinforce_pp.")
         self.model = self.engine.model
         self.ref_model = self.engine.wrap_reference(ref_model)
         self.tokenizer = tokenizer
-        self.cfg = cfg
-        self.algo = cfg.algo
+        self.opts = opts
+        self.algo = algo
         # what the advantage maths reads: the config, with the KL off when there is no reference model
-        self.algo_dict = OmegaConf.to_container(cfg.algo, resolve=True) if isinstance(cfg.algo, DictConfig) \
-            else dict(cfg.algo)
+        self.algo_dict = OmegaConf.to_container(algo, resolve=True) if isinstance(algo, DictConfig) \
+            else dict(algo)
         self.rollout_fn = rollout_fn  # (specs, step) -> list[Episode]
         self.log_fn = log_fn or (lambda m, s: None)
         self.optimizer = self.engine.optimizer
-        self.temperature = float(cfg.rollout.temperature) or 1.0
+        self.temperature = opts.temperature
         self.pad_id = tokenizer.pad_token_id
         self.kl_coef = float(self.algo.kl_coef) if self.ref_model is not None else 0.0
         self.kl_in = str(self.algo.kl_in)
         self.agg = str(self.algo.loss_agg)
         self.tis_cap = self.algo.get("tis_cap")  # None: no importance correction for the sampler's mismatch
-        self.sampler_exact = _sampler_is_exact(cfg, model)
+        self.sampler_exact = _sampler_is_exact(opts, model)
         # every N steps, when the sampler's log-probs stand in for the scoring pass, score a few samples anyway
-        self.check_sampler_every = int(cfg.trainer.get("check_sampler_every", 10) or 0)
-        self.check_sampler_samples = int(cfg.trainer.get("check_sampler_samples", 8))
+        self.check_sampler_every = opts.check_sampler_every
+        self.check_sampler_samples = opts.check_sampler_samples
         self._reused: list[Sample] = []  # this step's samples whose behaviour log-probs are the sampler's
         self._gap = [0.0, 0.0, 0]  # this update's |trainer - sampler| log-prob gap: sum, max, tokens
         self._tokens = [0, 0]  # this update's real and padded token positions (prompt + response)
@@ -147,8 +150,8 @@ class RLTrainer:
         self.credit = str(self.algo.get("credit", "turn"))
         self.critic_warmup = int((self.algo.get("critic") or {}).get("warmup_steps", 0)) if self.value_model else 0
         self.tree = TreeRollout(int(self.algo.M), int(self.algo.N), int(self.algo.L), rollout_fn,
-                                int(cfg.seed)) if self.spec.uses_tree else None
-        self.turn_schedule = schedule_from_config(cfg.trainer.get("max_turns_schedule"))
+                                opts.seed) if self.spec.uses_tree else None
+        self.turn_schedule = schedule_from_config(opts.max_turns_schedule)
         self.algo_dict["kl_coef"] = self.kl_coef
         if float(self.algo.kl_coef) > 0 and self.ref_model is None:
             log.warning("algo.kl_coef=%s but no reference model was given: training without the KL term",
@@ -167,7 +170,7 @@ class RLTrainer:
     def step(self, step: int) -> dict[str, float]:
         self._phase_seconds = {}
         t0 = time.time()
-        seeds = instance_seeds(step, self.cfg.trainer.prompts_per_step, self.cfg.seed, 0, self._sampling_rounds)
+        seeds = instance_seeds(step, self.opts.prompts_per_step, self.opts.seed, 0, self._sampling_rounds)
         data = self._tree_step(seeds, step) if self.tree else self._chain_step(seeds, step)
         t_rollout = time.time() - t0
         if not data.train:
@@ -194,7 +197,7 @@ class RLTrainer:
         n_signal = 0  # groups in ``episodes`` (with dynamic sampling: groups with a signal)
         for r in range(rounds):
             if r:
-                seeds = instance_seeds(step, len(seeds), int(self.cfg.seed), r, rounds)
+                seeds = instance_seeds(step, len(seeds), self.opts.seed, r, rounds)
             offset = r * len(seeds)  # group ids stay unique across rounds
             specs = [EpisodeSpec(env="", seed=s, group=offset + g) for g, s in enumerate(seeds)
                      for _ in range(group_size)]
@@ -287,7 +290,7 @@ class RLTrainer:
 
     def _on_policy(self, n_train: int) -> bool:
         """One epoch over one mini-batch: the behaviour policy is the current one, ratio = 1 exactly."""
-        return int(self.algo.ppo_epochs) == 1 and n_train <= int(self.cfg.trainer.mini_batch_states)
+        return int(self.algo.ppo_epochs) == 1 and n_train <= self.opts.mini_batch_states
 
     @torch.no_grad()
     def _score(self, samples: list[Sample], n_train: int) -> None:
@@ -307,7 +310,7 @@ class RLTrainer:
         self.model.eval()
         # this rank's share; every rank ends up with every sample's rows (share_extras below)
         ordered = by_length(samples)  # less padding; share_extras below reads the same order
-        for micro, _ in self.engine.micro_batches(ordered, int(self.cfg.trainer.micro_batch_states)):
+        for micro, _ in self.engine.micro_batches(ordered, self.opts.micro_batch_states):
             tb = collate(micro, self.pad_id)
             rows: dict[str, torch.Tensor] = {}
             if need_old:
@@ -329,12 +332,12 @@ class RLTrainer:
 
     # ------------------------------------------------------------------ policy (and critic) update
     def update(self, samples: list[Sample], step: int) -> dict[str, float]:
-        tc, algo = self.cfg.trainer, self.algo
+        tc, algo = self.opts, self.algo
         if not samples:
             return {"train/skipped": 1.0}
         if "old" not in samples[0].extras and not self._on_policy(len(samples)):
             self._score(samples, len(samples))  # called directly with off-policy settings
-        rng = random.Random(self.cfg.seed * 1_000_003 + step)
+        rng = random.Random(self.opts.seed * 1_000_003 + step)
         epochs = int(algo.get("ppo_epochs", 1))
         on_policy = self._on_policy(len(samples))
         train_actor = step >= self.critic_warmup
@@ -412,7 +415,7 @@ class RLTrainer:
         self.model.eval()
         total, peak, n = 0.0, 0.0, 0
         with self._timed("time/check_sampler_s"):
-            for micro, share in self.engine.micro_batches(subset, int(self.cfg.trainer.micro_batch_states)):
+            for micro, share in self.engine.micro_batches(subset, self.opts.micro_batch_states):
                 tb = collate(micro, self.pad_id)
                 lp = token_logprobs(response_logits(self.model, tb, self.temperature), tb).cpu()
                 if share:
@@ -513,14 +516,13 @@ def by_length(samples: list[Sample]) -> list[Sample]:
     return sorted(samples, key=lambda s: len(s.prompt_ids) + len(s.response_ids))
 
 
-def _sampler_is_exact(cfg, model) -> bool:
+def _sampler_is_exact(opts: RLOptions, model) -> bool:
     """Whether the rollout engine's log-probs are the behaviour log-probs a scoring pass would compute: the HF
     sampler records log_softmax(logits / T) of the very weights being trained, in fp32, and without top-p or top-k
     the tokens were drawn from that distribution. vLLM (its own kernels, maybe bf16) never is."""
-    rollout, trainer = cfg.get("rollout") or {}, cfg.get("trainer") or {}
-    if trainer.get("behaviour_logprobs", "auto") != "auto" or rollout.get("name", "hf") != "hf":
+    if opts.behaviour_logprobs != "auto" or opts.sampler != "hf":
         return False
-    truncated = float(rollout.get("top_p", 1.0)) < 1.0 or int(rollout.get("top_k", 0) or 0) > 0
+    truncated = opts.top_p < 1.0 or opts.top_k > 0
     return not truncated and next(model.parameters()).dtype == torch.float32
 
 
