@@ -86,7 +86,7 @@ class Setup:
 
     def trainer(self):
         from agentgen.options import engine_setup, rl_options
-        from agentgen.trainer.rl import RLTrainer
+        from agentgen.trainer.rl_trainer import RLTrainer
 
         c = self.cfg
         ref = copy.deepcopy(self.model).eval().requires_grad_(False) if float(c.algo.kl_coef) > 0 else None
@@ -132,7 +132,7 @@ def train_for(algo: str, start: Path, budget: float, eval_episodes: int, overrid
 def rollout_cost(start: Path, prompts: int, overrides: list[str]) -> list[dict]:
     """One rollout per setting from the same policy and prompts: generated tokens per trajectory/prompt."""
     from agentgen.rollout.runner import EpisodeSpec
-    from agentgen.trainer.tree import TreeRollout
+    from agentgen.trainer.tree_rollout import TreeRollout
 
     setup = Setup("grpo", start, overrides)
     seeds = [900_000 + i for i in range(prompts)]

@@ -154,7 +154,7 @@ def test_the_engine_and_rl_trainer_take_their_options_not_the_job_config():
     from agentgen.models.loader import load_policy
     from agentgen.options import EngineSetup, RLOptions, engine_setup, rl_options
     from agentgen.trainer.engine import make_engine
-    from agentgen.trainer.rl import RLTrainer
+    from agentgen.trainer.rl_trainer import RLTrainer
 
     cfg = compose_job(["trainer.lr=0.003", "trainer.micro_batch_states=3", "seed=7", "rollout.top_p=0.9",
                        "+trainer.params.lora={rank: 2, alpha: 4}"])

@@ -61,12 +61,12 @@ def run_updates(overrides: list[str], out_dir: Path, check_resume: bool) -> dict
     from agentgen.options import engine_setup, rl_options
     from agentgen.preflight import compose_job
     from agentgen.trainer.engine import make_engine
-    from agentgen.trainer.rl import RLTrainer
+    from agentgen.trainer.rl_trainer import RLTrainer
 
     cfg = compose_job(COMMON + overrides)
     if "engine" not in inspect.signature(RLTrainer).parameters:
         raise RuntimeError("RLTrainer takes no engine= argument: the training-engine wiring of "
-                           "agentgen/trainer/rl.py is not applied")
+                           "agentgen/trainer/rl_trainer.py is not applied")
 
     def trainer_from(path: str | None):
         model, tok, _ = load_policy(cfg.model, path=path)

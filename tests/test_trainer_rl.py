@@ -15,16 +15,16 @@ from omegaconf import OmegaConf
 from transformers import LlamaConfig, LlamaForCausalLM
 
 import agentgen.algos.base as algo_base
-import agentgen.trainer.critic as critic_mod
+import agentgen.trainer.critic_trainer as critic_mod
 from agentgen.algos.advantages import grpo_advantages, rloo_advantages
 from agentgen.algos.losses import kl_divergence
 from agentgen.algos.stepwise import step_advantages
 from agentgen.config import ConfigError, load_algo_file
 from agentgen.options import engine_setup, rl_options
 from agentgen.rollout.runner import Episode, Turn
-from agentgen.trainer import rl
+from agentgen.trainer import rl_trainer as rl
 from agentgen.trainer.batch import collate, response_logits, token_logprobs
-from agentgen.trainer.rl import RLTrainer
+from agentgen.trainer.rl_trainer import RLTrainer
 
 TOKENIZER = types.SimpleNamespace(pad_token_id=0)
 
@@ -485,8 +485,7 @@ def test_exact_sampler_logprobs_replace_the_behaviour_scoring_pass():
         trainer = make_trainer("grpo", ref=None, group_size=2, kl_coef=0.0, ppo_epochs=2)
         for k, v in trainer_keys.items():
             setattr(trainer.opts, k, v)
-        trainer.sampler_exact = __import__("agentgen.trainer.rl", fromlist=["x"])._sampler_is_exact(trainer.opts,
-                                                                                                  trainer.model)
+        trainer.sampler_exact = rl._sampler_is_exact(trainer.opts, trainer.model)
         trainer.rollout_fn = SampledBy(trainer.model, 0.0)
         return trainer.step(0)
 

@@ -1,5 +1,5 @@
-"""What the RL trainer's loop (agentgen/trainer/rl.py) and its training engine read of a job's config, as two typed
-objects built once by the caller (``engine_setup``, ``rl_options`` in ``agentgen.options``), so neither holds
+"""What the RL trainer's loop (agentgen/trainer/rl_trainer.py) and its training engine read of a job's config, as two
+typed objects built once by the caller (``engine_setup``, ``rl_options`` in ``agentgen.options``), so neither holds
 the whole ``cfg``. The rules of these keys stay where they are checked in preflight (``trainer.params`` in
 ``EngineOptions``, the rest in the config schema); these classes only carry the checked values."""
 

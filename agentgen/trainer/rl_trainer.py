@@ -8,7 +8,7 @@ training sample, prompt (with its k-step history) -> response. The algorithm is 
 
 - ``grpo`` / ``rloo``: ``group_size`` chains per instance; the episode's group-normalised (or leave-one-
   out) return is every step's advantage;
-- ``ppo``: chains scored by a learned critic (``agentgen.trainer.critic``), GAE over turns or tokens
+- ``ppo``: chains scored by a learned critic (``agentgen.trainer.critic_trainer``), GAE over turns or tokens
   (``credit``, ``gamma``, ``lam``, ``whiten_advantages``), the critic trained alongside with the clipped
   value loss (``critic.lr``, ``critic.value_clip``, ``critic.warmup_steps``) and checkpointed next to
   the policy;
@@ -17,7 +17,7 @@ training sample, prompt (with its k-step history) -> response. The algorithm is 
 - ``gigpo``: chains as GRPO, plus a step-level advantage from steps of a group that acted in the same env
   state (``Turn.state_key``), compared by their discounted returns (``agentgen.algos.gigpo``);
 - ``gspo``: GRPO's advantages with one clipped importance ratio per response (``agentgen.algos.gspo``);
-- ``tree_grpo``: M trees per instance, L rounds of N expansions (``agentgen.trainer.tree``), intra- plus
+- ``tree_grpo``: M trees per instance, L rounds of N expansions (``agentgen.trainer.tree_rollout``), intra- plus
   inter-tree advantage, ``step_advantage`` deciding how shared steps become samples.
 
 Common keys: ``kl_coef`` / ``kl_estimator`` (k1, k2, k3, abs) / ``kl_in`` (``loss``: beta * KL added to
@@ -59,9 +59,9 @@ from agentgen.episode import Episode, EpisodeSpec, Turn
 from agentgen.errors import ConfigError
 from agentgen.options import RLOptions
 from agentgen.trainer.batch import Sample, chunks, collate, response_logits, token_logprobs
-from agentgen.trainer.critic import ValueModel, _right_aligned
+from agentgen.trainer.critic_trainer import ValueModel, _right_aligned
 from agentgen.trainer.engine import make_engine
-from agentgen.trainer.tree import Forest, TreeRollout
+from agentgen.trainer.tree_rollout import Forest, TreeRollout
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """One RL stage: steps [start, end) on the stage's envs (a mixture shares each step's groups by ``share``).
 
 Each step: rollouts of the current policy through the episode runner, the algorithm's update
-(``agentgen.trainer.rl.RLTrainer``), the rollout engine's weights synced, the health rules checked
+(``agentgen.trainer.rl_trainer.RLTrainer``), the rollout engine's weights synced, the health rules checked
 (``agentgen.trainer.health``: a collapse raises ``Diverged``), then evaluation and a checkpoint on schedule. A
 Slurm time-limit or preemption warning is honoured at the step boundary: checkpoint, requeue, exit."""
 
@@ -21,7 +21,7 @@ from agentgen.episode import Episode, EpisodeSpec, episode_metrics
 from agentgen.phases.evaluate import evaluate
 from agentgen.trainer import checkpoint as ckpt
 from agentgen.trainer.health import Diverged
-from agentgen.trainer.rl import RLTrainer
+from agentgen.trainer.rl_trainer import RLTrainer
 from agentgen.workspace import Workspace, init_checkpoint
 
 log = logging.getLogger("agentgen")
