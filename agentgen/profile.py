@@ -1,7 +1,7 @@
 """The profile's command line: ``python -m agentgen.profile --env all --augment none,medium,high``.
 
 A thin wrapper: it composes the same config a ``python launch.py task=profile`` job gets, once per augment
-level, runs the profile phase (``agentgen.phases.profile``) on it and prints Table 1's rows."""
+level, runs the profile phase (``agentgen.phases.profile_phase``) on it and prints Table 1's rows."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from hydra.errors import HydraException
 
 from agentgen.config import CONF_DIR, describe_compose_error, group_options
 from agentgen.errors import ConfigError
-from agentgen.phases.profile import PROFILE_FILE, format_table, run_profile
+from agentgen.phases.profile_phase import PROFILE_FILE, format_table, run_profile
 
 __all__ = ["compose_config", "format_table", "main", "run_profile"]
 

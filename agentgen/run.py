@@ -23,9 +23,9 @@ from agentgen.cluster.preemption import JobInterrupted, exit_on_sigterm
 from agentgen.config import resolve_env_configs, validate
 from agentgen.lock import JobLock, OutputDirBusy
 from agentgen.phases.evaluate import evaluate
-from agentgen.phases.profile import run_profile
-from agentgen.phases.rl import diverged, rl_stage, save_state
-from agentgen.phases.sft import sft
+from agentgen.phases.profile_phase import run_profile
+from agentgen.phases.rl_phase import diverged, rl_stage, save_state
+from agentgen.phases.sft_phase import sft
 from agentgen.phases.split import difficulty_split
 from agentgen.report.wandb_tables import log_summary_to_wandb
 from agentgen.tracking import Tracker

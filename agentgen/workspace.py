@@ -25,7 +25,7 @@ from agentgen.augment import env_factory, parse_settings
 from agentgen.config import built_env_config, env_config
 from agentgen.envs.pool import EnvPool
 from agentgen.models.loader import load_policy
-from agentgen.options import rollout_options
+from agentgen.options import engine_setup, rl_options, rollout_options
 from agentgen.rollout import make_generator
 from agentgen.rollout.hf import HFGenerator
 from agentgen.rollout.policy import ModelPolicy
@@ -93,6 +93,9 @@ class Workspace:
         self.timing: dict[str, float] = {}  # wall seconds per phase (sft, rl, eval), summed over the job's runs
         self.recovery: dict[str, Any] = {}  # summary.json's: earlier runs' failures, preemptions, bad checkpoints
         self.health = None  # the RL stage's HealthMonitor (agentgen.trainer.health)
+        # the training engine's and the RL trainer's own options, built once: they never see the whole cfg
+        self.engine_setup = engine_setup(cfg.trainer, cfg.model.dtype)
+        self.rl_options = rl_options(cfg.trainer, cfg.rollout, cfg.seed, self.engine_setup)
 
     @contextlib.contextmanager
     def timed(self, phase: str):
@@ -170,7 +173,7 @@ class Workspace:
     def load_policy(self, path: str | None):
         """(model, tokenizer, source dir) from ``path`` (None: the preset); under ZeRO-3 each rank loads only
         its shard; a single-process LoRA checkpoint resumes from the base its adapter applies to."""
-        with model_loading(self.cfg):
+        with model_loading(self.engine_setup):
             return load_policy(self.cfg.model, path=resume_model_path(path) if path else None)
 
     def start_phase(self, phase_start: str | None) -> None:
@@ -188,7 +191,7 @@ class Workspace:
 
     def new_engine(self, **optimiser):
         """The phase's training engine around ``self.model``; the rollout engine then takes its weights."""
-        self.engine = make_engine(self.cfg, self.model, lora_base=self.model_source, **optimiser)
+        self.engine = make_engine(self.engine_setup, self.model, lora_base=self.model_source, **optimiser)
         if hasattr(self.generator, "attach"):
             self.generator.attach(self.engine)
         return self.engine

@@ -85,10 +85,13 @@ class Setup:
             [dataclasses.replace(s, env="sokoban") for s in specs])
 
     def trainer(self):
-        from agentgen.trainer.rl import RLTrainer
+        from agentgen.options import engine_setup, rl_options
+        from agentgen.trainer.rl_trainer import RLTrainer
 
-        ref = copy.deepcopy(self.model).eval().requires_grad_(False) if float(self.cfg.algo.kl_coef) > 0 else None
-        return RLTrainer(self.model, ref, self.tokenizer, self.cfg, self.rollout)
+        c = self.cfg
+        ref = copy.deepcopy(self.model).eval().requires_grad_(False) if float(c.algo.kl_coef) > 0 else None
+        opts = rl_options(c.trainer, c.rollout, c.seed, engine_setup(c.trainer, c.model.dtype))
+        return RLTrainer(self.model, ref, self.tokenizer, c.algo, opts, self.rollout)
 
     def evaluate(self, episodes: int) -> float:
         from agentgen.rollout.runner import EpisodeSpec, episode_metrics
@@ -129,7 +132,7 @@ def train_for(algo: str, start: Path, budget: float, eval_episodes: int, overrid
 def rollout_cost(start: Path, prompts: int, overrides: list[str]) -> list[dict]:
     """One rollout per setting from the same policy and prompts: generated tokens per trajectory/prompt."""
     from agentgen.rollout.runner import EpisodeSpec
-    from agentgen.trainer.tree import TreeRollout
+    from agentgen.trainer.tree_rollout import TreeRollout
 
     setup = Setup("grpo", start, overrides)
     seeds = [900_000 + i for i in range(prompts)]

@@ -8,8 +8,8 @@ next to the machine's dense matmul FLOP/s (measured in the same run), for severa
 
 Each configuration is a real ``launch.py`` job (its own SFT, then ``--steps`` RL steps, a one-episode final
 evaluation), run one after the other; the phases come from the job's ``metrics.jsonl`` (``time/*`` and
-``tokens/*`` of agentgen.trainer.rl and agentgen.phases.rl), medians over the steps after the first (the first
-pays for start-up: vLLM's engine, allocator warm-up). Phases:
+``tokens/*`` of agentgen.trainer.rl_trainer and agentgen.phases.rl_phase), medians over the steps after the first (the
+first pays for start-up: vLLM's engine, allocator warm-up). Phases:
 
 - generation: the rollout engine (``time/generate_s``); FLOPs 2 x P x (prompt + generated tokens);
 - prompts & parsing: building and tokenizing prompts, decoding and parsing answers (``time/prompt_s``);

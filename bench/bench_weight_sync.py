@@ -28,6 +28,7 @@ from omegaconf import OmegaConf
 
 def one(model_name: str, transport: str, repeats: int) -> None:
     from agentgen.models.loader import load_policy
+    from agentgen.options import engine_setup
     from agentgen.preflight import compose_job
     from agentgen.rollout.hf import HFGenerator
     from agentgen.rollout.vllm import VLLMGenerator
@@ -39,7 +40,7 @@ def one(model_name: str, transport: str, repeats: int) -> None:
     size_mb = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
     params = {"kv_cache_memory_gb": 0.5, "max_model_len": 2048, "in_process": transport == "in_process"}
     gen = VLLMGenerator(model, tok, OmegaConf.create({"name": "vllm", "params": params}))
-    engine = make_engine(cfg, model)
+    engine = make_engine(engine_setup(cfg.trainer, cfg.model.dtype), model)
     gen.attach(engine)
     prompt = tok.apply_chat_template([{"role": "user", "content": "Push the box onto the goal."}],
                                      add_generation_prompt=True, tokenize=True, return_dict=False)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from agentgen.algos.critic import CausalLMCritic, ValueHead, response_values, state_values
+from agentgen.algos.critic_model import CausalLMCritic, ValueHead, response_values, state_values
 from agentgen.algos.registry import ALGORITHMS, get_algo, validate_algo_config
 from agentgen.algos.schedule import (
     SCALING_INTER_PRESETS,

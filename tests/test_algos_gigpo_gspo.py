@@ -195,7 +195,7 @@ def test_the_trainer_calls_gspo_loss_with_its_clip_range(monkeypatch):
 
     monkeypatch.setattr(GSPO, "policy_loss", spy)
     trainer = make_trainer("gspo")
-    trainer.cfg.trainer.mini_batch_states = 4  # several mini-batches: the ratio leaves 1 after the first
+    trainer.opts.mini_batch_states = 4  # several mini-batches: the ratio leaves 1 after the first
     metrics = trainer.step(0)
     assert seen and set(seen) == {(3e-4, 4e-4, "seq-mean-token-mean")}
     assert metrics["train/ratio_max"] >= 1.0 and "train/clipfrac" in metrics

@@ -23,7 +23,7 @@ from agentgen.config import ConfigError, validate
 from agentgen.episode import Episode, EpisodeSpec, Turn
 from agentgen.preflight import compose_job
 from agentgen.rollout.ahead import RolloutAhead, Staging, VersionedGenerator, split_threads
-from agentgen.trainer.rl import RLTrainer
+from agentgen.trainer.rl_trainer import RLTrainer
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = ["debug=smoke", "eval.envs=[sokoban]", "logger=none"]

@@ -143,3 +143,31 @@ def test_the_components_read_the_same_checked_object():
         EnvPool("sokoban", {}, split="train", num_slots=1, num_workers=-1)
     with pytest.raises(ConfigError, match=r"rollout\.step_timeout=0 is invalid"):
         PoolOptions(step_timeout=0).check()
+
+
+def test_the_engine_and_rl_trainer_take_their_options_not_the_job_config():
+    """make_engine and RLTrainer receive the typed options the workspace builds once (``engine_setup``,
+    ``rl_options``), not ``cfg``: the engine honours the setup's strategy, optimiser and LoRA, and the trainer its
+    seed, batch sizes and sampler. Before issue 29 both took the whole job config and read it wherever."""
+    from omegaconf import OmegaConf
+
+    from agentgen.models.loader import load_policy
+    from agentgen.options import EngineSetup, RLOptions, engine_setup, rl_options
+    from agentgen.trainer.engine import make_engine
+    from agentgen.trainer.rl_trainer import RLTrainer
+
+    cfg = compose_job(["trainer.lr=0.003", "trainer.micro_batch_states=3", "seed=7", "rollout.top_p=0.9",
+                       "+trainer.params.lora={rank: 2, alpha: 4}"])
+    setup = engine_setup(cfg.trainer, cfg.model.dtype)
+    assert isinstance(setup, EngineSetup) and setup.lr == 0.003 and setup.options.lora.rank == 2
+    model, tok, _ = load_policy(cfg.model)
+    engine = make_engine(setup, model)
+    assert engine.lora.enabled and engine.optimizer.param_groups[0]["lr"] == 0.003
+    opts = rl_options(cfg.trainer, cfg.rollout, cfg.seed, setup)
+    assert isinstance(opts, RLOptions) and (opts.seed, opts.micro_batch_states, opts.top_p) == (7, 3, 0.9)
+    trainer = RLTrainer(engine.model, None, tok, cfg.algo, opts, rollout_fn=None, engine=engine)
+    assert not hasattr(trainer, "cfg") and trainer.opts is opts
+    assert not trainer.sampler_exact  # top_p < 1: the sampler's log-probs are not the behaviour ones
+    bad = OmegaConf.create({**OmegaConf.to_container(cfg.trainer), "params": {"zero_stage": 2}})  # ZeRO, single
+    with pytest.raises(ConfigError, match=r"trainer\.params\.zero_stage only applies"):
+        engine_setup(bad, cfg.model.dtype)

@@ -58,20 +58,22 @@ def run_updates(overrides: list[str], out_dir: Path, check_resume: bool) -> dict
     fresh engine and redo the second; then one update of a fresh policy with a LoRA adapter (rank 4) and its
     merged weights. Rank 0 returns metrics and writes the final weights."""
     from agentgen.models.loader import load_policy
+    from agentgen.options import engine_setup, rl_options
     from agentgen.preflight import compose_job
     from agentgen.trainer.engine import make_engine
-    from agentgen.trainer.rl import RLTrainer
+    from agentgen.trainer.rl_trainer import RLTrainer
 
     cfg = compose_job(COMMON + overrides)
     if "engine" not in inspect.signature(RLTrainer).parameters:
         raise RuntimeError("RLTrainer takes no engine= argument: the training-engine wiring of "
-                           "agentgen/trainer/rl.py is not applied")
+                           "agentgen/trainer/rl_trainer.py is not applied")
 
     def trainer_from(path: str | None):
         model, tok, _ = load_policy(cfg.model, path=path)
         ref, _, _ = load_policy(cfg.model)  # the reference is always the initial policy
-        engine = make_engine(cfg, model)
-        return RLTrainer(model, ref, tok, cfg, rollout_fn=None, engine=engine), tok
+        engine = make_engine(engine_setup(cfg.trainer, cfg.model.dtype), model)
+        return RLTrainer(model, ref, tok, cfg.algo, rl_options(cfg.trainer, cfg.rollout, cfg.seed, None),
+                         rollout_fn=None, engine=engine), tok
 
     trainer, tok = trainer_from(None)
     vocab = len(tok)
@@ -80,7 +82,8 @@ def run_updates(overrides: list[str], out_dir: Path, check_resume: bool) -> dict
     ckpt = out_dir / "ckpt"
     if check_resume:
         trainer.engine.save(ckpt, tokenizer=tok)
-    cfg.trainer.micro_batch_states = 2
+    cfg.trainer.micro_batch_states = 2  # for the resumed trainer, built from cfg below
+    trainer.opts.micro_batch_states = 2  # this trainer's options were built once, from the cfg of then
     result["m2"] = trainer.update(second, step=1)
     final = trainer.engine.full_state_dict()
     trainer.engine.close()

@@ -40,6 +40,7 @@ def _loss(model, ids: torch.Tensor, factor: float) -> torch.Tensor:
 def worker(out: Path) -> None:
     from agentgen import dist
     from agentgen.models.loader import load_policy
+    from agentgen.options import engine_setup
     from agentgen.preflight import compose_job
     from agentgen.trainer import checkpoint as ckpt
     from agentgen.trainer.engine import make_engine
@@ -47,7 +48,7 @@ def worker(out: Path) -> None:
     rank = dist.rank()
     cfg = compose_job(["trainer=deepspeed_zero2", "trainer.lr=1e-3", "trainer.grad_clip=1.0"])
     model, tok, _ = load_policy(cfg.model)
-    engine = make_engine(cfg, model)
+    engine = make_engine(engine_setup(cfg.trainer, cfg.model.dtype), model)
     ids = torch.randint(4, len(tok), (2, 12), generator=torch.Generator().manual_seed(rank))
     r: dict = {"rank": rank}
 

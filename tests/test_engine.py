@@ -13,6 +13,7 @@ import torch
 
 from agentgen import dist
 from agentgen.config import ConfigError
+from agentgen.options import engine_setup
 from agentgen.preflight import compose_job
 from agentgen.trainer.engine import (
     EngineOptions,
@@ -151,7 +152,7 @@ def nll_step(engine, tok, samples, micro_size: int = 2) -> float:
 def test_single_engine_matches_plain_adamw(tiny):
     cfg, _, tok, _ = tiny
     a, b = fresh(tiny), fresh(tiny)
-    engine = make_engine(cfg, a, lr=1e-2, weight_decay=0.0, grad_clip=1.0)
+    engine = make_engine(engine_setup(cfg.trainer, cfg.model.dtype), a, lr=1e-2, weight_decay=0.0, grad_clip=1.0)
     samples = batch(tok)
     norm = nll_step(engine, tok, samples, micro_size=len(samples))  # one pass: the same float sums
     from agentgen.trainer.batch import collate, response_logits, token_logprobs
@@ -169,13 +170,13 @@ def test_single_engine_matches_plain_adamw(tiny):
 
 def test_single_engine_checkpoint_holds_model_and_optimizer(tiny, tmp_path):
     cfg, _, tok, _ = tiny
-    engine = make_engine(cfg, fresh(tiny), lr=1e-2, schedule=("cosine", 10, 2))
+    engine = make_engine(engine_setup(cfg.trainer, cfg.model.dtype), fresh(tiny), lr=1e-2, schedule=("cosine", 10, 2))
     nll_step(engine, tok, batch(tok))
     engine.save(tmp_path / "c", tokenizer=tok)
     names = {p.name for p in (tmp_path / "c").iterdir()}
     assert {"model.safetensors", "config.json", "optimizer.pt", "scheduler.pt", "engine.json"} <= names
     assert resume_model_path(tmp_path / "c") == str(tmp_path / "c")
-    other = make_engine(cfg, fresh(tiny), lr=1e-2, schedule=("cosine", 10, 2))
+    other = make_engine(engine_setup(cfg.trainer, cfg.model.dtype), fresh(tiny), lr=1e-2, schedule=("cosine", 10, 2))
     other.load(tmp_path / "c")
     assert other.lr == pytest.approx(engine.lr) and other.scheduler.last_epoch == 1
     assert other.optimizer.state_dict()["state"].keys() == engine.optimizer.state_dict()["state"].keys()
@@ -184,7 +185,8 @@ def test_single_engine_checkpoint_holds_model_and_optimizer(tiny, tmp_path):
 def test_model_loading_is_a_no_op_without_zero3(tiny):
     from agentgen.trainer.engine import model_loading
 
-    with model_loading(compose_job([])):
+    cfg = compose_job([])
+    with model_loading(engine_setup(cfg.trainer, cfg.model.dtype)):
         pass
     assert not dist.is_distributed()
 

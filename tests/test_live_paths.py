@@ -8,7 +8,7 @@ import json
 import pytest
 
 from agentgen.config import env_config, instance_subset
-from agentgen.phases.rl import step_turn_limit as _turn_limit
+from agentgen.phases.rl_phase import step_turn_limit as _turn_limit
 from agentgen.preflight import compose_job
 
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 from test_engine import batch, fresh, nll_step
 
+from agentgen.options import engine_setup
 from agentgen.preflight import compose_job
 from agentgen.trainer.engine import export_units, make_engine, resume_model_path
 
@@ -31,7 +32,7 @@ def test_lora_trains_only_the_adapter_and_exports_merged_weights(tiny, tmp_path)
     cfg = compose_job(["+trainer.params.lora={rank: 4, alpha: 8}"])
     model = fresh(tiny)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    engine = make_engine(cfg, model, lr=1e-2, lora_base=src)
+    engine = make_engine(engine_setup(cfg.trainer, cfg.model.dtype), model, lr=1e-2, lora_base=src)
     trainable = [n for n, p in engine.module.named_parameters() if p.requires_grad]
     assert trainable and all(".lora_" in n for n in trainable)
     samples = batch(tok)
@@ -62,7 +63,7 @@ def test_lora_trains_only_the_adapter_and_exports_merged_weights(tiny, tmp_path)
     assert {u.name for u in export_units(engine.module, merge_lora=False)} == set(units)
     assert all(torch.equal(u.tensor(), before[u.name]) for u in export_units(engine.module, merge_lora=False))
     assert resume_model_path(tmp_path / "ckpt") == src  # single-process LoRA resumes from the base
-    resumed = make_engine(cfg, fresh(tiny), lr=1e-2, lora_base=src)
+    resumed = make_engine(engine_setup(cfg.trainer, cfg.model.dtype), fresh(tiny), lr=1e-2, lora_base=src)
     resumed.load(tmp_path / "ckpt")
     with torch.no_grad():
         assert torch.allclose(resumed.model(input_ids=ids).logits, policy_logits, atol=1e-6)

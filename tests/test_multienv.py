@@ -67,8 +67,8 @@ def test_difficulty_split_then_train_on_easy(tmp_path):
 
 
 def test_group_assignment_follows_shares():
-    from agentgen.phases.rl import assign_groups as _assign_groups
-    from agentgen.phases.sft import mix_by_state_action_pairs as _mix_by_state_action_pairs
+    from agentgen.phases.rl_phase import assign_groups as _assign_groups
+    from agentgen.phases.sft_phase import mix_by_state_action_pairs as _mix_by_state_action_pairs
 
     owner = _assign_groups(list(range(8)), ["a", "b"], [3.0, 1.0])
     assert sum(v == "a" for v in owner.values()) == 6 and sum(v == "b" for v in owner.values()) == 2

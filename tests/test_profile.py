@@ -15,7 +15,7 @@ from agentgen.envs.distractor_words import SOKOBAN_OBJECTS, SOKOBAN_PLACES, with
 from agentgen.envs.factory import EnvFactory
 from agentgen.envs.pool import EnvPool, as_factory
 from agentgen.envs.sokoban import SokobanEnv, parse_grid, solve
-from agentgen.phases.profile import EPISODES_FILE, PROFILE_FILE, play_scripted, summarize
+from agentgen.phases.profile_phase import EPISODES_FILE, PROFILE_FILE, play_scripted, summarize
 from agentgen.profile import compose_config, main, run_profile
 
 # Two hand-made rooms: even seeds play A (solved by Right, Right), odd seeds play B (the box is stuck in

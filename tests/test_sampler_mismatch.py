@@ -109,7 +109,7 @@ def test_hf_sampler_logprobs_are_the_trainers(temperature):
 
 
 def test_turns_carry_the_sampler_logprobs_to_the_trainer():
-    from agentgen.trainer.rl import turn_sample
+    from agentgen.trainer.rl_trainer import turn_sample
 
     t = Turn([1, 2], [3, 4], "x", None, 0.0, "obs", True, False, sampler_logprobs=[-0.1, -0.2])
     assert turn_sample(t).extras["sampler"].tolist() == pytest.approx([-0.1, -0.2])
@@ -119,7 +119,7 @@ def test_turns_carry_the_sampler_logprobs_to_the_trainer():
 def test_an_empty_response_gets_one_kl_entry_with_the_samplers_logprobs_reused():
     """``kl_in: reward`` with the sampler's log-probs reused as the behaviour's: an empty response's KL has one
     entry, as its reference log-probs do (a [0] KL shifted every later KL of the episode by a token)."""
-    from agentgen.trainer.rl import turn_sample
+    from agentgen.trainer.rl_trainer import turn_sample
 
     trainer = make_trainer("grpo", group_size=2, kl_coef=0.05, kl_in="reward")
     assert trainer.sampler_exact and trainer._kl_in_reward

@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 from agentgen.models.loader import load_policy
 from agentgen.preflight import compose_job
-from agentgen.trainer.sft import encode_record, train_sft
+from agentgen.trainer.sft_trainer import encode_record, train_sft
 
 RECORDS = [
     {"messages": [{"role": "system", "content": "You push boxes."},

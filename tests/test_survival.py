@@ -211,11 +211,13 @@ def test_single_engine_skips_a_nonfinite_update(tiny):
 
     import torch
 
+    from agentgen.options import engine_setup
     from agentgen.preflight import compose_job
     from agentgen.trainer.engine import make_engine
 
     model, _ = tiny
-    engine = make_engine(compose_job([]), model, lr=1e-2)
+    cfg = compose_job([])
+    engine = make_engine(engine_setup(cfg.trainer, cfg.model.dtype), model, lr=1e-2)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     loss = sum(p.sum() for p in model.parameters()) * torch.tensor(float("nan"))
     engine.backward(loss)

@@ -15,15 +15,16 @@ from omegaconf import OmegaConf
 from transformers import LlamaConfig, LlamaForCausalLM
 
 import agentgen.algos.base as algo_base
-import agentgen.trainer.critic as critic_mod
+import agentgen.trainer.critic_trainer as critic_mod
 from agentgen.algos.advantages import grpo_advantages, rloo_advantages
 from agentgen.algos.losses import kl_divergence
 from agentgen.algos.stepwise import step_advantages
 from agentgen.config import ConfigError, load_algo_file
+from agentgen.options import engine_setup, rl_options
 from agentgen.rollout.runner import Episode, Turn
-from agentgen.trainer import rl
+from agentgen.trainer import rl_trainer as rl
 from agentgen.trainer.batch import collate, response_logits, token_logprobs
-from agentgen.trainer.rl import RLTrainer
+from agentgen.trainer.rl_trainer import RLTrainer
 
 TOKENIZER = types.SimpleNamespace(pad_token_id=0)
 
@@ -93,6 +94,11 @@ def make_cfg(name: str, **algo_overrides):
                     "micro_batch_states": 4, "grad_clip": 1.0, "max_turns_schedule": None}})
 
 
+def trainer_options(cfg):
+    """The RL trainer's options from a test config (no model section: the single-process engine needs no dtype)."""
+    return rl_options(cfg.trainer, cfg.rollout, cfg.seed, engine_setup(cfg.trainer, "float32"))
+
+
 def make_trainer(name: str, rollout=None, ref: str | None = "copy", **algo_overrides) -> RLTrainer:
     cfg = make_cfg(name, **algo_overrides)
     policy = tiny_policy()
@@ -101,7 +107,7 @@ def make_trainer(name: str, rollout=None, ref: str | None = "copy", **algo_overr
         reference = copy.deepcopy(policy).requires_grad_(False)
     elif ref == "other":
         reference = tiny_policy(seed=1).requires_grad_(False)
-    return RLTrainer(policy, reference, TOKENIZER, cfg, rollout or SeededEpisodes())
+    return RLTrainer(policy, reference, TOKENIZER, cfg.algo, trainer_options(cfg), rollout or SeededEpisodes())
 
 
 class Spy:
@@ -338,7 +344,7 @@ def test_clip_ranges_dual_clip_and_aggregation_reach_the_policy_loss(monkeypatch
 def test_epochs_and_mini_batches_set_the_optimizer_steps_and_use_behaviour_logprobs():
     rollout = SeededEpisodes()
     trainer = make_trainer("grpo", rollout, group_size=2, ppo_epochs=3)
-    trainer.cfg.trainer.mini_batch_states = 3
+    trainer.opts.mini_batch_states = 3
     steps = []
     original = trainer.optimizer.step
     trainer.optimizer.step = lambda *a, **k: (steps.append(1), original(*a, **k))[1]
@@ -350,8 +356,8 @@ def test_epochs_and_mini_batches_set_the_optimizer_steps_and_use_behaviour_logpr
 
 def test_warmup_steps_ramp_rls_learning_rate_over_its_first_optimiser_updates():
     """trainer.warmup_steps reached no engine before (RL's lr was constant whatever it said): now the engine
-    phases/rl.py builds rises linearly over that many optimiser updates, then stays at trainer.lr."""
-    from agentgen.phases.rl import rl_schedule
+    phases/rl_phase.py builds rises linearly over that many optimiser updates, then stays at trainer.lr."""
+    from agentgen.phases.rl_phase import rl_schedule
     from agentgen.trainer.engine import make_engine
 
     assert rl_schedule(OmegaConf.create({"warmup_steps": 0})) is None
@@ -521,7 +527,7 @@ def test_length_sorted_micro_batches_leave_the_update_unchanged():
     """Micro-batches of similar lengths pad less, and the update is the one a single micro-batch would make."""
     sorted_small = make_trainer("grpo", ref=None, group_size=2, kl_coef=0.0)
     whole = make_trainer("grpo", ref=None, group_size=2, kl_coef=0.0)
-    whole.cfg.trainer.micro_batch_states = 256
+    whole.opts.micro_batch_states = 256
     m_small, m_whole = sorted_small.step(0), whole.step(0)
     for a, b in zip(sorted_small.model.parameters(), whole.model.parameters()):
         assert torch.allclose(a, b, atol=1e-6)
@@ -536,12 +542,11 @@ def test_exact_sampler_logprobs_replace_the_behaviour_scoring_pass():
     def run(**trainer_keys):
         trainer = make_trainer("grpo", ref=None, group_size=2, kl_coef=0.0, ppo_epochs=2)
         for k, v in trainer_keys.items():
-            OmegaConf.update(trainer.cfg, k, v, force_add=True)
-        trainer.sampler_exact = __import__("agentgen.trainer.rl", fromlist=["x"])._sampler_is_exact(trainer.cfg,
-                                                                                                  trainer.model)
+            setattr(trainer.opts, k, v)
+        trainer.sampler_exact = rl._sampler_is_exact(trainer.opts, trainer.model)
         trainer.rollout_fn = SampledBy(trainer.model, 0.0)
         return trainer.step(0)
 
     assert "time/score_old_s" not in run()
-    assert run(**{"trainer.behaviour_logprobs": "score"})["time/score_old_s"] > 0
-    assert run(**{"rollout.top_p": 0.9})["time/score_old_s"] > 0
+    assert run(behaviour_logprobs="score")["time/score_old_s"] > 0
+    assert run(top_p=0.9)["time/score_old_s"] > 0

@@ -20,7 +20,7 @@ from agentgen.preflight import compose_job
 from agentgen.rollout.hf import HFGenerator
 from agentgen.rollout.policy import ModelPolicy
 from agentgen.rollout.runner import EpisodeRunner, EpisodeSpec
-from agentgen.trainer.tree import TreeRollout
+from agentgen.trainer.tree_rollout import TreeRollout
 
 torch.set_num_threads(1)  # the tiny model gains nothing from threads; other tests share the cores
 

@@ -6,7 +6,7 @@ import random
 import pytest
 import torch
 
-from agentgen.algos.tree import TreeNode, TreeSearch
+from agentgen.algos.tree_search import TreeNode, TreeSearch
 
 
 class CountingWorld:

@@ -90,6 +90,7 @@ def nonfinite_logits(result: dict, model, gen, hf, runner, prompts: list[list[in
 
 def run_checks(out_dir: Path) -> dict:
     from agentgen.models.loader import load_policy
+    from agentgen.options import engine_setup
     from agentgen.preflight import compose_job
     from agentgen.rollout import make_generator
     from agentgen.rollout.hf import HFGenerator
@@ -151,7 +152,7 @@ def run_checks(out_dir: Path) -> dict:
         result["v0"], result["h0"] = greedy()
         lap("greedy")
         # full fine-tuning through the single-process engine; vLLM not told yet
-        engine = make_engine(cfg, model)
+        engine = make_engine(engine_setup(cfg.trainer, cfg.model.dtype), model)
         train_towards(engine, tok, prompts, TARGET, steps=40)
         lap("train")
         result["stale"], result["h1"] = greedy()
@@ -160,7 +161,7 @@ def run_checks(out_dir: Path) -> dict:
         result["v1"], _ = greedy()
         # LoRA on top: the trained weights become the engine's base, the adapter is served as a vLLM LoRA
         cfg.trainer.params = {"lora": {"rank": 8, "alpha": 16, "sync": "adapter"}}
-        lora_engine = make_engine(cfg, model)
+        lora_engine = make_engine(engine_setup(cfg.trainer, cfg.model.dtype), model)
         gen.attach(lora_engine)
         train_towards(lora_engine, tok, prompts, "<action>Left</action>", steps=40)
         gen.sync_weights()

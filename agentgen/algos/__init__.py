@@ -28,7 +28,7 @@ from agentgen.algos.masked import masked_mean, masked_var, masked_whiten
 from agentgen.algos.registry import ALGORITHMS, get_algo, validate_algo_config
 from agentgen.algos.schedule import SCALING_INTER_PRESETS, TurnSchedule, schedule_from_config, turn_limit
 from agentgen.algos.stepwise import StepAdvantages, step_advantages
-from agentgen.algos.tree import TreeBudget, TreeNode, TreeSearch
+from agentgen.algos.tree_search import TreeBudget, TreeNode, TreeSearch
 
 __all__ = [
     "ALGORITHMS",

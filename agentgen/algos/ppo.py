@@ -1,6 +1,6 @@
 """PPO with a learned critic and GAE (Schulman et al. 2017, 2016), AgentGym-RL's settings (papers.md C).
 
-The critic (``agentgen.trainer.critic``) scores every step; GAE runs over the steps of an episode (credit
+The critic (``agentgen.trainer.critic_trainer``) scores every step; GAE runs over the steps of an episode (credit
 ``turn``) or over its response tokens (credit ``token``, see ``agentgen.algos.sequence``); the critic regresses
 on G = A + V with the clipped value loss and is checkpointed next to the policy.
 """
@@ -23,7 +23,8 @@ class PPOConfig(ChainConfig):
     lam: float = 1.0  # GAE lambda
     credit: str = "turn"  # turn: one time unit per agent step | token: one per response token
     whiten_advantages: bool = True  # normalise advantages over the batch's response tokens (verl does)
-    critic: Dict[str, Any] = field(default_factory=dict)  # lr, value_clip, warmup_steps (agentgen/trainer/critic.py)
+    # lr, value_clip, warmup_steps (agentgen/trainer/critic_trainer.py)
+    critic: Dict[str, Any] = field(default_factory=dict)
 
 
 class PPO(Algorithm):

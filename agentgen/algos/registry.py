@@ -20,7 +20,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from agentgen.algos import gigpo, grpo, gspo, ppo, reinforce_pp, rloo, tree_grpo
 from agentgen.algos.base import FILTER_GROUPS_BY, AlgoConfig, Algorithm, ChainConfig, GroupConfig, check_common
-from agentgen.algos.tree import STEP_ADVANTAGE_MODES
+from agentgen.algos.tree_search import STEP_ADVANTAGE_MODES
 
 MODULES = (grpo, rloo, ppo, reinforce_pp, tree_grpo, gigpo, gspo)
 ALGORITHMS: dict[str, Algorithm] = {m.ALGORITHM.name: m.ALGORITHM for m in MODULES}

@@ -2,8 +2,9 @@
 
 Per instance, M trees each start from one full chain; L rounds then pick N expansion nodes per tree and roll a
 continuation out from there. A leaf's advantage is its group-normalised return within its tree plus within all
-leaves of the instance. The rollout is ``agentgen.trainer.tree.TreeRollout``; the leaf and step advantages are
-``agentgen.algos.tree.TreeSearch`` (``step_advantage`` decides how steps shared by several leaves become samples).
+leaves of the instance. The rollout is ``agentgen.trainer.tree_rollout.TreeRollout``; the leaf and step advantages
+are ``agentgen.algos.tree_search.TreeSearch`` (``step_advantage`` decides how steps shared by several leaves become
+samples).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentgen.algos.base import AlgoConfig, Algorithm, BadValue, StepAdvantages, StepBatch
-from agentgen.algos.tree import STEP_ADVANTAGE_MODES
+from agentgen.algos.tree_search import STEP_ADVANTAGE_MODES
 
 
 @dataclass

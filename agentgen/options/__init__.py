@@ -27,6 +27,7 @@ from agentgen.options._rules import need
 from agentgen.options.async_rollout import ON_POLICY_ONLY, AsyncOptions
 from agentgen.options.env_pool import PoolOptions, RolloutOptions
 from agentgen.options.hf_decoder import HF_DECODERS, SEEDS_NEED_LOOP, HFOptions
+from agentgen.options.rl_loop import EngineSetup, RLOptions
 from agentgen.options.train_engine import (
     DEEPSPEED_ONLY,
     LORA_SYNC,
@@ -128,6 +129,31 @@ def async_options(trainer: Mapping[str, Any]) -> AsyncOptions:
     return opts
 
 
+def engine_setup(trainer: Mapping[str, Any], model_dtype: str) -> EngineSetup:
+    """The training engine's settings from the job's ``trainer`` node and ``model.dtype``, checked."""
+    strategy = trainer.get("strategy", "single")
+    return EngineSetup(strategy=strategy, options=engine_options(strategy, trainer.get("params")),
+                       lr=float(trainer.lr), weight_decay=float(trainer.get("weight_decay", 0.0)),
+                       grad_clip=float(trainer.grad_clip), micro_batch=int(trainer.micro_batch_states),
+                       model_dtype=str(model_dtype))
+
+
+def rl_options(trainer: Mapping[str, Any], rollout: Mapping[str, Any], seed: int,
+               engine: EngineSetup | None) -> RLOptions:
+    """The RL trainer's options from the job's ``trainer`` and ``rollout`` nodes and its seed."""
+    return RLOptions(seed=int(seed), prompts_per_step=int(trainer.prompts_per_step),
+                     mini_batch_states=int(trainer.mini_batch_states),
+                     micro_batch_states=int(trainer.micro_batch_states), grad_clip=float(trainer.grad_clip),
+                     weight_decay=float(trainer.get("weight_decay", 0.0)), engine=engine,
+                     check_sampler_every=int(trainer.get("check_sampler_every", 10) or 0),
+                     check_sampler_samples=int(trainer.get("check_sampler_samples", 8)),
+                     max_turns_schedule=trainer.get("max_turns_schedule"),
+                     behaviour_logprobs=str(trainer.get("behaviour_logprobs", "auto")),
+                     sampler=str(rollout.get("name", "hf")), temperature=float(rollout.temperature) or 1.0,
+                     top_p=float(rollout.get("top_p", 1.0)), top_k=int(rollout.get("top_k", 0) or 0),
+                     max_staleness=int(trainer.get("max_staleness", 0) or 0))
+
+
 def rollout_params(rollout: Mapping[str, Any]) -> HFOptions | VLLMOptions:
     """The engine options of ``rollout.name``'s engine, checked."""
     name = rollout.get("name")
@@ -149,7 +175,7 @@ def check_components(rollout: Mapping[str, Any], trainer: Mapping[str, Any]) -> 
 
 __all__ = ["ON_POLICY_ONLY", "AsyncOptions", "async_options",
            "DEEPSPEED_ONLY", "HF_DECODERS", "LORA_SYNC", "OFFLOAD_DEVICES", "PARAMS_SCHEMAS", "PLACEMENTS",
-           "PRECISIONS", "SEEDS_NEED_LOOP", "STRATEGIES", "ZERO_STAGES", "EngineOptions", "HFOptions", "LoraOptions",
-           "PoolOptions", "RolloutOptions", "SingleEngineOptions", "VLLMOptions", "check_components",
-           "engine_options", "hf_options", "need", "plain", "register_schemas", "rollout_options", "rollout_params",
-           "typed", "vllm_options"]
+           "PRECISIONS", "SEEDS_NEED_LOOP", "STRATEGIES", "ZERO_STAGES", "EngineOptions", "EngineSetup", "HFOptions",
+           "LoraOptions", "PoolOptions", "RLOptions", "RolloutOptions", "SingleEngineOptions", "VLLMOptions",
+           "check_components", "engine_options", "engine_setup", "hf_options", "need", "plain", "register_schemas",
+           "rl_options", "rollout_options", "rollout_params", "typed", "vllm_options"]

@@ -4,8 +4,8 @@ process (``trainer.strategy=single``) or is sharded over many by DeepSpeed ZeRO 
 
 The trainer loop stays the same for every engine::
 
-    engine = make_engine(cfg, model)
-    for micro, weight in engine.micro_batches(mini_batch, cfg.trainer.micro_batch_states):
+    engine = make_engine(setup, model)         # setup: agentgen.options.engine_setup(cfg.trainer, cfg.model.dtype)
+    for micro, weight in engine.micro_batches(mini_batch, micro_batch_states):
         loss = ...forward on engine.model...
         engine.backward(loss * weight)          # weight 0: a padding pass (see below)
     grad_norm = engine.step()                   # clip, optimiser (and LR schedule) step, zero grads
@@ -38,7 +38,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import torch
 
 from agentgen import dist
-from agentgen.options import STRATEGIES, EngineOptions, LoraOptions, engine_options
+from agentgen.options import STRATEGIES, EngineOptions, EngineSetup, LoraOptions, engine_options
 from agentgen.trainer.batch import chunks
 from agentgen.trainer.deepspeed_json import (  # noqa: F401 - importable from the engine module too
     MODEL_DTYPE_PRECISION,
@@ -527,23 +527,21 @@ class AdapterDisabledView(torch.nn.Module):
 
 
 # --------------------------------------------------------------------------- factory
-def make_engine(cfg, model, *, lr: float | None = None, weight_decay: float | None = None,
+def make_engine(setup: EngineSetup, model, *, lr: float | None = None, weight_decay: float | None = None,
                 grad_clip: float | None = None, micro_batch: int | None = None,
                 schedule: tuple[str, int, int] | None = None, lora_base: str | None = None) -> TrainEngine:
-    """The engine for ``cfg.trainer.strategy`` around ``model``. Optimiser settings default to the RL
-    trainer's (``cfg.trainer``); SFT passes its own and a schedule ``(name, total_steps, warmup_steps)``.
+    """The engine for ``setup.strategy`` around ``model``. Optimiser settings default to the RL trainer's
+    (``setup``, from ``cfg.trainer``); SFT passes its own and a schedule ``(name, total_steps, warmup_steps)``.
     ``lora_base``: where the base weights were loaded from, recorded for resuming a LoRA run."""
-    t = cfg.trainer
-    strategy = t.get("strategy", "single")
-    opts = parse_options(strategy, t.get("params"))
-    kwargs = dict(lr=float(t.lr if lr is None else lr),
-                  weight_decay=float(t.get("weight_decay", 0.0) if weight_decay is None else weight_decay),
-                  grad_clip=float(t.grad_clip if grad_clip is None else grad_clip), schedule=schedule)
-    if strategy == "single":
+    opts = setup.options
+    kwargs = dict(lr=float(setup.lr if lr is None else lr),
+                  weight_decay=float(setup.weight_decay if weight_decay is None else weight_decay),
+                  grad_clip=float(setup.grad_clip if grad_clip is None else grad_clip), schedule=schedule)
+    if setup.strategy == "single":
         engine: TrainEngine = SingleEngine(model, opts, **kwargs)
     else:
-        engine = DeepSpeedEngine(model, opts, micro_batch=int(micro_batch or t.micro_batch_states),
-                                 precision=resolve_precision(opts, cfg.model.dtype), **kwargs)
+        engine = DeepSpeedEngine(model, opts, micro_batch=int(micro_batch or setup.micro_batch),
+                                 precision=resolve_precision(opts, setup.model_dtype), **kwargs)
     engine.lora_base = lora_base
     return engine
 
@@ -561,20 +559,19 @@ def resume_model_path(checkpoint: str | Path) -> str:
 
 
 @contextlib.contextmanager
-def model_loading(cfg):
+def model_loading(setup: EngineSetup):
     """Wrap ``from_pretrained`` with this: under ZeRO-3 each rank then loads only its parameter shard
     (transformers' ``HfDeepSpeedConfig``), so a model larger than one device's memory can be trained."""
-    t = cfg.trainer
-    opts = parse_options(t.get("strategy", "single"), t.get("params"))
-    if t.get("strategy", "single") != "deepspeed" or opts.zero_stage != 3 or opts.lora.enabled:
+    opts = setup.options
+    if setup.strategy != "deepspeed" or opts.zero_stage != 3 or opts.lora.enabled:
         yield
         return
     _join_deepspeed()
     from transformers.integrations.deepspeed import HfDeepSpeedConfig, unset_hf_deepspeed_config
 
-    config = deepspeed_config(opts, lr=float(t.lr), weight_decay=float(t.weight_decay), grad_clip=float(t.grad_clip),
-                              micro_batch=int(t.micro_batch_states), world_size=dist.world_size(),
-                              precision=resolve_precision(opts, cfg.model.dtype), on_gpu=torch.cuda.is_available())
+    config = deepspeed_config(opts, lr=setup.lr, weight_decay=setup.weight_decay, grad_clip=setup.grad_clip,
+                              micro_batch=setup.micro_batch, world_size=dist.world_size(),
+                              precision=resolve_precision(opts, setup.model_dtype), on_gpu=torch.cuda.is_available())
     keep_alive = HfDeepSpeedConfig(config)
     try:
         yield

@@ -5,7 +5,7 @@ The critic starts as a copy of the policy's decoder (no LM head) plus a fresh va
 AgentGym-RL initialise it from the actor. Values come from the backbone run with the batch's own
 position ids (left padding), so a state gets the same value whatever batch it sits in; the value of
 the state before response token t is read at the position just before it (see
-``agentgen.algos.critic.response_values``).
+``agentgen.algos.critic_model.response_values``).
 
 Checkpoint files inside the policy's checkpoint dir: ``critic/model.safetensors``,
 ``critic/optimizer.pt`` and ``critic/state.json`` (written to a temp dir, then renamed).
@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from agentgen.algos.critic import CausalLMCritic
+from agentgen.algos.critic_model import CausalLMCritic
 from agentgen.algos.losses import value_loss
 from agentgen.trainer.batch import Sample, TokenBatch, collate
 from agentgen.trainer.optim import make_optimizer

@@ -8,7 +8,7 @@ training sample, prompt (with its k-step history) -> response. The algorithm is 
 
 - ``grpo`` / ``rloo``: ``group_size`` chains per instance; the episode's group-normalised (or leave-one-
   out) return is every step's advantage;
-- ``ppo``: chains scored by a learned critic (``agentgen.trainer.critic``), GAE over turns or tokens
+- ``ppo``: chains scored by a learned critic (``agentgen.trainer.critic_trainer``), GAE over turns or tokens
   (``credit``, ``gamma``, ``lam``, ``whiten_advantages``), the critic trained alongside with the clipped
   value loss (``critic.lr``, ``critic.value_clip``, ``critic.warmup_steps``) and checkpointed next to
   the policy;
@@ -17,7 +17,7 @@ training sample, prompt (with its k-step history) -> response. The algorithm is 
 - ``gigpo``: chains as GRPO, plus a step-level advantage from steps of a group that acted in the same env
   state (``Turn.state_key``), compared by their discounted returns (``agentgen.algos.gigpo``);
 - ``gspo``: GRPO's advantages with one clipped importance ratio per response (``agentgen.algos.gspo``);
-- ``tree_grpo``: M trees per instance, L rounds of N expansions (``agentgen.trainer.tree``), intra- plus
+- ``tree_grpo``: M trees per instance, L rounds of N expansions (``agentgen.trainer.tree_rollout``), intra- plus
   inter-tree advantage, ``step_advantage`` deciding how shared steps become samples.
 
 Common keys: ``kl_coef`` / ``kl_estimator`` (k1, k2, k3, abs) / ``kl_in`` (``loss``: beta * KL added to
@@ -62,10 +62,11 @@ from agentgen.algos.schedule import schedule_from_config
 from agentgen.algos.stepwise import step_advantages
 from agentgen.episode import Episode, EpisodeSpec, Turn
 from agentgen.errors import ConfigError
+from agentgen.options import RLOptions
 from agentgen.trainer.batch import Sample, chunks, collate, response_logits, token_logprobs
-from agentgen.trainer.critic import ValueModel, _right_aligned
+from agentgen.trainer.critic_trainer import ValueModel, _right_aligned
 from agentgen.trainer.engine import make_engine
-from agentgen.trainer.tree import Forest, TreeRollout
+from agentgen.trainer.tree_rollout import Forest, TreeRollout
 
 log = logging.getLogger(__name__)
 
@@ -118,44 +119,46 @@ class StepData:
 class RLTrainer:
     """The algorithms of agentgen.algos.registry over stepwise samples (see the module docstring)."""
 
-    def __init__(self, model, ref_model, tokenizer, cfg, rollout_fn: Callable[[list[EpisodeSpec], int], list[Episode]],
-                 log_fn=None, engine=None):
+    def __init__(self, model, ref_model, tokenizer, algo, opts: RLOptions,
+                 rollout_fn: Callable[[list[EpisodeSpec], int], list[Episode]], log_fn=None, engine=None):
+        """``algo``: the job's ``algo`` section; ``opts``: the trainer's own options (``agentgen.options.rl_options``),
+        built once by the caller. ``engine``: the phase's engine (None: one from ``opts.engine``)."""
         # the training engine (single process or DeepSpeed ZeRO, LoRA optional) owns the optimiser, the
         # split of every batch over the ranks and the reference model's placement
-        self.spec = checked_algo(cfg.algo)
+        self.spec = checked_algo(algo)
         # PPO's critic is built from the full policy before an engine may shard it; its optimiser is its own
-        self.value_model = ValueModel.from_config(model, cfg.algo, cfg.trainer) if self.spec.needs_critic else None
-        self.engine = engine if engine is not None else make_engine(cfg, model)
+        self.value_model = ValueModel.from_config(model, algo, opts) if self.spec.needs_critic else None
+        self.engine = engine if engine is not None else make_engine(opts.engine, model)
         if self.value_model is not None and self.engine.world_size > 1:
-            raise ConfigError(f"algo={cfg.algo.name}'s critic trains in one process only; run it with one rank "
+            raise ConfigError(f"algo={algo.name}'s critic trains in one process only; run it with one rank "
                               f"(this job has {self.engine.world_size}) or choose algo=grpo, rloo or reinforce_pp.")
         self.model = self.engine.model
         self.ref_model = self.engine.wrap_reference(ref_model)
         self.tokenizer = tokenizer
-        self.cfg = cfg
-        self.algo = cfg.algo
+        self.opts = opts
+        self.algo = algo
         # what the advantage maths reads: the config, with the KL off when there is no reference model
-        self.algo_dict = OmegaConf.to_container(cfg.algo, resolve=True) if isinstance(cfg.algo, DictConfig) \
-            else dict(cfg.algo)
+        self.algo_dict = OmegaConf.to_container(algo, resolve=True) if isinstance(algo, DictConfig) \
+            else dict(algo)
         self.rollout_fn = rollout_fn  # (specs, step) -> list[Episode]
         self.log_fn = log_fn or (lambda m, s: None)
         self.optimizer = self.engine.optimizer
-        self.temperature = float(cfg.rollout.temperature) or 1.0
+        self.temperature = opts.temperature
         self.pad_id = tokenizer.pad_token_id
         self.kl_coef = float(self.algo.kl_coef) if self.ref_model is not None else 0.0
         self.kl_in = str(self.algo.kl_in)
         self.agg = str(self.algo.loss_agg)
         self.tis_cap = self.algo.get("tis_cap")  # None: no importance correction for the sampler's mismatch
         # rollouts ahead of the update (agentgen.rollout.ahead): turns of weights up to this many updates old
-        self.max_staleness = int(cfg.trainer.get("max_staleness", 0) or 0)
+        self.max_staleness = opts.max_staleness
         if self.max_staleness and self.tis_cap is None:
             raise ConfigError(f"trainer.max_staleness={self.max_staleness} needs algo.tis_cap (the cap on "
                               "pi_proximal / pi_behaviour of the decoupled objective), e.g. 2.0")
         # a stale turn's sampler log-probs are the behaviour's, not the proximal policy's: always the trainer's own
-        self.sampler_exact = _sampler_is_exact(cfg, model) and not self.max_staleness
+        self.sampler_exact = _sampler_is_exact(opts, model) and not self.max_staleness
         # every N steps, when the sampler's log-probs stand in for the scoring pass, score a few samples anyway
-        self.check_sampler_every = int(cfg.trainer.get("check_sampler_every", 10) or 0)
-        self.check_sampler_samples = int(cfg.trainer.get("check_sampler_samples", 8))
+        self.check_sampler_every = opts.check_sampler_every
+        self.check_sampler_samples = opts.check_sampler_samples
         self._reused: list[Sample] = []  # this step's samples whose behaviour log-probs are the sampler's
         self._gap = [0.0, 0.0, 0]  # this update's |trainer - sampler| log-prob gap: sum, max, tokens
         self._tokens = [0, 0]  # this update's real and padded token positions (prompt + response)
@@ -163,8 +166,8 @@ class RLTrainer:
         self.credit = str(self.algo.get("credit", "turn"))
         self.critic_warmup = int((self.algo.get("critic") or {}).get("warmup_steps", 0)) if self.value_model else 0
         self.tree = TreeRollout(int(self.algo.M), int(self.algo.N), int(self.algo.L), rollout_fn,
-                                int(cfg.seed)) if self.spec.uses_tree else None
-        self.turn_schedule = schedule_from_config(cfg.trainer.get("max_turns_schedule"))
+                                opts.seed) if self.spec.uses_tree else None
+        self.turn_schedule = schedule_from_config(opts.max_turns_schedule)
         self.algo_dict["kl_coef"] = self.kl_coef
         if float(self.algo.kl_coef) > 0 and self.ref_model is None:
             log.warning("algo.kl_coef=%s but no reference model was given: training without the KL term",
@@ -183,7 +186,7 @@ class RLTrainer:
     def step(self, step: int) -> dict[str, float]:
         self._phase_seconds = {}
         t0 = time.time()
-        seeds = instance_seeds(step, self.cfg.trainer.prompts_per_step, self.cfg.seed, 0, self._sampling_rounds)
+        seeds = instance_seeds(step, self.opts.prompts_per_step, self.opts.seed, 0, self._sampling_rounds)
         data = self._tree_step(seeds, step) if self.tree else self._chain_step(seeds, step)
         t_rollout = time.time() - t0
         if not data.train:
@@ -210,7 +213,7 @@ class RLTrainer:
         n_signal = 0  # groups in ``episodes`` (with dynamic sampling: groups with a signal)
         for r in range(rounds):
             if r:
-                seeds = instance_seeds(step, len(seeds), int(self.cfg.seed), r, rounds)
+                seeds = instance_seeds(step, len(seeds), self.opts.seed, r, rounds)
             specs = chain_specs(seeds, r * len(seeds), group_size)  # group ids stay unique across rounds
             new = self.rollout_fn(specs, step)
             rolled += new
@@ -262,7 +265,7 @@ class RLTrainer:
 
     def step_specs(self, step: int) -> list[EpisodeSpec]:
         """The episodes of step ``step``'s (first) rollout batch: what rollouts ahead of the update generate."""
-        seeds = instance_seeds(step, self.cfg.trainer.prompts_per_step, self.cfg.seed, 0, self._sampling_rounds)
+        seeds = instance_seeds(step, self.opts.prompts_per_step, self.opts.seed, 0, self._sampling_rounds)
         return chain_specs(seeds, 0, int(self.algo.group_size))
 
     def _staleness(self, episodes: list[Episode], step: int) -> dict[str, float]:
@@ -326,7 +329,7 @@ class RLTrainer:
 
     def _on_policy(self, n_train: int) -> bool:
         """One epoch over one mini-batch: the behaviour policy is the current one, ratio = 1 exactly."""
-        return int(self.algo.ppo_epochs) == 1 and n_train <= int(self.cfg.trainer.mini_batch_states)
+        return int(self.algo.ppo_epochs) == 1 and n_train <= self.opts.mini_batch_states
 
     @torch.no_grad()
     def _score(self, samples: list[Sample], n_train: int) -> None:
@@ -346,7 +349,7 @@ class RLTrainer:
         self.model.eval()
         # this rank's share; every rank ends up with every sample's rows (share_extras below)
         ordered = by_length(samples)  # less padding; share_extras below reads the same order
-        for micro, _ in self.engine.micro_batches(ordered, int(self.cfg.trainer.micro_batch_states)):
+        for micro, _ in self.engine.micro_batches(ordered, self.opts.micro_batch_states):
             tb = collate(micro, self.pad_id)
             rows: dict[str, torch.Tensor] = {}
             if need_old:
@@ -368,12 +371,12 @@ class RLTrainer:
 
     # ------------------------------------------------------------------ policy (and critic) update
     def update(self, samples: list[Sample], step: int) -> dict[str, float]:
-        tc, algo = self.cfg.trainer, self.algo
+        tc, algo = self.opts, self.algo
         if not samples:
             return {"train/skipped": 1.0}
         if "old" not in samples[0].extras and not self._on_policy(len(samples)):
             self._score(samples, len(samples))  # called directly with off-policy settings
-        rng = random.Random(self.cfg.seed * 1_000_003 + step)
+        rng = random.Random(self.opts.seed * 1_000_003 + step)
         epochs = int(algo.get("ppo_epochs", 1))
         on_policy = self._on_policy(len(samples))
         train_actor = step >= self.critic_warmup
@@ -451,7 +454,7 @@ class RLTrainer:
         self.model.eval()
         total, peak, n = 0.0, 0.0, 0
         with self._timed("time/check_sampler_s"):
-            for micro, share in self.engine.micro_batches(subset, int(self.cfg.trainer.micro_batch_states)):
+            for micro, share in self.engine.micro_batches(subset, self.opts.micro_batch_states):
                 tb = collate(micro, self.pad_id)
                 lp = token_logprobs(response_logits(self.model, tb, self.temperature), tb).cpu()
                 if share:
@@ -552,14 +555,13 @@ def by_length(samples: list[Sample]) -> list[Sample]:
     return sorted(samples, key=lambda s: len(s.prompt_ids) + len(s.response_ids))
 
 
-def _sampler_is_exact(cfg, model) -> bool:
+def _sampler_is_exact(opts: RLOptions, model) -> bool:
     """Whether the rollout engine's log-probs are the behaviour log-probs a scoring pass would compute: the HF
     sampler records log_softmax(logits / T) of the very weights being trained, in fp32, and without top-p or top-k
     the tokens were drawn from that distribution. vLLM (its own kernels, maybe bf16) never is."""
-    rollout, trainer = cfg.get("rollout") or {}, cfg.get("trainer") or {}
-    if trainer.get("behaviour_logprobs", "auto") != "auto" or rollout.get("name", "hf") != "hf":
+    if opts.behaviour_logprobs != "auto" or opts.sampler != "hf":
         return False
-    truncated = float(rollout.get("top_p", 1.0)) < 1.0 or int(rollout.get("top_k", 0) or 0) > 0
+    truncated = opts.top_p < 1.0 or opts.top_k > 0
     return not truncated and next(model.parameters()).dtype == torch.float32
 
 

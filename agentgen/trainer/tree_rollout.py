@@ -19,7 +19,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from agentgen.algos.tree import TreeNode, TreeSearch
+from agentgen.algos.tree_search import TreeNode, TreeSearch
 from agentgen.episode import Episode, EpisodeSpec
 
 RolloutFn = Callable[[list[EpisodeSpec], int], list[Episode]]

@@ -13,7 +13,7 @@ from agentgen.episode import EpisodeSpec
 from agentgen.models.loader import load_policy
 from agentgen.rollout import make_generator
 from agentgen.trainer import checkpoint as ckpt
-from agentgen.trainer.sft import sft_schedule, train_sft
+from agentgen.trainer.sft_trainer import sft_schedule, train_sft
 from agentgen.workspace import Workspace
 
 

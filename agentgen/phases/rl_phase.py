@@ -1,7 +1,7 @@
 """One RL stage: steps [start, end) on the stage's envs (a mixture shares each step's groups by ``share``).
 
 Each step: rollouts of the current policy through the episode runner, the algorithm's update
-(``agentgen.trainer.rl.RLTrainer``), the rollout engine's weights synced, the health rules checked
+(``agentgen.trainer.rl_trainer.RLTrainer``), the rollout engine's weights synced, the health rules checked
 (``agentgen.trainer.health``: a collapse raises ``Diverged``), then evaluation and a checkpoint on schedule. A
 Slurm time-limit or preemption warning is honoured at the step boundary: checkpoint, requeue, exit.
 
@@ -30,7 +30,7 @@ from agentgen.rollout import make_generator
 from agentgen.rollout.ahead import RolloutAhead, Staging, VersionedGenerator, copy_weights, split_threads
 from agentgen.trainer import checkpoint as ckpt
 from agentgen.trainer.health import Diverged
-from agentgen.trainer.rl import RLTrainer
+from agentgen.trainer.rl_trainer import RLTrainer
 from agentgen.workspace import Workspace, init_checkpoint
 
 log = logging.getLogger("agentgen")
@@ -63,7 +63,8 @@ def rl_stage(ws: Workspace, start_step: int, end_step: int, resume_from: Path | 
             return episodes
         return rollout(ws, specs, step, stats)
 
-    trainer = RLTrainer(ws.model, ref, ws.tokenizer, cfg, rollout_fn, log_fn=ws.tracker.log, engine=engine)
+    trainer = RLTrainer(ws.model, ref, ws.tokenizer, cfg.algo, ws.rl_options, rollout_fn, log_fn=ws.tracker.log,
+                        engine=engine)
     if resume_from is not None and resume_from.name != "sft":
         engine.load(resume_from)  # optimizer (and DeepSpeed's partitioned state, LoRA adapter)
         ckpt.restore_training(resume_from, None)  # random generators
