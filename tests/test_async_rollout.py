@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_trainer_rl import TOKENIZER, SeededEpisodes, make_cfg, tiny_policy
+from test_trainer_rl import TOKENIZER, SeededEpisodes, make_cfg, tiny_policy, trainer_options
 
 from agentgen.config import ConfigError, validate
 from agentgen.episode import Episode, EpisodeSpec, Turn
@@ -203,7 +203,7 @@ class Versioned(SeededEpisodes):
 def stale_trainer(age: int | None, bound: int = 1, **algo) -> RLTrainer:
     cfg = make_cfg("grpo", tis_cap=2.0, **algo)
     cfg.trainer.max_staleness = bound
-    return RLTrainer(tiny_policy(), None, TOKENIZER, cfg, Versioned(age))
+    return RLTrainer(tiny_policy(), None, TOKENIZER, cfg.algo, trainer_options(cfg), Versioned(age))
 
 
 def test_the_trainer_refuses_turns_past_the_bound_or_without_a_version():
@@ -229,7 +229,7 @@ def test_stale_turns_are_weighted_by_proximal_over_behaviour_around_the_trainers
     with pytest.raises(ConfigError, match="algo.tis_cap"):
         cfg.algo.tis_cap = None
         cfg.trainer.max_staleness = 1
-        RLTrainer(tiny_policy(), None, TOKENIZER, cfg, Versioned(1))
+        RLTrainer(tiny_policy(), None, TOKENIZER, cfg.algo, trainer_options(cfg), Versioned(1))
 
 
 # ------------------------------------------------------------------------------------------ real jobs

@@ -366,8 +366,8 @@ def test_warmup_steps_ramp_rls_learning_rate_over_its_first_optimiser_updates():
     cfg.trainer.mini_batch_states = 3
     cfg.trainer.warmup_steps = 40
     policy = tiny_policy()
-    engine = make_engine(cfg, policy, schedule=rl_schedule(cfg.trainer))
-    trainer = RLTrainer(policy, None, TOKENIZER, cfg, rollout, engine=engine)
+    engine = make_engine(engine_setup(cfg.trainer, "float32"), policy, schedule=rl_schedule(cfg.trainer))
+    trainer = RLTrainer(policy, None, TOKENIZER, cfg.algo, trainer_options(cfg), rollout, engine=engine)
     updates, lrs = 0, []
     for step in range(3):
         m = trainer.step(step)
