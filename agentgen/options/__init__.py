@@ -151,7 +151,7 @@ def rl_options(trainer: Mapping[str, Any], rollout: Mapping[str, Any], seed: int
                      behaviour_logprobs=str(trainer.get("behaviour_logprobs", "auto")),
                      sampler=str(rollout.get("name", "hf")), temperature=float(rollout.temperature) or 1.0,
                      top_p=float(rollout.get("top_p", 1.0)), top_k=int(rollout.get("top_k", 0) or 0),
-                     max_staleness=int(trainer.get("max_staleness", 0) or 0))
+                     ahead=async_options(trainer))
 
 
 def rollout_params(rollout: Mapping[str, Any]) -> HFOptions | VLLMOptions:

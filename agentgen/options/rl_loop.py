@@ -5,9 +5,10 @@ the whole ``cfg``. The rules of these keys stay where they are checked in prefli
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from agentgen.options.async_rollout import AsyncOptions
 from agentgen.options.train_engine import EngineOptions
 
 
@@ -45,4 +46,4 @@ class RLOptions:
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = 0
-    max_staleness: int = 0  # trainer.max_staleness: turns up to this many updates old (agentgen.rollout.ahead)
+    ahead: AsyncOptions = field(default_factory=AsyncOptions)  # rollouts ahead of the update (max_staleness)

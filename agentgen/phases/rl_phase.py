@@ -24,7 +24,6 @@ from agentgen.algos.schedule import turn_limit
 from agentgen.cluster import preemption
 from agentgen.config import instance_subset
 from agentgen.episode import Episode, EpisodeSpec, episode_metrics
-from agentgen.options import async_options
 from agentgen.phases.evaluate import evaluate
 from agentgen.rollout import make_generator
 from agentgen.rollout.ahead import RolloutAhead, Staging, VersionedGenerator, copy_weights, split_threads
@@ -131,7 +130,7 @@ def rollouts_ahead(ws: Workspace, trainer: RLTrainer, start_step: int, end_step:
     whatever ends the stage; None (synchronous) at 0. rollout=hf generates with its own copy of the policy, vLLM's
     engine is driven by the producer."""
     cfg = ws.cfg
-    opts = async_options(cfg.trainer)
+    opts = trainer.opts.ahead  # checked once, with the trainer's options (agentgen.options.rl_options)
     if not opts.enabled:
         yield None
         return

@@ -150,7 +150,7 @@ class RLTrainer:
         self.agg = str(self.algo.loss_agg)
         self.tis_cap = self.algo.get("tis_cap")  # None: no importance correction for the sampler's mismatch
         # rollouts ahead of the update (agentgen.rollout.ahead): turns of weights up to this many updates old
-        self.max_staleness = opts.max_staleness
+        self.max_staleness = opts.ahead.max_staleness
         if self.max_staleness and self.tis_cap is None:
             raise ConfigError(f"trainer.max_staleness={self.max_staleness} needs algo.tis_cap (the cap on "
                               "pi_proximal / pi_behaviour of the decoupled objective), e.g. 2.0")
